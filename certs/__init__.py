@@ -1,0 +1,1 @@
+"""Certificates for the admission webhook: CA, serving certificate, rotation, caBundle."""

@@ -1,0 +1,180 @@
+"""Settings: the one frozen configuration object, built and validated at startup.
+
+Every option has a command-line flag and an environment variable
+(`STELLAR_INJECTOR_<NAME>`); a flag wins over the environment. Nothing else in
+the program reads `os.environ`: `Settings` is passed in explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+from webhook import names
+
+ReloadMode = Literal["http", "exec", "rollout", "none"]
+RELOAD_MODES: tuple[str, ...] = get_args(ReloadMode)
+ENV_PREFIX = "STELLAR_INJECTOR_"
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names the flag and the bad value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the injector runs and keeps its canonical ConfigMap and Lease.
+    namespace: str = names.SYSTEM_NAMESPACE
+    # Namespaces whose pods are injected and get a mirror ConfigMap.
+    namespace_selector: str = names.DEFAULT_NAMESPACE_SELECTOR
+    # A container image repository matching this makes a pod a validator.
+    image_pattern: str = r"(^|/)stellar-core$"
+    # Peers outside the cluster (`host:port`), e.g. other organisations' validators.
+    static_peers: tuple[str, ...] = ()
+
+    # Admission server
+    host: str = "127.0.0.1"
+    port: int = 8443
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9090
+    cert_file: str = "/etc/stellar-peer-injector/tls/tls.crt"
+    key_file: str = "/etc/stellar-peer-injector/tls/tls.key"
+    max_body_bytes: int = 3 * 1024 * 1024
+    # postStart hook: how long the background part waits for the admin port.
+    hook_timeout_seconds: int = 600
+
+    # Peer watcher
+    debounce_seconds: float = 0.2
+    watch_timeout_seconds: int = 300
+    enable_watcher: bool = True
+    # Report validator pods in enabled namespaces that were admitted uninjected
+    # (webhook down under failurePolicy Ignore); evict them if asked to.
+    evict_uninjected: bool = False
+
+    # Reload controller
+    reload_mode: ReloadMode = "http"
+    reload_concurrency: int = 16
+    reload_timeout_seconds: float = 2.0
+    reload_retries: int = 5
+
+    # Leader election
+    leader_election: bool = True
+    lease_name: str = "stellar-peer-injector"
+    lease_duration_seconds: float = 15.0
+    lease_renew_seconds: float = 5.0
+    identity: str = ""
+
+    # Kubernetes connection: empty means in-cluster, then ~/.kube/config.
+    kubeconfig: str = ""
+    log_level: str = "INFO"
+
+    # Names the webhook registers itself under (serve --local, certs install).
+    webhook_config_name: str = "stellar-peer-injector"
+    service_name: str = "stellar-peer-injector"
+
+    _image_regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            regex = re.compile(self.image_pattern)
+        except re.error as exc:
+            raise SettingsError(f"--image-pattern {self.image_pattern!r}: {exc}") from exc
+        object.__setattr__(self, "_image_regex", regex)
+        if self.reload_mode not in RELOAD_MODES:
+            raise SettingsError(
+                f"--reload-mode {self.reload_mode!r}: expected one of {', '.join(RELOAD_MODES)}"
+            )
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise SettingsError(f"--{name.replace('_', '-')} {value}: not a TCP port")
+        positive = (
+            "max_body_bytes", "hook_timeout_seconds", "watch_timeout_seconds",
+            "reload_concurrency", "reload_timeout_seconds", "lease_duration_seconds",
+            "lease_renew_seconds",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"--{name.replace('_', '-')} must be positive")
+        if self.debounce_seconds < 0 or self.reload_retries < 0:
+            raise SettingsError("--debounce-seconds and --reload-retries must not be negative")
+        if self.lease_renew_seconds >= self.lease_duration_seconds:
+            raise SettingsError("--lease-renew-seconds must be shorter than --lease-duration-seconds")
+
+    def image_matches(self, repository: str) -> bool:
+        return self._image_regex.search(repository) is not None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], argv: Sequence[str] = ()) -> Settings:
+        """Build settings from `STELLAR_INJECTOR_*` variables, then flags over them."""
+        parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        add_arguments(parser)
+        args = parser.parse_args(list(argv))
+        return cls.from_namespace(args, environ)
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+        """Merge parsed flags (None when absent) over the environment, over defaults."""
+        values: dict[str, Any] = {}
+        for f in _public_fields():
+            flag_value = getattr(args, f.name, None)
+            env_value = environ.get(ENV_PREFIX + f.name.upper())
+            if flag_value is not None:
+                values[f.name] = flag_value
+            elif env_value is not None:
+                values[f.name] = _convert(f.name, f.type, env_value)
+        return cls(**values)
+
+
+def _public_fields() -> list[Any]:
+    return [f for f in fields(Settings) if f.init]
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    """Turn one environment string into the field's type, or explain why not."""
+    kind = str(type_name)
+    try:
+        if kind == "bool":
+            return _parse_bool(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from exc
+    return raw
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare one flag per setting; absent flags stay None so the environment shows through."""
+    for f in _public_fields():
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        if kind == "bool":
+            parser.add_argument(flag, dest=f.name, type=_parse_bool, default=None, metavar="BOOL")
+        elif kind == "int":
+            parser.add_argument(flag, dest=f.name, type=int, default=None)
+        elif kind == "float":
+            parser.add_argument(flag, dest=f.name, type=float, default=None)
+        elif kind.startswith("tuple"):
+            parser.add_argument(
+                flag, dest=f.name, default=None,
+                type=lambda raw: tuple(i.strip() for i in raw.split(",") if i.strip()),
+                metavar="A,B",
+            )
+        else:
+            parser.add_argument(flag, dest=f.name, default=None)
