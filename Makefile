@@ -1,0 +1,50 @@
+# The README's two commands are `make demo` and `make test`; both set up first.
+VENV := .venv/bin
+SOURCES := webhook certs tests scripts
+
+.PHONY: setup test lint typecheck unit e2e demo demo-down cluster-up cluster-down cluster-status bench soak clean
+
+setup:
+	@scripts/setup.sh
+
+test: setup lint typecheck
+	$(VENV)/pytest
+
+unit: setup
+	$(VENV)/pytest tests/unit
+
+e2e: setup
+	$(VENV)/pytest tests/e2e
+
+lint: setup
+	$(VENV)/ruff check $(SOURCES)
+	$(VENV)/ruff format --check $(SOURCES)
+	$(VENV)/lint-imports
+
+typecheck: setup
+	$(VENV)/mypy
+
+demo: setup
+	@scripts/demo.sh
+
+demo-down:
+	@scripts/demo.sh down
+
+cluster-up: setup
+	@scripts/cluster.sh up
+
+cluster-down:
+	-@scripts/demo.sh down 2>/dev/null
+	@scripts/cluster.sh down
+
+cluster-status:
+	@scripts/cluster.sh status
+
+bench: setup
+	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; else echo "bench: no benchmarks yet (see issue 6)"; fi
+
+soak: setup
+	@if [ -x scripts/soak.sh ]; then scripts/soak.sh; else echo "soak: no soak tests yet"; fi
+
+clean: cluster-down
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

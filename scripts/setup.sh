@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs, idempotent and quick when warm:
+# Debian packages (etcd, openssl, curl, dash, nginx/wrk for benchmarks), the
+# Kubernetes binaries built from Go modules (cached outside the repo), and the venv.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v wget >/dev/null || need+=(wget)
+[[ -x /bin/dash ]] || need+=(dash)
+if ((${#need[@]})); then
+  echo "setup: installing ${need[*]}"
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || { echo "setup: Go (1.26+) is required to build kube-apiserver" >&2; exit 1; }
+"$ROOT/scripts/build-k8s.sh"
+
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat pyproject.toml | md5sum | cut -c1-12)"
+if [[ ! -f "$stamp" ]]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+echo "setup: ready"

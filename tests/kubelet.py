@@ -1,0 +1,59 @@
+"""A fake kubelet: there is no node here, so tests move pods through their lifecycle.
+
+It writes only what a kubelet would write, through the pods/status
+subresource, so everything that watches pods sees ordinary status updates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from kubernetes import client
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeKubelet:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api_client)
+
+    def mark_ready(self, *, namespace: str, name: str, ip: str, ready: bool = True) -> None:
+        """Running with `ip` as podIP, Ready (or not) and every container started."""
+        pod = self.core.read_namespaced_pod(name, namespace)
+        state = "True" if ready else "False"
+        now = _now()
+        containers = [
+            {
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": ready,
+                "restartCount": 0,
+                "started": True,
+                "state": {"running": {"startedAt": now}},
+            }
+            for c in pod.spec.containers
+        ]
+        status: dict[str, Any] = {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "hostIP": "127.0.0.1",
+            "startTime": now,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": state, "lastTransitionTime": now},
+                {"type": "Ready", "status": state, "lastTransitionTime": now},
+            ],
+            "containerStatuses": containers,
+        }
+        self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+
+    def mark_not_ready(self, *, namespace: str, name: str) -> None:
+        pod = self.core.read_namespaced_pod(name, namespace)
+        ip = pod.status.pod_ip or "127.0.0.250"
+        self.mark_ready(namespace=namespace, name=name, ip=ip, ready=False)

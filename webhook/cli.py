@@ -1,0 +1,118 @@
+"""The `stellar-peers` command: serve, inject, explain, certs, check.
+
+Each subcommand checks its flags and builds `Settings` before starting
+anything, then hands over to the module that owns the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from webhook import __version__
+from webhook.settings import Settings, SettingsError, add_arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stellar-peers",
+        description="Peer discovery for Stellar validators on Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the webhook, peer watcher and reload controller")
+    serve.add_argument(
+        "--local",
+        action="store_true",
+        help="register a webhook configuration that points at this process on 127.0.0.1, "
+        "with a certificate made on the spot (for the local control plane)",
+    )
+    add_arguments(serve)
+
+    inject = sub.add_parser("inject", help="print manifests as the webhook would mutate them")
+    inject.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
+    add_arguments(inject)
+
+    explain = sub.add_parser("explain", help="say whether and why pods would be injected")
+    explain.add_argument("-f", "--filename", help="YAML file, or - for stdin")
+    explain.add_argument("pod", nargs="?", help="a live pod's name (with -n)")
+    explain.add_argument("-n", "--pod-namespace", default="default")
+    add_arguments(explain)
+
+    certs = sub.add_parser("certs", help="make or install the webhook's certificates")
+    certs.add_argument("action", choices=["generate", "install"])
+    certs.add_argument("--out", default="certs-out", help="folder for ca.crt, tls.crt, tls.key")
+    certs.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
+    certs.add_argument("--ip", action="append", default=[], help="IP address SAN (repeatable)")
+    add_arguments(certs)
+
+    check = sub.add_parser("check", help="post-install self-test against the cluster")
+    add_arguments(check)
+    return parser
+
+
+def _read(filename: str) -> str:
+    if filename == "-":
+        return sys.stdin.read()
+    with open(filename, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_namespace(args, os.environ)
+    except SettingsError as exc:
+        print(f"stellar-peers: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "serve":
+        from webhook import service
+
+        return service.run(settings, local=args.local)
+    if args.command == "inject":
+        from webhook import documents
+
+        try:
+            sys.stdout.write(documents.inject_text(_read(args.filename), settings=settings))
+        except (OSError, documents.DocumentError) as exc:
+            print(f"stellar-peers inject: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "explain":
+        from webhook import documents
+
+        try:
+            if args.filename:
+                text = documents.explain_text(_read(args.filename), settings=settings)
+            elif args.pod:
+                from webhook import kube
+
+                pod = kube.read_pod(settings, namespace=args.pod_namespace, name=args.pod)
+                text = documents.explain_pod(pod, settings=settings)
+            else:
+                print("stellar-peers explain: give -f FILE or a pod name", file=sys.stderr)
+                return 2
+        except (OSError, documents.DocumentError) as exc:
+            print(f"stellar-peers explain: {exc}", file=sys.stderr)
+            return 1
+        sys.stdout.write(text)
+        return 0
+    if args.command == "certs":
+        from certs import command
+
+        return command.main(
+            action=args.action, out=args.out, dns=args.dns, ips=args.ip, settings=settings
+        )
+    if args.command == "check":
+        from webhook import check
+
+        return check.run(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

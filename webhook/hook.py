@@ -1,0 +1,85 @@
+"""The postStart hook: a shell script that tells a starting node its peers.
+
+A failing or hanging postStart hook kills or stalls the container, so the
+command returns 0 at once and does the work in the background, bounded in
+time. The script is POSIX sh (dash, busybox) and uses only shell builtins plus
+`date`, `sleep` and one HTTP client. It reads `$STELLAR_PEERS_FILE` (the
+mounted ConfigMap) line by line and accepts only `host:port` with a host of
+`[A-Za-z0-9.-]` and a numeric port, so nothing in the file can become shell
+code or reach another URL.
+
+The HTTP client is curl, else wget (both in the official image, both reach
+the admin port directly), else `stellar-core http-command`. The last one has no
+port flag: it reads `HTTP_PORT` from its config file (`--conf`, default
+`stellar-core.cfg` in the working directory), so the script passes
+`--conf "$STELLAR_CORE_CONF"` when that is set. It also always talks to
+127.0.0.1.
+
+`STELLAR_PEERS_ADMIN_HOST` (default 127.0.0.1) points curl/wget elsewhere; it
+exists for tests that run a stand-in admin port on another loopback address.
+"""
+
+from __future__ import annotations
+
+from webhook import names
+
+MAX_TIMEOUT_SECONDS = 24 * 3600
+CONNECT_ATTEMPTS = 5
+
+_SCRIPT = """\
+(
+deadline=$(( $(date +%s) + {timeout} ))
+host=${{STELLAR_PEERS_ADMIN_HOST:-127.0.0.1}}
+file=${{STELLAR_PEERS_FILE:-{peers_file}}}
+ask() {{
+  if command -v curl >/dev/null 2>&1; then curl -s --max-time 3 "http://$host:{port}/$1"
+  elif command -v wget >/dev/null 2>&1; then wget -q -T 3 -O - "http://$host:{port}/$1"
+  else stellar-core http-command ${{STELLAR_CORE_CONF:+--conf "$STELLAR_CORE_CONF"}} "$1"
+  fi
+}}
+in_time() {{ [ "$(date +%s)" -lt "$deadline" ]; }}
+until case "$(ask info)" in *'"state"'*) true ;; *) false ;; esac; do
+  in_time || exit 0
+  sleep 1
+done
+[ -r "$file" ] || exit 0
+pending=
+while IFS= read -r line || [ -n "$line" ]; do
+  case "$line" in *:*) ;; *) continue ;; esac
+  h=${{line%:*}} p=${{line#*:}}
+  case "$h" in ""|*[!A-Za-z0-9.-]*) continue ;; esac
+  case "$p" in ""|*[!0-9]*) continue ;; esac
+  [ "$h" = "${{STELLAR_POD_IP:-}}" ] || pending="$pending $h:$p"
+done < "$file"
+tries=0
+while [ -n "$pending" ] && [ "$tries" -lt {attempts} ] && in_time; do
+  left=
+  for peer in $pending; do
+    case "$(ask "connect?peer=${{peer%:*}}&port=${{peer#*:}}")" in
+      *"Connect to: "*) ;;
+      *) left="$left $peer" ;;
+    esac
+  done
+  pending=$left tries=$((tries + 1))
+  [ -z "$pending" ] || sleep 1
+done
+) </dev/null >/dev/null 2>&1 &
+exit 0
+"""
+
+
+def _checked_int(value: int, *, name: str, low: int, high: int) -> int:
+    """Only plain integers in range ever reach the script text."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def poststart_command(*, http_port: int, timeout_seconds: int) -> list[str]:
+    """The exec command of the injected postStart hook."""
+    port = _checked_int(http_port, name="http_port", low=1, high=65535)
+    timeout = _checked_int(timeout_seconds, name="timeout_seconds", low=1, high=MAX_TIMEOUT_SECONDS)
+    script = _SCRIPT.format(
+        port=port, timeout=timeout, attempts=CONNECT_ATTEMPTS, peers_file=names.PEERS_FILE
+    )
+    return ["/bin/sh", "-c", script]
