@@ -57,3 +57,29 @@ class FakeKubelet:
         pod = self.core.read_namespaced_pod(name, namespace)
         ip = pod.status.pod_ip or "127.0.0.250"
         self.mark_ready(namespace=namespace, name=name, ip=ip, ready=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.kubelet --kubeconfig K ready NAMESPACE POD IP`: used by the demo."""
+    import argparse
+
+    from kubernetes import config
+
+    parser = argparse.ArgumentParser(prog="python -m tests.kubelet")
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("action", choices=["ready", "not-ready"])
+    parser.add_argument("namespace")
+    parser.add_argument("pod")
+    parser.add_argument("ip", nargs="?", default="127.0.0.10")
+    args = parser.parse_args(argv)
+    kubelet = FakeKubelet(config.new_client_from_config(config_file=args.kubeconfig))
+    if args.action == "ready":
+        kubelet.mark_ready(namespace=args.namespace, name=args.pod, ip=args.ip)
+    else:
+        kubelet.mark_not_ready(namespace=args.namespace, name=args.pod)
+    print(f"kubelet: {args.namespace}/{args.pod} {args.action} {args.ip}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
