@@ -18,7 +18,9 @@ if have_all; then
   exit 0
 fi
 
-command -v go >/dev/null || { echo "error: Go is required to build kube-apiserver" >&2; exit 1; }
+# Go may be installed outside PATH (e.g. /usr/local/go on a fresh machine).
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then export PATH="/usr/local/go/bin:$PATH"; fi
+command -v go >/dev/null || { echo "error: Go 1.26+ is required to build kube-apiserver" >&2; exit 1; }
 
 staging_version="v0.${K8S_VERSION#v1.}"
 work="$CACHE_ROOT/k8s-$K8S_VERSION/src"

@@ -19,7 +19,6 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-command -v go >/dev/null || { echo "setup: Go (1.26+) is required to build kube-apiserver" >&2; exit 1; }
 "$ROOT/scripts/build-k8s.sh"
 
 PYTHON="${PYTHON:-python3}"
