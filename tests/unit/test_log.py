@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import orjson
-import pytest
 
 from webhook.log import JsonFormatter
 
