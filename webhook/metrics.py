@@ -16,65 +16,92 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         # Admission
         self.admission_requests_total = Counter(
-            "stellar_admission_requests_total", "AdmissionReviews answered, by result",
-            ["result"], registry=r,  # result: patched|allowed|skipped|invalid|error
+            "stellar_admission_requests_total",
+            "AdmissionReviews answered, by result",
+            ["result"],
+            registry=r,  # result: patched|allowed|skipped|invalid|error
         )
         self.admission_skipped_total = Counter(
-            "stellar_admission_skipped_total", "Pods not injected, by reason",
-            ["reason"], registry=r,
+            "stellar_admission_skipped_total",
+            "Pods not injected, by reason",
+            ["reason"],
+            registry=r,
         )
         self.admission_injected_total = Counter(
-            "stellar_admission_injected_total", "Validator pods injected", registry=r,
+            "stellar_admission_injected_total",
+            "Validator pods injected",
+            registry=r,
         )
         self.admission_errors_total = Counter(
-            "stellar_admission_errors_total", "Requests refused as malformed, by kind",
-            ["kind"], registry=r,
+            "stellar_admission_errors_total",
+            "Requests refused as malformed, by kind",
+            ["kind"],
+            registry=r,
         )
         self.admission_duration_seconds = Histogram(
-            "stellar_admission_duration_seconds", "Time to answer one AdmissionReview",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "stellar_admission_duration_seconds",
+            "Time to answer one AdmissionReview",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.cert_reloads_total = Counter(
-            "stellar_cert_reloads_total", "Serving certificate reloads from disk", registry=r,
+            "stellar_cert_reloads_total",
+            "Serving certificate reloads from disk",
+            registry=r,
         )
         self.cert_expiry_timestamp_seconds = Gauge(
-            "stellar_cert_expiry_timestamp_seconds", "notAfter of the serving certificate",
+            "stellar_cert_expiry_timestamp_seconds",
+            "notAfter of the serving certificate",
             registry=r,
         )
         # Peer watcher
-        self.peers = Gauge("stellar_peers", "Peers in the current set, by source", ["source"],
-                           registry=r)
+        self.peers = Gauge(
+            "stellar_peers", "Peers in the current set, by source", ["source"], registry=r
+        )
         self.configmap_writes_total = Counter(
-            "stellar_configmap_writes_total", "ConfigMap writes, by kind (canonical|mirror)",
-            ["kind", "result"], registry=r,
+            "stellar_configmap_writes_total",
+            "ConfigMap writes, by kind (canonical|mirror)",
+            ["kind", "result"],
+            registry=r,
         )
         self.configmap_oversize_total = Counter(
             "stellar_configmap_oversize_total",
-            "Peer sets refused for exceeding the ConfigMap size limit", registry=r,
+            "Peer sets refused for exceeding the ConfigMap size limit",
+            registry=r,
         )
         self.configmap_conflicts_total = Counter(
             "stellar_configmap_conflicts_total",
-            "ConfigMaps named stellar-peers that we do not own, left alone", registry=r,
+            "ConfigMaps named stellar-peers that we do not own, left alone",
+            registry=r,
         )
         self.watch_restarts_total = Counter(
-            "stellar_watch_restarts_total", "Watch streams restarted, by resource and reason",
-            ["resource", "reason"], registry=r,
+            "stellar_watch_restarts_total",
+            "Watch streams restarted, by resource and reason",
+            ["resource", "reason"],
+            registry=r,
         )
         self.uninjected_validators = Gauge(
-            "stellar_uninjected_validators", "Validator pods in enabled namespaces without injection",
+            "stellar_uninjected_validators",
+            "Validator pods in enabled namespaces without injection",
             registry=r,
         )
         self.leader = Gauge("stellar_leader", "1 while this replica holds the Lease", registry=r)
         # Reload controller
         self.reloads_total = Counter(
-            "stellar_reloads_total", "Node reloads, by mode and result", ["mode", "result"],
+            "stellar_reloads_total",
+            "Node reloads, by mode and result",
+            ["mode", "result"],
             registry=r,
         )
         self.reload_duration_seconds = Histogram(
-            "stellar_reload_duration_seconds", "Time for one reload round", registry=r,
+            "stellar_reload_duration_seconds",
+            "Time for one reload round",
+            registry=r,
         )
         self.nodes_behind = Gauge(
-            "stellar_nodes_behind", "Validators not yet on the current peer set", registry=r,
+            "stellar_nodes_behind",
+            "Validators not yet on the current peer set",
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -57,3 +57,7 @@ STELLARNODE_VERSION: Final = "v1alpha1"
 STELLARNODE_PLURAL: Final = "stellarnodes"
 
 FIELD_MANAGER: Final = "stellar-peer-injector"
+
+# Which canonical ConfigMap a mirror copies (`<namespace>/stellar-peers`), so
+# that one installation only ever removes its own mirrors.
+CANONICAL_ANNOTATION: Final = "stellar.org/peers-canonical"

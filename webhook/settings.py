@@ -92,8 +92,12 @@ class Settings:
             if not 0 <= value <= 65535:
                 raise SettingsError(f"--{name.replace('_', '-')} {value}: not a TCP port")
         positive = (
-            "max_body_bytes", "hook_timeout_seconds", "watch_timeout_seconds",
-            "reload_concurrency", "reload_timeout_seconds", "lease_duration_seconds",
+            "max_body_bytes",
+            "hook_timeout_seconds",
+            "watch_timeout_seconds",
+            "reload_concurrency",
+            "reload_timeout_seconds",
+            "lease_duration_seconds",
             "lease_renew_seconds",
         )
         for name in positive:
@@ -102,7 +106,9 @@ class Settings:
         if self.debounce_seconds < 0 or self.reload_retries < 0:
             raise SettingsError("--debounce-seconds and --reload-retries must not be negative")
         if self.lease_renew_seconds >= self.lease_duration_seconds:
-            raise SettingsError("--lease-renew-seconds must be shorter than --lease-duration-seconds")
+            raise SettingsError(
+                "--lease-renew-seconds must be shorter than --lease-duration-seconds"
+            )
 
     def image_matches(self, repository: str) -> bool:
         return self._image_regex.search(repository) is not None
@@ -172,7 +178,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=float, default=None)
         elif kind.startswith("tuple"):
             parser.add_argument(
-                flag, dest=f.name, default=None,
+                flag,
+                dest=f.name,
+                default=None,
                 type=lambda raw: tuple(i.strip() for i in raw.split(",") if i.strip()),
                 metavar="A,B",
             )

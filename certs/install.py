@@ -1,0 +1,152 @@
+"""Installing certificates in the cluster: the TLS Secret and the webhooks' caBundle.
+
+The Secret (`kubernetes.io/tls`, named `<service>-tls` in the injector's
+namespace) holds `tls.crt`, `tls.key`, `ca.crt` and `ca.key`; the Deployment
+mounts only the first three. The caBundle of every webhook in our
+MutatingWebhookConfiguration becomes the new CA followed by the previous one,
+so replicas still serving a certificate from the old CA stay trusted until
+they reload. `ensure` does both; `stellar-peers certs install` and the in-cluster
+renewal loop call it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from certs import authority, files, rotation
+from webhook.settings import Settings
+
+
+def secret_name(settings: Settings) -> str:
+    return f"{settings.service_name}-tls"
+
+
+def _decoded(data: dict[str, str] | None, key: str) -> bytes | None:
+    raw = (data or {}).get(key)
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(raw)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def read_secret(core: client.CoreV1Api, *, settings: Settings) -> files.Bundle | None:
+    """The bundle stored in our Secret, or None when it is missing or incomplete."""
+    try:
+        secret = core.read_namespaced_secret(secret_name(settings), settings.namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    data = secret.data
+    ca_cert = _decoded(data, files.CA_CERT)
+    cert = _decoded(data, files.TLS_CERT)
+    key = _decoded(data, files.TLS_KEY)
+    if ca_cert is None or cert is None or key is None:
+        return None
+    return files.Bundle(
+        ca_cert=ca_cert,
+        serving=authority.KeyPair(cert, key),
+        ca_key=_decoded(data, files.CA_KEY),
+    )
+
+
+def secret_body(*, settings: Settings, bundle: files.Bundle) -> dict[str, Any]:
+    data = {
+        files.TLS_CERT: bundle.serving.cert_pem,
+        files.TLS_KEY: bundle.serving.key_pem,
+        files.CA_CERT: bundle.ca_cert,
+    }
+    if bundle.ca_key is not None:
+        data[files.CA_KEY] = bundle.ca_key
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": secret_name(settings),
+            "namespace": settings.namespace,
+            "labels": {"app.kubernetes.io/name": "stellar-peer-injector"},
+        },
+        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+    }
+
+
+def write_secret(core: client.CoreV1Api, *, settings: Settings, bundle: files.Bundle) -> None:
+    """Replace the Secret, or create it when missing.
+
+    Replace comes first: in the cluster the injector may update its own Secret
+    but not create Secrets.
+    """
+    body = secret_body(settings=settings, bundle=bundle)
+    try:
+        core.replace_namespaced_secret(secret_name(settings), settings.namespace, body)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespaced_secret(settings.namespace, body)
+
+
+def ca_bundle_ops(configuration: dict[str, Any], *, new_ca: bytes) -> list[dict[str, Any]]:
+    """JSONPatch ops setting each webhook's caBundle to new CA + previous, at most two CAs.
+
+    A `test` on each webhook's name makes the patch fail rather than touch the
+    wrong entry if the list changed since it was read.
+    """
+    ops: list[dict[str, Any]] = []
+    for index, hook in enumerate(configuration.get("webhooks") or []):
+        client_config = hook.get("clientConfig") or {}
+        previous = base64.b64decode(client_config.get("caBundle") or "")
+        merged = authority.merge_ca_bundle(new_ca=new_ca, previous=previous)
+        encoded = base64.b64encode(merged).decode()
+        if encoded == client_config.get("caBundle"):
+            continue
+        ops.append({"op": "test", "path": f"/webhooks/{index}/name", "value": hook["name"]})
+        ops.append(
+            {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
+        )
+    return ops
+
+
+def patch_ca_bundle(
+    admreg: client.AdmissionregistrationV1Api, *, settings: Settings, new_ca: bytes
+) -> int:
+    """Put `new_ca` in front of every webhook's caBundle; returns how many webhooks changed."""
+    name = settings.webhook_config_name
+    raw = admreg.read_mutating_webhook_configuration(name, _preload_content=False)
+    configuration: dict[str, Any] = orjson.loads(raw.data)
+    ops = ca_bundle_ops(configuration, new_ca=new_ca)
+    if ops:
+        admreg.patch_mutating_webhook_configuration(name, ops)
+    return len(ops) // 2
+
+
+def ensure(
+    core: client.CoreV1Api,
+    admreg: client.AdmissionregistrationV1Api,
+    *,
+    settings: Settings,
+    dns: list[str],
+    ips: list[str],
+    renew_before: timedelta = rotation.RENEW_BEFORE,
+) -> tuple[files.Bundle, rotation.Action, int]:
+    """Make the Secret and caBundle current: (bundle, what happened, webhooks patched).
+
+    The caBundle is patched before the Secret is written, so the API server
+    already trusts a new CA when the replicas start serving its certificate.
+    """
+    bundle, action = rotation.refresh(
+        read_secret(core, settings=settings), dns=dns, ips=ips, renew_before=renew_before
+    )
+    patched = patch_ca_bundle(admreg, settings=settings, new_ca=bundle.ca_cert)
+    if action != "unchanged":
+        write_secret(core, settings=settings, bundle=bundle)
+    return bundle, action, patched

@@ -1,0 +1,307 @@
+"""The kustomize base and the examples: rendered by kubectl, checked for their invariants."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from webhook import names
+from webhook.service import label_selector, namespace_selector, webhook_configuration
+from webhook.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+EXAMPLES = MANIFESTS / "examples"
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    if not os.path.exists(KUBECTL):
+        pytest.skip("kubectl is needed to render the kustomize base")
+    output = subprocess.run(
+        [KUBECTL, "kustomize", str(MANIFESTS)], check=True, capture_output=True, text=True
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Evaluate a LabelSelector like the API server does."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def namespace_labels(name: str, *, enabled: bool) -> dict[str, str]:
+    labels = {"kubernetes.io/metadata.name": name}
+    if enabled:
+        labels[names.ENABLE_LABEL] = names.ENABLE_VALUE
+    return labels
+
+
+def test_manifests_render_every_kind(rendered: list[dict[str, Any]]) -> None:
+    kinds = sorted(d["kind"] for d in rendered)
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+            "MutatingWebhookConfiguration",
+        ]
+    )
+    for doc in rendered:
+        if doc["kind"] not in (
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "MutatingWebhookConfiguration",
+        ):
+            assert doc["metadata"]["namespace"] == names.SYSTEM_NAMESPACE
+
+
+def test_webhook_selector_never_matches_system_namespaces(
+    rendered: list[dict[str, Any]],
+) -> None:
+    (hook,) = one(rendered, "MutatingWebhookConfiguration")["webhooks"]
+    selector = hook["namespaceSelector"]
+    assert selects(selector, namespace_labels("stellar", enabled=True))
+    assert not selects(selector, namespace_labels("stellar", enabled=False))
+    for system in (names.SYSTEM_NAMESPACE, "kube-system"):
+        assert not selects(selector, namespace_labels(system, enabled=True))
+
+
+def test_webhook_fails_open_without_side_effects(rendered: list[dict[str, Any]]) -> None:
+    (hook,) = one(rendered, "MutatingWebhookConfiguration")["webhooks"]
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["sideEffects"] == "None"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert hook["reinvocationPolicy"] == "IfNeeded"
+    assert hook["matchPolicy"] == "Equivalent"
+    assert hook["timeoutSeconds"] == 5
+    assert hook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
+    service = hook["clientConfig"]["service"]
+    assert service == {
+        "name": "stellar-peer-injector",
+        "namespace": names.SYSTEM_NAMESPACE,
+        "path": "/mutate",
+        "port": 443,
+    }
+
+
+def test_local_configuration_matches_the_manifest(rendered: list[dict[str, Any]]) -> None:
+    (manifest,) = one(rendered, "MutatingWebhookConfiguration")["webhooks"]
+    built = webhook_configuration(
+        settings=Settings(), ca_bundle=b"ca", client_config={"url": "https://127.0.0.1:8443/mutate"}
+    )
+    (local,) = built["webhooks"]
+    strip = ("clientConfig",)
+    assert {k: v for k, v in local.items() if k not in strip} == {
+        k: v for k, v in manifest.items() if k not in strip
+    }
+    assert (
+        built["metadata"]["name"]
+        == one(rendered, "MutatingWebhookConfiguration")["metadata"]["name"]
+    )
+
+
+def test_deployment_is_locked_down(rendered: list[dict[str, Any]]) -> None:
+    deployment = one(rendered, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod.get("topologySpreadConstraints") or pod.get("affinity", {}).get("podAntiAffinity")
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"webhook": 8443, "metrics": 9090}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["STELLAR_INJECTOR_HOST"]["value"] == "0.0.0.0"
+    assert env["STELLAR_INJECTOR_METRICS_HOST"]["value"] == "0.0.0.0"
+    assert env["STELLAR_INJECTOR_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.name"
+    )
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tls"]["mountPath"] == os.path.dirname(Settings().cert_file)
+    assert mounts["tls"]["mountPath"] == os.path.dirname(Settings().key_file)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "stellar-peer-injector-tls"
+    projected = {item["key"] for item in volumes["tls"]["secret"]["items"]}
+    assert projected == {"tls.crt", "tls.key", "ca.crt"}  # never ca.key
+    assert container["image"] == "stellar-peer-injector:0.1.0"
+
+
+def test_service_and_policies_reach_the_ports(rendered: list[dict[str, Any]]) -> None:
+    service = one(rendered, "Service")
+    assert {(p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        (443, "webhook"),
+        (9090, "metrics"),
+    }
+    assert one(rendered, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    policy = one(rendered, "NetworkPolicy")
+    ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ports == {8443, 9090}
+    assert all("from" not in rule for rule in policy["spec"]["ingress"])
+    selector = one(rendered, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == selector
+    assert service["spec"]["selector"] == selector
+
+
+def rules_of(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [rule for doc in docs if doc["kind"] == kind for rule in doc["rules"]]
+
+
+def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
+    cluster_rules = rules_of(rendered, "ClusterRole")
+    every_rule = cluster_rules + rules_of(rendered, "Role")
+    for rule in every_rule:
+        assert "*" not in rule["verbs"]
+        assert "*" not in rule["resources"]
+        assert "pods/exec" not in rule["resources"]
+    assert not [r for r in cluster_rules if "secrets" in r["resources"]]
+    (secrets,) = [r for r in rules_of(rendered, "Role") if "secrets" in r["resources"]]
+    assert secrets["resourceNames"] == ["stellar-peer-injector-tls"]
+    assert set(secrets["verbs"]) == {"get", "update"}
+    (webhooks,) = [r for r in cluster_rules if "mutatingwebhookconfigurations" in r["resources"]]
+    assert webhooks["resourceNames"] == ["stellar-peer-injector"]
+    assert set(webhooks["verbs"]) == {"get", "patch"}
+    (pods,) = [r for r in cluster_rules if r["resources"] == ["pods"]]
+    assert set(pods["verbs"]) == {"get", "list", "watch", "patch"}
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.mark.parametrize("example", ["validator-deployment.yaml", "validator-statefulset.yaml"])
+def test_examples_carry_nothing_of_ours(example: str) -> None:
+    text = yaml.safe_dump_all(load(EXAMPLES / example))  # the objects, not the comments
+    for ours in (
+        names.VOLUME_NAME,
+        names.MOUNT_PATH,
+        names.STATUS_ANNOTATION,
+        names.INJECTED_LABEL,
+        names.ENV_PEERS,
+        "postStart",
+    ):
+        assert ours not in text
+    (workload,) = [
+        d for d in load(EXAMPLES / example) if d["kind"] in ("Deployment", "StatefulSet")
+    ]
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    image, _, tag = container["image"].rpartition(":")
+    assert image == "stellar/stellar-core"
+    assert tag
+    assert tag != "latest"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "peer": 11625,
+        "http": 11626,
+    }
+    config_mounts = [m for m in container["volumeMounts"] if m.get("subPath")]
+    assert config_mounts
+    assert config_mounts[0]["subPath"] == "stellar-core.cfg"
+
+
+def test_example_deployment_is_labelled_app() -> None:
+    (deployment,) = [
+        d for d in load(EXAMPLES / "validator-deployment.yaml") if d["kind"] == "Deployment"
+    ]
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {"app": "stellar-validator"}
+
+
+def test_example_namespace_is_enabled() -> None:
+    (namespace,) = load(EXAMPLES / "namespace.yaml")
+    assert namespace["metadata"]["labels"] == {names.ENABLE_LABEL: names.ENABLE_VALUE}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "stellar.org/peer-injection=enabled",
+            {"matchLabels": {"stellar.org/peer-injection": "enabled"}},
+        ),
+        (
+            "a==b, c!=d",
+            {
+                "matchLabels": {"a": "b"},
+                "matchExpressions": [{"key": "c", "operator": "NotIn", "values": ["d"]}],
+            },
+        ),
+        (
+            "tier in (b, a),env notin (x)",
+            {
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                    {"key": "env", "operator": "NotIn", "values": ["x"]},
+                ]
+            },
+        ),
+        (
+            "team,!legacy",
+            {
+                "matchExpressions": [
+                    {"key": "team", "operator": "Exists"},
+                    {"key": "legacy", "operator": "DoesNotExist"},
+                ]
+            },
+        ),
+    ],
+)
+def test_label_selector_parses_selector_strings(text: str, expected: dict[str, Any]) -> None:
+    assert label_selector(text) == expected
+
+
+def test_namespace_selector_excludes_own_namespace() -> None:
+    selector = namespace_selector(Settings(namespace="ops", namespace_selector="a=b"))
+    assert selects(selector, {"a": "b", "kubernetes.io/metadata.name": "validators"})
+    assert not selects(selector, {"a": "b", "kubernetes.io/metadata.name": "ops"})
+    assert not selects(selector, {"a": "b", "kubernetes.io/metadata.name": "kube-system"})

@@ -1,0 +1,201 @@
+"""The admission app: the HTTP edge between the API server and `injection`.
+
+Owns the routes (`/mutate`, `/healthz`, `/readyz`, `/metrics`), the body size
+cap, and the rule that this edge never answers 5xx: a readable review always
+gets HTTP 200 with a review echoing its `uid`; a body that is no review gets a
+4xx that says why; a bug in injection is logged and the pod allowed untouched,
+because failing open keeps validators running.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from webhook import injection, review
+from webhook.metrics import Metrics
+from webhook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FAIL_OPEN_WARNING: Final = "stellar-peer-injector: injection failed; pod admitted without peers"
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def is_pod_create(request: review.Request) -> bool:
+    """Only a CREATE of core `pods` (not a subresource such as pods/ephemeralcontainers)."""
+    resource = request.get("resource")
+    return (
+        request.get("operation") == "CREATE"
+        and isinstance(resource, dict)
+        and resource.get("group") == ""
+        and resource.get("resource") == "pods"
+        and not request.get("subResource")
+    )
+
+
+def answer(request: review.Request, *, settings: Settings) -> tuple[review.Review, str, str]:
+    """Decide one parsed review: (the review to send, result label, reason)."""
+    uid = request["uid"]
+    if not is_pod_create(request):
+        return review.allowed(uid), "allowed", "not-pod-create"
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        message = "a CREATE of pods must carry the pod as an object"
+        return review.errored(uid, message, 400), "invalid", "no-object"
+    decision, ops = injection.patch_for(pod, settings=settings)
+    if not decision.inject:
+        return review.allowed(uid), "skipped", decision.reason
+    if not ops:
+        return review.allowed(uid), "skipped", "nothing-to-add"
+    return review.patched(uid, ops), "patched", decision.reason
+
+
+def _pod_name(request: review.Request) -> str:
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        return ""
+    metadata = pod.get("metadata")
+    if not isinstance(metadata, dict):
+        return ""
+    return str(metadata.get("name") or metadata.get("generateName") or "")
+
+
+class Admission:
+    """The route handlers, holding what they share so each request does no setup."""
+
+    def __init__(
+        self, *, settings: Settings, metrics: Metrics, readiness: Callable[[], bool] | None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.readiness = readiness
+        self.limit = settings.max_body_bytes
+        # Label children bound once: `.labels()` on every request is measurable.
+        self._results = {
+            result: metrics.admission_requests_total.labels(result=result)
+            for result in ("patched", "allowed", "skipped", "invalid", "error")
+        }
+        self._skipped: dict[str, Any] = {}
+
+    async def _body(self, request: Request) -> bytes | None:
+        """The body, or None as soon as it is known to exceed the cap."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _refuse(self, *, status: int, kind: str, message: str, started: float) -> Response:
+        self._results["invalid"].inc()
+        self.metrics.admission_errors_total.labels(kind=kind).inc()
+        elapsed = time.perf_counter() - started
+        self.metrics.admission_duration_seconds.observe(elapsed)
+        log.warning(
+            "admission.refused",
+            extra={"kind": kind, "reason": message, "duration_ms": round(elapsed * 1000, 3)},
+        )
+        return ORJSONResponse({"error": message}, status_code=status)
+
+    async def mutate(self, request: Request) -> Response:
+        started = time.perf_counter()
+        body = await self._body(request)
+        if body is None:
+            message = f"request body exceeds {self.limit} bytes"
+            return self._refuse(status=413, kind="too-large", message=message, started=started)
+        try:
+            parsed = review.parse_review(body)
+        except review.ReviewError as exc:
+            return self._refuse(status=400, kind=exc.kind, message=exc.message, started=started)
+
+        try:
+            result, outcome, reason = answer(parsed, settings=self.settings)
+        except Exception:
+            # Fail open: a validator admitted without peers is audited by the
+            # watcher later; a validator refused does not run at all.
+            log.exception(
+                "admission.failed",
+                extra={"uid": parsed["uid"], "namespace": parsed.get("namespace", "")},
+            )
+            self.metrics.admission_errors_total.labels(kind="injection").inc()
+            result = review.allowed(parsed["uid"], warnings=[FAIL_OPEN_WARNING])
+            outcome, reason = "error", "injection-failed"
+
+        metrics = self.metrics
+        self._results[outcome].inc()
+        if outcome == "patched":
+            metrics.admission_injected_total.inc()
+        elif outcome == "skipped":
+            skipped = self._skipped.get(reason)
+            if skipped is None:
+                skipped = self._skipped[reason] = metrics.admission_skipped_total.labels(
+                    reason=reason
+                )
+            skipped.inc()
+        elif outcome == "invalid":
+            metrics.admission_errors_total.labels(kind=reason).inc()
+        elapsed = time.perf_counter() - started
+        metrics.admission_duration_seconds.observe(elapsed)
+        log.info(
+            "admission.answered",
+            extra={
+                "uid": parsed["uid"],
+                "namespace": parsed.get("namespace", ""),
+                "pod": _pod_name(parsed),
+                "operation": parsed.get("operation", ""),
+                "dry_run": bool(parsed.get("dryRun", False)),
+                "decision": outcome,
+                "reason": reason,
+                "duration_ms": round(elapsed * 1000, 3),
+            },
+        )
+        return ORJSONResponse(result)
+
+    async def healthz(self, request: Request) -> Response:
+        return ORJSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if self.readiness is None or self.readiness():
+            return ORJSONResponse({"status": "ready"})
+        return ORJSONResponse({"status": "not ready"}, status_code=503)
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def build_app(
+    *,
+    settings: Settings,
+    metrics: Metrics,
+    readiness: Callable[[], bool] | None = None,
+    mutate: bool = True,
+) -> Starlette:
+    """The ASGI app; `mutate=False` gives the health/metrics-only app of the plain port."""
+    handlers = Admission(settings=settings, metrics=metrics, readiness=readiness)
+    routes = [
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/readyz", handlers.readyz, methods=["GET"]),
+        Route("/metrics", handlers.metrics_text, methods=["GET"]),
+    ]
+    if mutate:
+        routes.insert(0, Route("/mutate", handlers.mutate, methods=["POST"]))
+    return Starlette(routes=routes)

@@ -1,0 +1,427 @@
+"""Injection: whether a pod is a validator, and the same pod with peer discovery added.
+
+Owns the decision (`decide`), the mutation (`mutate`), the status annotation
+that makes re-invocation safe, and `patch_for`, the one entry point that the
+webhook and the offline CLI share. Plain dicts in, plain dicts out: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+
+from webhook import __version__, hook, names, patch
+from webhook.settings import Settings
+
+Reason = Literal[
+    "validator-label",
+    "validator-image",
+    "not-a-validator",
+    "opted-out",
+    "already-injected",
+    "not-a-pod",
+    "no-containers",
+    "container-not-found",
+    "malformed-pod",
+]
+
+STATUS_VERSION: Final = __version__
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to inject, why (a stable short word), and where."""
+
+    inject: bool
+    reason: Reason
+    container: str | None = None
+    peer_port: int = names.DEFAULT_PEER_PORT
+    http_port: int = names.DEFAULT_HTTP_PORT
+
+
+def decide(pod: Mapping[str, Any], *, settings: Settings) -> Decision:
+    """Decide whether `pod` gets peer discovery; the first rule that applies wins.
+
+    1. `not-a-pod`: not an object, or its `kind` is set to something else than Pod
+       (a pod template has no kind and counts as a pod).
+    2. `malformed-pod`: a field we read has the wrong type. We never raise on odd specs;
+       the API server's own validation will speak about them.
+    3. `no-containers`.
+    4. `opted-out`: annotation `stellar.org/inject-peers: "false"`.
+    5. `already-injected`: the status annotation records this very version.
+    6. `validator-label` (label `stellar.org/node-type=validator`, any case), else
+       `validator-image` (a container's image repository matches the pattern), else
+       `not-a-validator`. Init containers neither count nor are ever changed.
+    7. `container-not-found`: annotation `stellar.org/inject-container` names no container.
+
+    The namespace is not checked here: the webhook's namespaceSelector makes the API
+    server call us only for enabled namespaces.
+    """
+    if not isinstance(pod, dict) or pod.get("kind", "Pod") != "Pod":
+        return Decision(inject=False, reason="not-a-pod")
+    if _malformed(pod):
+        return Decision(inject=False, reason="malformed-pod")
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    containers: list[dict[str, Any]] = (pod.get("spec") or {}).get("containers") or []
+    if not containers:
+        return Decision(inject=False, reason="no-containers")
+    if str(annotations.get(names.INJECT_ANNOTATION, "")).strip().lower() == "false":
+        return Decision(inject=False, reason="opted-out")
+    status = read_status(annotations)
+    if status is not None and status.get("version") == STATUS_VERSION:
+        return Decision(inject=False, reason="already-injected")
+
+    node_type = labels.get(names.NODE_TYPE_LABEL)
+    by_image = [c for c in containers if settings.image_matches(image_repository(c.get("image")))]
+    reason: Reason
+    if isinstance(node_type, str) and node_type.lower() == "validator":
+        reason = "validator-label"
+    elif by_image:
+        reason = "validator-image"
+    else:
+        return Decision(inject=False, reason="not-a-validator")
+
+    wanted = annotations.get(names.CONTAINER_ANNOTATION)
+    if wanted not in (None, ""):
+        named = [c for c in containers if c.get("name") == wanted]
+        if not named:
+            return Decision(inject=False, reason="container-not-found")
+        target = named[0]
+    else:
+        target = by_image[0] if by_image else containers[0]
+
+    peer_port = (
+        _named_port(target, "peer")
+        or port_number(annotations.get(names.PEER_PORT_ANNOTATION))
+        or names.DEFAULT_PEER_PORT
+    )
+    http_port = _named_port(target, "http") or names.DEFAULT_HTTP_PORT
+    return Decision(
+        inject=True,
+        reason=reason,
+        container=target["name"],
+        peer_port=peer_port,
+        http_port=http_port,
+    )
+
+
+def mutate(pod: Mapping[str, Any], decision: Decision, *, settings: Settings) -> dict[str, Any]:
+    """A deep copy of `pod` with the peers volume, mount, env, hook, label and status.
+
+    Nothing the pod already has is overwritten: a colliding item is skipped and the
+    status annotation says why. A status left by an older version is stripped first,
+    so the result is the same as injecting the original pod.
+    """
+    result: dict[str, Any] = patch.clone(
+        _injected(pod, decision, settings=settings) if decision.inject else dict(pod)
+    )
+    return result
+
+
+def patch_for(
+    pod: Mapping[str, Any], *, settings: Settings
+) -> tuple[Decision, list[dict[str, Any]]]:
+    """Decide, mutate, and diff against the request: the JSONPatch ops (none when nothing
+    changes). The mutated pod shares its untouched parts with `pod`, so the diff skips
+    them by identity: this is the webhook's hot path."""
+    decision = decide(pod, settings=settings)
+    if not decision.inject:
+        return decision, []
+    return decision, patch.diff(pod, _injected(pod, decision, settings=settings))
+
+
+def _injected(pod: Mapping[str, Any], decision: Decision, *, settings: Settings) -> dict[str, Any]:
+    """`mutate` without the deep copy: every object it changes is copied first, the rest
+    is shared with `pod`, which is left as it was."""
+    result = dict(pod)
+    metadata = result["metadata"] = dict(result.get("metadata") or {})
+    annotations = metadata["annotations"] = dict(metadata.get("annotations") or {})
+    labels = metadata["labels"] = dict(metadata.get("labels") or {})
+    spec = result["spec"] = dict(result["spec"])
+    if isinstance(spec.get("volumes"), list):
+        spec["volumes"] = list(spec["volumes"])
+    old = read_status(annotations)
+    touched = {decision.container, _text(old.get("container")) if old else None}
+    spec["containers"] = [
+        _own_container(c) if c.get("name") in touched else c for c in spec["containers"]
+    ]
+    if old is not None:
+        _strip(spec, labels, old)
+
+    container = next(c for c in spec["containers"] if c.get("name") == decision.container)
+    added: dict[str, Any] = {
+        "volumes": [],
+        "volumeMounts": [],
+        "env": [],
+        "postStart": False,
+        "label": False,
+    }
+    skipped: list[dict[str, str]] = []
+
+    _add_volume_and_mount(spec, container, added, skipped)
+    _add_env(container, added, skipped)
+
+    lifecycle = container.get("lifecycle")
+    if isinstance(lifecycle, dict) and lifecycle.get("postStart") is not None:
+        skipped.append({"item": "postStart", "reason": "has-own-poststart"})
+    else:
+        command = hook.poststart_command(
+            http_port=decision.http_port, timeout_seconds=settings.hook_timeout_seconds
+        )
+        _dict_at(container, "lifecycle")["postStart"] = {"exec": {"command": command}}
+        added["postStart"] = True
+
+    if labels.get(names.INJECTED_LABEL) != "true":
+        labels[names.INJECTED_LABEL] = "true"
+        added["label"] = True
+
+    status = {
+        "version": STATUS_VERSION,
+        "container": decision.container,
+        "added": added,
+        "skipped": skipped,
+    }
+    annotations[names.STATUS_ANNOTATION] = orjson.dumps(status).decode()
+    return result
+
+
+def read_status(annotations: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The parsed status annotation, or None when absent or unreadable."""
+    raw = annotations.get(names.STATUS_ANNOTATION)
+    if not isinstance(raw, str):
+        return None
+    try:
+        status = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def image_repository(image: Any) -> str:
+    """The image without tag or digest; a registry's `:port` is kept.
+
+    `registry:5000/stellar/stellar-core:21.0@sha256:ab..` -> `registry:5000/stellar/stellar-core`
+    """
+    if not isinstance(image, str):
+        return ""
+    name = image.split("@", 1)[0]
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        name = name[:colon]
+    return name
+
+
+def port_number(value: Any) -> int | None:
+    """A TCP port from an int or a decimal string, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isascii() and text.isdigit() else None
+    if isinstance(value, int) and 1 <= value <= 65535:
+        return value
+    return None
+
+
+# The injected items, built from the contract's names.
+VOLUME: Final = {
+    "name": names.VOLUME_NAME,
+    "configMap": {"name": names.CONFIGMAP_NAME, "optional": True},
+}
+VOLUME_MOUNT: Final = {"name": names.VOLUME_NAME, "mountPath": names.MOUNT_PATH, "readOnly": True}
+
+
+def _from_config_map(key: str) -> dict[str, Any]:
+    return {"configMapKeyRef": {"name": names.CONFIGMAP_NAME, "key": key, "optional": True}}
+
+
+ENV: Final = (
+    {"name": names.ENV_PEERS_FILE, "value": names.PEERS_FILE},
+    {"name": names.ENV_PEERS, "valueFrom": _from_config_map(names.KEY_CSV)},
+    {"name": names.ENV_PEER_COUNT, "valueFrom": _from_config_map(names.KEY_COUNT)},
+    # apiVersion is what the API server would default it to: a re-read pod compares equal.
+    {
+        "name": names.ENV_POD_IP,
+        "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
+    },
+)
+
+
+def _add_volume_and_mount(
+    spec: dict[str, Any],
+    container: dict[str, Any],
+    added: dict[str, Any],
+    skipped: list[dict[str, str]],
+) -> None:
+    """The ConfigMap volume and its mount go together: we add no volume that nothing
+    mounts, and never mount a `stellar-peers` volume that is not our ConfigMap."""
+    volume_item = f"volume:{names.VOLUME_NAME}"
+    mount_item = f"volumeMount:{names.MOUNT_PATH}"
+    volumes = spec.get("volumes") or []
+    existing = next((v for v in volumes if v.get("name") == names.VOLUME_NAME), None)
+    if existing is not None and not _is_our_volume(existing):
+        skipped.append({"item": volume_item, "reason": "name-taken"})
+        skipped.append({"item": mount_item, "reason": "volume-not-ours"})
+        return
+
+    mounts = container.get("volumeMounts") or []
+    at_path = next((m for m in mounts if _same_path(m.get("mountPath"), names.MOUNT_PATH)), None)
+    mount_skip: str | None = None
+    if at_path is not None:
+        mount_skip = "already-present" if at_path.get("name") == names.VOLUME_NAME else "path-taken"
+    elif any(m.get("name") == names.VOLUME_NAME for m in mounts):
+        mount_skip = "volume-mounted-elsewhere"
+
+    if existing is not None:
+        skipped.append({"item": volume_item, "reason": "already-present"})
+    elif mount_skip == "path-taken":
+        skipped.append({"item": volume_item, "reason": "not-mounted"})
+    else:
+        _list_at(spec, "volumes").append(patch.clone(VOLUME))
+        added["volumes"].append(names.VOLUME_NAME)
+
+    if mount_skip is not None:
+        skipped.append({"item": mount_item, "reason": mount_skip})
+    else:
+        _list_at(container, "volumeMounts").append(patch.clone(VOLUME_MOUNT))
+        added["volumeMounts"].append(names.MOUNT_PATH)
+
+
+def _is_our_volume(volume: dict[str, Any]) -> bool:
+    config_map = volume.get("configMap")
+    return isinstance(config_map, dict) and config_map.get("name") == names.CONFIGMAP_NAME
+
+
+def _add_env(
+    container: dict[str, Any], added: dict[str, Any], skipped: list[dict[str, str]]
+) -> None:
+    env = _list_at(container, "env")
+    present = {e["name"]: e for e in env if isinstance(e.get("name"), str)}
+    for var in ENV:
+        name = var["name"]
+        if name in present:
+            reason = "already-present" if patch.equal(present[name], var) else "name-taken"
+            skipped.append({"item": f"env:{name}", "reason": reason})
+        else:
+            env.append(patch.clone(var))
+            added["env"].append(name)
+
+
+def _own_container(container: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `container` whose lists and lifecycle may be changed in place."""
+    copy = dict(container)
+    for key in ("env", "volumeMounts"):
+        if isinstance(copy.get(key), list):
+            copy[key] = list(copy[key])
+    if isinstance(copy.get("lifecycle"), dict):
+        copy["lifecycle"] = dict(copy["lifecycle"])
+    return copy
+
+
+def _strip(spec: dict[str, Any], labels: dict[str, Any], status: dict[str, Any]) -> None:
+    """Remove what an older version's status says it added (like Istio's stripPod)."""
+    added = status.get("added")
+    if not isinstance(added, dict):
+        return
+    volumes = set(_strings(added.get("volumes")))
+    if volumes and spec.get("volumes"):
+        spec["volumes"] = [v for v in spec["volumes"] if _text(v.get("name")) not in volumes]
+    for container in spec["containers"]:
+        if container.get("name") != status.get("container"):
+            continue
+        mounts = set(_strings(added.get("volumeMounts")))
+        if mounts and container.get("volumeMounts"):
+            container["volumeMounts"] = [
+                m for m in container["volumeMounts"] if _text(m.get("mountPath")) not in mounts
+            ]
+        env = set(_strings(added.get("env")))
+        if env and container.get("env"):
+            container["env"] = [e for e in container["env"] if _text(e.get("name")) not in env]
+        lifecycle = container.get("lifecycle")
+        if added.get("postStart") is True and isinstance(lifecycle, dict):
+            lifecycle.pop("postStart", None)
+            if not lifecycle:
+                del container["lifecycle"]
+    if added.get("label") is True:
+        labels.pop(names.INJECTED_LABEL, None)
+
+
+def _malformed(pod: dict[str, Any]) -> bool:
+    """True when a field that decide or mutate reads has a type they cannot handle."""
+    metadata = pod.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            return True
+        for key in ("labels", "annotations"):
+            if not _dict_or_none(metadata.get(key)):
+                return True
+    spec = pod.get("spec")
+    if spec is None:
+        return False
+    if not isinstance(spec, dict) or not _list_of_dicts(spec.get("volumes")):
+        return True
+    containers = spec.get("containers")
+    if not _list_of_dicts(containers):
+        return True
+    for container in containers or ():
+        if not isinstance(container.get("name"), str):
+            return True
+        image = container.get("image")
+        if image is not None and not isinstance(image, str):
+            return True
+        for key in ("ports", "env", "volumeMounts"):
+            if not _list_of_dicts(container.get(key)):
+                return True
+        if not _dict_or_none(container.get("lifecycle")):
+            return True
+    return False
+
+
+def _named_port(container: dict[str, Any], name: str) -> int | None:
+    for port in container.get("ports") or ():
+        if port.get("name") == name:
+            number = port_number(port.get("containerPort"))
+            if number is not None:
+                return number
+    return None
+
+
+def _same_path(a: Any, b: str) -> bool:
+    return isinstance(a, str) and a.rstrip("/") == b.rstrip("/")
+
+
+def _dict_at(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """`parent[key]`, made an empty dict first when missing or null."""
+    value = parent.get(key)
+    if not isinstance(value, dict):
+        value = parent[key] = {}
+    return value
+
+
+def _list_at(parent: dict[str, Any], key: str) -> list[Any]:
+    """`parent[key]`, made an empty list first when missing or null."""
+    value = parent.get(key)
+    if not isinstance(value, list):
+        value = parent[key] = []
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _strings(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _dict_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def _list_of_dicts(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, dict) for v in value))

@@ -1,0 +1,283 @@
+"""`stellar-peers serve`: the process that runs the servers and the background components.
+
+Owns the process lifecycle: logs, metrics, SIGTERM/SIGINT (they set one stop
+event that every part watches), and `--local` mode, where the process makes
+its own certificate and registers a MutatingWebhookConfiguration pointing at
+itself on 127.0.0.1, removing it again on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import logging
+import re
+import signal
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Final
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
+
+from certs import authority, files
+from webhook import kube, server
+from webhook import log as logs
+from webhook.metrics import Metrics
+from webhook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The webhook's name inside its configuration (the API server wants a qualified name).
+WEBHOOK_NAME: Final = "peers.stellar.org"
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+TIMEOUT_SECONDS: Final = 5
+
+_EQUALITY = re.compile(r"^\s*([^!=\s]+)\s*(==|=|!=)\s*([^\s]*)\s*$")
+_SET = re.compile(r"^\s*([^\s]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+
+
+class SelectorError(ValueError):
+    """The namespace selector cannot be expressed as a Kubernetes LabelSelector."""
+
+
+def _selector_terms(selector: str) -> Iterator[str]:
+    """Split at commas that are not inside `( )`."""
+    depth, start = 0, 0
+    for index, char in enumerate(selector):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            yield selector[start:index]
+            start = index + 1
+    yield selector[start:]
+
+
+def label_selector(selector: str) -> dict[str, Any]:
+    """A label selector string (`a=b,c!=d,e in (f,g),!h`) as a LabelSelector object."""
+    match_labels: dict[str, str] = {}
+    expressions: list[dict[str, Any]] = []
+    for term in (t.strip() for t in _selector_terms(selector)):
+        if not term:
+            continue
+        if set_match := _SET.match(term):
+            key, operator, values = set_match.groups()
+            listed = sorted(v.strip() for v in values.split(",") if v.strip())
+            expressions.append(
+                {"key": key, "operator": "In" if operator == "in" else "NotIn", "values": listed}
+            )
+        elif equality := _EQUALITY.match(term):
+            key, operator, value = equality.groups()
+            if operator == "!=":
+                expressions.append({"key": key, "operator": "NotIn", "values": [value]})
+            else:
+                match_labels[key] = value
+        elif term.startswith("!"):
+            expressions.append({"key": term[1:].strip(), "operator": "DoesNotExist"})
+        elif re.fullmatch(r"[^\s=!(),]+", term):
+            expressions.append({"key": term, "operator": "Exists"})
+        else:
+            raise SelectorError(f"--namespace-selector: cannot read {term!r}")
+    result: dict[str, Any] = {}
+    if match_labels:
+        result["matchLabels"] = match_labels
+    if expressions:
+        result["matchExpressions"] = expressions
+    return result
+
+
+def namespace_selector(settings: Settings) -> dict[str, Any]:
+    """The configured selector, never matching our own namespace or kube-system.
+
+    Injecting into our own namespace could block the injector's own pods behind
+    itself; kube-system must never depend on us.
+    """
+    selector = label_selector(settings.namespace_selector)
+    excluded = sorted({settings.namespace, "kube-system"})
+    selector.setdefault("matchExpressions", []).append(
+        {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded}
+    )
+    return selector
+
+
+def webhook_configuration(
+    *, settings: Settings, ca_bundle: bytes, client_config: dict[str, Any]
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration, as in manifests/ but for any client config."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": settings.webhook_config_name,
+            "labels": {"app.kubernetes.io/name": "stellar-peer-injector"},
+        },
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {**client_config, "caBundle": base64.b64encode(ca_bundle).decode()},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                # A webhook that is down must not block validator pods; the
+                # watcher reports validators admitted without injection.
+                "failurePolicy": "Ignore",
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": namespace_selector(settings),
+                "sideEffects": "None",
+                "timeoutSeconds": TIMEOUT_SECONDS,
+                "reinvocationPolicy": "IfNeeded",
+            }
+        ],
+    }
+
+
+def register(api: client.AdmissionregistrationV1Api, body: dict[str, Any]) -> None:
+    """Create the configuration, or replace one left by an earlier run."""
+    name = body["metadata"]["name"]
+    try:
+        api.create_mutating_webhook_configuration(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = api.read_mutating_webhook_configuration(name)
+        replacement = {
+            **body,
+            "metadata": {**body["metadata"], "resourceVersion": current.metadata.resource_version},
+        }
+        api.replace_mutating_webhook_configuration(name, replacement)
+
+
+def unregister(api: client.AdmissionregistrationV1Api, name: str) -> None:
+    try:
+        api.delete_mutating_webhook_configuration(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def components(
+    *,
+    settings: Settings,
+    metrics: Metrics,
+    api_client: client.ApiClient,
+    stop: asyncio.Event,
+) -> list[Coroutine[Any, Any, None]]:
+    """The background parts that run beside the servers until `stop` is set.
+
+    The peer watcher, leader election and the reload controller plug in here;
+    each is a coroutine that returns once `stop` is set.
+    """
+    return []
+
+
+@contextlib.contextmanager
+def _local_certificates(settings: Settings) -> Iterator[tuple[Settings, bytes]]:
+    """A throwaway CA and a serving pair for 127.0.0.1, in a folder removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="stellar-peers-") as folder:
+        ca = authority.make_ca()
+        serving = authority.make_serving(ca=ca, dns_names=["localhost"], ips=["127.0.0.1"])
+        files.write_bundle(folder, files.Bundle(ca_cert=ca.cert_pem, serving=serving))
+        local = dataclasses.replace(
+            settings,
+            cert_file=f"{folder}/{files.TLS_CERT}",
+            key_file=f"{folder}/{files.TLS_KEY}",
+        )
+        yield local, ca.cert_pem
+
+
+async def _run_all(
+    *,
+    settings: Settings,
+    metrics: Metrics,
+    api_client: client.ApiClient,
+    listeners: server.Listeners,
+    stop: asyncio.Event,
+) -> int:
+    """Run the servers and the components; the first failure stops them all."""
+    parts = [
+        server.serve(
+            settings=settings, metrics=metrics, readiness=None, stop=stop, listeners=listeners
+        ),
+        *components(settings=settings, metrics=metrics, api_client=api_client, stop=stop),
+    ]
+    tasks = [asyncio.create_task(part) for part in parts]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    stop.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        log.error("serve.part_failed", exc_info=failure)
+    return 1 if failures else 0
+
+
+async def _serve(settings: Settings, *, local: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics()
+    api_client = kube.api_client(settings)
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.callback(api_client.close)
+        ca_bundle = b""
+        if local:
+            settings, ca_bundle = cleanup.enter_context(_local_certificates(settings))
+        # Fail before binding or registering anything, with a message naming the files.
+        server.tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
+        listeners = server.bind(settings=settings)
+        if local:
+            url = f"https://127.0.0.1:{listeners.port}/mutate"
+            api = client.AdmissionregistrationV1Api(api_client)
+            body = webhook_configuration(
+                settings=settings, ca_bundle=ca_bundle, client_config={"url": url}
+            )
+            await asyncio.to_thread(register, api, body)
+            cleanup.push_async_callback(
+                asyncio.to_thread, unregister, api, settings.webhook_config_name
+            )
+            log.info(
+                "serve.local",
+                extra={
+                    "url": url,
+                    "webhook_configuration": settings.webhook_config_name,
+                    "metrics_port": listeners.metrics_port,
+                },
+            )
+        code = await _run_all(
+            settings=settings,
+            metrics=metrics,
+            api_client=api_client,
+            listeners=listeners,
+            stop=stop,
+        )
+    log.info("serve.stopped", extra={"exit_code": code})
+    return code
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (the `fast` extra, as in the image), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(settings: Settings, *, local: bool) -> int:
+    """Entry point of `stellar-peers serve`; returns the exit code."""
+    logs.configure(settings.log_level)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_serve(settings, local=local))
+    except (OSError, server.CertificateError, ConfigException, ApiException, SelectorError) as exc:
+        log.error("serve.failed", extra={"error": str(exc)})
+    return 1
