@@ -1,0 +1,268 @@
+"""The postStart hook script, run for real under /bin/sh (dash) against a stand-in admin port."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.polling import wait_until
+from tests.standin import StellarCoreStandIn
+from webhook.hook import poststart_command
+
+# `stellar-core http-command [--conf FILE] COMMAND`, as src/main/CommandLine.cpp and
+# ApplicationUtils.cpp `httpCommand` do it: the port comes from HTTP_PORT in the config
+# file, the host is always 127.0.0.1, every non-alphanumeric character after '?' is
+# %-escaped, a 200 answer is printed, anything else is only logged; the exit code is 0.
+SHIM = """#!{python}
+import re, sys, urllib.request
+args = sys.argv[1:]
+assert args[0] == "http-command", args
+args = args[1:]
+conf = "stellar-core.cfg"
+if args[0] == "--conf":
+    conf, args = args[1], args[2:]
+port = int(re.search(r"^HTTP_PORT\\s*=\\s*(\\d+)", open(conf).read(), re.M).group(1))
+command, sep, query = args[0].partition("?")
+path = "/" + command + sep + "".join(c if c.isalnum() else "%%%02x" % ord(c) for c in query)
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{{port}}{{path}}", timeout=3) as answer:
+        print(answer.read().decode())
+except Exception as exc:
+    print(f"http failed({{exc}}) port: {{port}} command: {{args[0]}}", file=sys.stderr)
+"""
+
+PEERS = ["127.0.0.41:11625", "10.1.0.2:11625", "10.1.0.3:11700", "validator-2.example.org:11625"]
+MALFORMED = [
+    "1.2.3.4:11625; touch {tmp}/pwned1",
+    "$(touch {tmp}/pwned2)",
+    "`touch {tmp}/pwned3`",
+    "a b:1",
+    ":1",
+    "x:",
+    "10.0.0.9:11625:1",
+    "noport",
+    "",
+    "10.0.0.10:-1",
+]
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def tool_dir(tmp_path: Path, tools: list[str]) -> Path:
+    """A PATH holding only the given tools (symlinked), so the script finds nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in tools:
+        found = shutil.which(tool)
+        if found is None:
+            pytest.skip(f"{tool} is not installed")
+        (bin_dir / tool).symlink_to(found)
+    return bin_dir
+
+
+def write_peers(tmp_path: Path, lines: list[str]) -> Path:
+    peers = tmp_path / "peers.txt"
+    peers.write_text("\n".join(line.format(tmp=tmp_path) for line in lines) + "\n")
+    return peers
+
+
+def processes_with(token: str) -> list[int]:
+    """PIDs whose environment carries `token`: the hook's background work and its children."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if token.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def run_hook(
+    *,
+    bin_dir: Path,
+    env: dict[str, str],
+    http_port: int,
+    timeout_seconds: int,
+    shell: str = "/bin/sh",
+) -> str:
+    """Run the hook command; assert it returns 0 within a second. Returns the run's token."""
+    token = f"STELLAR_HOOK_TEST={uuid.uuid4().hex}"
+    name, _, value = token.partition("=")
+    full_env = {"PATH": str(bin_dir), name: value, **env}
+    command = poststart_command(http_port=http_port, timeout_seconds=timeout_seconds)
+    assert command[0] == "/bin/sh"
+    started = time.monotonic()
+    done = subprocess.run([shell, *command[1:]], env=full_env, capture_output=True, timeout=5)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0
+    assert elapsed < 1.0, f"the hook took {elapsed:.2f}s to return"
+    assert done.stdout == b""
+    return token
+
+
+def assert_nothing_executed(tmp_path: Path) -> None:
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_hook_with_curl_connects_every_other_peer_once_booted(tmp_path: Path) -> None:
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep"])
+    peers = write_peers(tmp_path, PEERS + MALFORMED)
+    with StellarCoreStandIn(host="127.0.0.41", port=0, booting_requests=1) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=node.port,
+            timeout_seconds=20,
+            env={
+                "STELLAR_PEERS_FILE": str(peers),
+                "STELLAR_POD_IP": "127.0.0.41",
+                "STELLAR_PEERS_ADMIN_HOST": node.host,
+            },
+        )
+        wait_until(lambda: len(node.connects()) == 2, timeout=10, message="connects from the hook")
+        wait_until(lambda: not processes_with(token), timeout=10, message="the hook to finish")
+        assert sorted(node.connects()) == ["10.1.0.2:11625", "10.1.0.3:11700"]
+        # The booting answer came first; the name is refused by the node (no DNS here) and
+        # retried a bounded number of times; the node's own address is never sent.
+        assert [r.command for r in node.received[:2]] == ["info", "info"]
+        connect_peers = [r.params.get("peer") for r in node.received if r.command == "connect"]
+        assert "127.0.0.41" not in connect_peers
+        assert 1 < connect_peers.count("validator-2.example.org") <= 5
+        assert set(connect_peers) == {"10.1.0.2", "10.1.0.3", "validator-2.example.org"}
+    assert_nothing_executed(tmp_path)
+
+
+def test_hook_with_only_stellar_core_uses_http_command(tmp_path: Path) -> None:
+    bin_dir = tool_dir(tmp_path, ["date", "sleep"])
+    shim = bin_dir / "stellar-core"
+    shim.write_text(SHIM.format(python=sys.executable))
+    shim.chmod(0o755)
+    port = free_port("127.0.0.1")
+    conf = tmp_path / "stellar-core.cfg"
+    conf.write_text(f'HTTP_PORT={port}\nNETWORK_PASSPHRASE="Test SDF Network ; September 2015"\n')
+    peers = write_peers(tmp_path, [*PEERS[1:3], *MALFORMED])
+    with StellarCoreStandIn(host="127.0.0.1", port=port, booting_requests=2) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=port,
+            timeout_seconds=20,
+            env={
+                "STELLAR_PEERS_FILE": str(peers),
+                "STELLAR_POD_IP": "10.1.0.3",
+                "STELLAR_CORE_CONF": str(conf),
+            },
+        )
+        wait_until(
+            lambda: node.connects() == ["10.1.0.2:11625"],
+            timeout=10,
+            message="the connect through http-command",
+        )
+        wait_until(lambda: not processes_with(token), timeout=10, message="the hook to finish")
+        # http-command escaped the query; the node decoded it back.
+        assert any("%3d" in path for path in node.paths)
+        assert [r.command for r in node.received].count("connect") == 1
+    assert_nothing_executed(tmp_path)
+
+
+def test_hook_with_only_wget_connects(tmp_path: Path) -> None:
+    bin_dir = tool_dir(tmp_path, ["wget", "date", "sleep"])
+    peers = write_peers(tmp_path, ["10.1.0.2:11625"])
+    with StellarCoreStandIn(host="127.0.0.42", port=0) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=node.port,
+            timeout_seconds=20,
+            env={"STELLAR_PEERS_FILE": str(peers), "STELLAR_PEERS_ADMIN_HOST": node.host},
+        )
+        wait_until(
+            lambda: node.connects() == ["10.1.0.2:11625"], timeout=10, message="wget connect"
+        )
+        wait_until(lambda: not processes_with(token), timeout=10, message="the hook to finish")
+
+
+def test_hook_under_busybox_sh(tmp_path: Path) -> None:
+    # busybox's own applets for the shell and its tools; curl for HTTP, because the
+    # wget of Debian's busybox-static 1.35 crashes on -T (the timeout option).
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    bin_dir = tool_dir(tmp_path, ["curl"])
+    for applet in ("sh", "date", "sleep"):
+        (bin_dir / applet).symlink_to(busybox)
+    peers = write_peers(tmp_path, ["10.1.0.2:11625", "127.0.0.45:11625", *MALFORMED])
+    with StellarCoreStandIn(host="127.0.0.45", port=0, booting_requests=1) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=node.port,
+            timeout_seconds=20,
+            shell=str(bin_dir / "sh"),
+            env={
+                "STELLAR_PEERS_FILE": str(peers),
+                "STELLAR_POD_IP": "127.0.0.45",
+                "STELLAR_PEERS_ADMIN_HOST": node.host,
+            },
+        )
+        wait_until(
+            lambda: node.connects() == ["10.1.0.2:11625"], timeout=10, message="connect via ash"
+        )
+        wait_until(lambda: not processes_with(token), timeout=10, message="the hook to finish")
+    assert_nothing_executed(tmp_path)
+
+
+def test_hook_gives_up_after_its_bound_when_nothing_answers(tmp_path: Path) -> None:
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep"])
+    peers = write_peers(tmp_path, PEERS)
+    host = "127.0.0.43"
+    token = run_hook(
+        bin_dir=bin_dir,
+        http_port=free_port(host),
+        timeout_seconds=2,
+        env={"STELLAR_PEERS_FILE": str(peers), "STELLAR_PEERS_ADMIN_HOST": host},
+    )
+    started = time.monotonic()
+    assert processes_with(token), "the background part should be waiting for the node"
+    wait_until(lambda: not processes_with(token), timeout=6, message="the hook to give up")
+    assert time.monotonic() - started < 5
+
+
+def test_hook_without_a_peers_file_does_nothing(tmp_path: Path) -> None:
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep"])
+    with StellarCoreStandIn(host="127.0.0.44", port=0) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=node.port,
+            timeout_seconds=20,
+            env={
+                "STELLAR_PEERS_FILE": str(tmp_path / "missing.txt"),
+                "STELLAR_PEERS_ADMIN_HOST": node.host,
+            },
+        )
+        wait_until(lambda: not processes_with(token), timeout=10, message="the hook to finish")
+        assert [r.command for r in node.received] == ["info"]
+
+
+@pytest.mark.parametrize("bad", [0, 70000, -1, True, "11626; reboot", 1.5])
+def test_hook_refuses_anything_but_a_port_number(bad: object) -> None:
+    with pytest.raises(ValueError, match="http_port"):
+        poststart_command(http_port=bad, timeout_seconds=10)  # type: ignore[arg-type]
+
+
+def test_hook_command_is_sh_c_and_interpolates_only_integers() -> None:
+    command = poststart_command(http_port=11700, timeout_seconds=90)
+    assert command[:2] == ["/bin/sh", "-c"]
+    assert ":11700/" in command[2]
+    assert "+ 90 ))" in command[2]
+    assert command[2].rstrip().endswith("&\nexit 0")

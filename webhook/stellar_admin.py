@@ -1,0 +1,250 @@
+"""stellar-core's admin port: what its answers mean, and a tiny client that asks it.
+
+stellar-core answers 200 (or, since PR #2822, 404) with an HTML welcome page to
+any command it does not know, so a status code proves nothing: every answer is
+classified by its body (`src/main/CommandHandler.cpp`):
+
+- `connect?peer=P&port=N` answers `Connect to: P:N`; without both parameters
+  `Must specify a peer and port: connect&peer=PEER&port=PORT`; a command that
+  throws answers `{"exception": "..."}`;
+- any command answers `{"error": "Core is booting, try again later"}` while the
+  node starts, which, like a refused connection or a timeout, means "later";
+- `peers` answers `{"pending_peers": {"outbound": [...], "inbound": [...]},
+  "authenticated_peers": {"outbound": [{"address": ...}], "inbound": [...]}}`,
+  with `null` for an empty direction.
+
+URLs are built only from a validated IP address and an integer port; query
+values are URL-encoded. The client is a plain HTTP/1.1 GET over asyncio with
+one deadline for the whole exchange (stellar-core answers with Content-Length
+and closes the connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+_PEER_HOST = re.compile(r"[A-Za-z0-9.-]+")
+# A stellar-core log line's prefix: `2024-05-01T10:00:00.123 GABCD [Default INFO] `.
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)? \S+ \[[^\]]*\] ")
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    TRANSIENT = "transient"  # ask again later
+    FAILED = "failed"  # asking again will not help
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    reason: str  # short and from a fixed vocabulary: fit for events and logs
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+    @property
+    def transient(self) -> bool:
+        return self.outcome is Outcome.TRANSIENT
+
+
+CONNECTED = Result(Outcome.SUCCESS, "connected")
+
+
+class AnswerError(ValueError):
+    """The node answered something that is not the JSON we asked for."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+def is_peer_host(host: str) -> bool:
+    """A host stellar-core's `PeerBareAddress::resolve` accepts: a dotted IPv4 or a name."""
+    return _PEER_HOST.fullmatch(host) is not None
+
+
+def _shorten(body: str) -> str:
+    return body.strip()[:200]
+
+
+def _json_object(body: str) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def classify_answer(status: int, body: str) -> Result | None:
+    """The verdict common to every command, or None when the body is the command's own answer."""
+    if "Welcome to stellar-core!" in body:
+        return Result(Outcome.FAILED, "unknown-command", _shorten(body))
+    obj = _json_object(body)
+    if obj is not None and "booting" in str(obj.get("error", "")):
+        return Result(Outcome.TRANSIENT, "booting", _shorten(body))
+    if obj is not None and "exception" in obj:
+        return Result(Outcome.FAILED, "exception", str(obj["exception"])[:200])
+    if status != 200:
+        return Result(Outcome.FAILED, f"http-{status}", _shorten(body))
+    return None
+
+
+def classify_connect(status: int, body: str, *, host: str, port: int) -> Result:
+    """Success only for stellar-core's own success text for exactly this peer."""
+    verdict = classify_answer(status, body)
+    if verdict is not None:
+        return verdict
+    if body.strip() == f"Connect to: {host}:{port}":
+        return CONNECTED
+    if body.startswith("Must specify a peer and port"):
+        return Result(Outcome.FAILED, "must-specify", _shorten(body))
+    return Result(Outcome.FAILED, "unexpected-answer", _shorten(body))
+
+
+def classify_error(exc: BaseException) -> Result:
+    """A failed exchange: refused, timed out or unreachable all mean "later"."""
+    if isinstance(exc, TimeoutError):
+        return Result(Outcome.TRANSIENT, "timeout")
+    if isinstance(exc, ConnectionRefusedError):
+        return Result(Outcome.TRANSIENT, "refused")
+    if isinstance(exc, AnswerError):
+        return exc.result
+    if isinstance(exc, OSError):
+        return Result(Outcome.TRANSIENT, "unreachable", str(exc)[:200])
+    return Result(Outcome.FAILED, "bad-answer", str(exc)[:200])
+
+
+def _addresses(entries: Any) -> Iterable[str]:
+    for entry in entries or ():  # jsoncpp writes null for an empty direction
+        if isinstance(entry, str):
+            yield entry
+        elif isinstance(entry, dict) and isinstance(entry.get("address"), str):
+            yield entry["address"]
+
+
+def parse_peers(body: str) -> set[str]:
+    """Addresses (`ip:port`) the node is connected or connecting to; AnswerError if not `peers`."""
+    verdict = classify_answer(200, body)
+    if verdict is not None:
+        raise AnswerError(verdict)
+    obj = _json_object(body)
+    if obj is None or not ({"pending_peers", "authenticated_peers"} & obj.keys()):
+        raise AnswerError(Result(Outcome.FAILED, "unexpected-answer", _shorten(body)))
+    found: set[str] = set()
+    for group in ("pending_peers", "authenticated_peers"):
+        directions = obj.get(group) or {}
+        if isinstance(directions, dict):
+            for direction in ("outbound", "inbound"):
+                found.update(_addresses(directions.get(direction)))
+    return found
+
+
+def command_answer(output: str) -> str:
+    """The admin answer inside what `stellar-core http-command` wrote.
+
+    It loads its config file first and logs that to the console, and older
+    versions logged the answer instead of printing it: drop the log prefixes
+    and the config line, keep the rest.
+    """
+    lines = (_LOG_PREFIX.sub("", line) for line in output.splitlines())
+    return "\n".join(line for line in lines if not line.startswith("Config from ")).strip()
+
+
+# URLs
+
+
+def connect_path(*, host: str, port: int) -> str:
+    """`/connect?peer=HOST&port=PORT`, the host checked and encoded."""
+    if not is_peer_host(host):
+        raise ValueError(f"not a peer host: {host!r}")
+    return f"/connect?peer={quote(host, safe='')}&port={int(port)}"
+
+
+def connect_command(*, host: str, port: int) -> str:
+    """The same as an argument of `stellar-core http-command` (no leading slash)."""
+    return connect_path(host=host, port=port)[1:]
+
+
+def _authority(ip: str, port: int) -> tuple[str, int, str]:
+    """(host to dial, port, Host header) from a validated IP address and an integer port."""
+    address = ipaddress.ip_address(ip)
+    port = int(port)
+    if not 0 < port < 65536:
+        raise ValueError(f"not a TCP port: {port}")
+    header = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+    return str(address), port, header
+
+
+# The client
+
+
+async def get(*, ip: str, port: int, path: str, time_limit: float) -> tuple[int, str]:
+    """GET `path` from `ip:port` within `time_limit` seconds; (status, body)."""
+    host, port, authority = _authority(ip, port)
+    if not path.startswith("/") or any(c in path for c in "\r\n "):
+        raise ValueError(f"not a request path: {path!r}")
+    async with asyncio.timeout(time_limit):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            request = f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+            writer.write(request.encode("ascii"))
+            await writer.drain()
+            raw = await reader.read(MAX_ANSWER_BYTES)
+            while chunk := await reader.read(MAX_ANSWER_BYTES - len(raw)):
+                raw += chunk
+        finally:
+            writer.close()
+    return _parse_response(raw)
+
+
+def _parse_response(raw: bytes) -> tuple[int, str]:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise AnswerError(Result(Outcome.FAILED, "bad-answer", lines[0][:200]))
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            body = body[: int(value.strip())]
+    return int(parts[1]), body.decode("utf-8", "replace")
+
+
+async def connect(
+    *, ip: str, port: int, peer_host: str, peer_port: int, time_limit: float
+) -> Result:
+    """Ask the node at `ip:port` to connect to `peer_host:peer_port`."""
+    try:
+        status, body = await get(
+            ip=ip,
+            port=port,
+            path=connect_path(host=peer_host, port=peer_port),
+            time_limit=time_limit,
+        )
+    except (OSError, TimeoutError, AnswerError) as exc:
+        return classify_error(exc)
+    return classify_connect(status, body, host=peer_host, port=peer_port)
+
+
+async def peers(*, ip: str, port: int, time_limit: float) -> tuple[Result, set[str]]:
+    """The node's connected and pending peers, with how asking went."""
+    try:
+        status, body = await get(ip=ip, port=port, path="/peers", time_limit=time_limit)
+        verdict = classify_answer(status, body)
+        if verdict is not None:
+            return verdict, set()
+        return Result(Outcome.SUCCESS, "listed"), parse_peers(body)
+    except (OSError, TimeoutError, AnswerError) as exc:
+        return classify_error(exc), set()
