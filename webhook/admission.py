@@ -71,7 +71,13 @@ def _pod_name(request: review.Request) -> str:
     metadata = pod.get("metadata")
     if not isinstance(metadata, dict):
         return ""
-    return str(metadata.get("name") or metadata.get("generateName") or "")
+    # Only strings are logged: str() of an arbitrary (possibly hostile, deeply
+    # nested) value can raise or flood the log line.
+    for key in ("name", "generateName"):
+        value = metadata.get(key)
+        if isinstance(value, str) and value:
+            return value[:253]
+    return ""
 
 
 class Admission:

@@ -70,47 +70,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     if args.command == "serve":
-        from webhook import service
+        from webhook.service import run
 
-        return service.run(settings, local=args.local)
+        return run(settings, local=args.local)
     if args.command == "inject":
-        from webhook import documents
+        from webhook.documents import DocumentError, inject_text
 
         try:
-            sys.stdout.write(documents.inject_text(_read(args.filename), settings=settings))
-        except (OSError, documents.DocumentError) as exc:
+            sys.stdout.write(inject_text(_read(args.filename), settings=settings))
+        except (OSError, DocumentError) as exc:
             print(f"stellar-peers inject: {exc}", file=sys.stderr)
             return 1
         return 0
     if args.command == "explain":
-        from webhook import documents
+        from webhook.documents import DocumentError, explain_pod, explain_text
 
         try:
             if args.filename:
-                text = documents.explain_text(_read(args.filename), settings=settings)
+                text = explain_text(_read(args.filename), settings=settings)
             elif args.pod:
-                from webhook import kube
+                from webhook.kube import read_pod
 
-                pod = kube.read_pod(settings, namespace=args.pod_namespace, name=args.pod)
-                text = documents.explain_pod(pod, settings=settings)
+                pod = read_pod(settings, namespace=args.pod_namespace, name=args.pod)
+                text = explain_pod(pod, settings=settings)
             else:
                 print("stellar-peers explain: give -f FILE or a pod name", file=sys.stderr)
                 return 2
-        except (OSError, documents.DocumentError) as exc:
+        except (OSError, DocumentError) as exc:
             print(f"stellar-peers explain: {exc}", file=sys.stderr)
             return 1
         sys.stdout.write(text)
         return 0
     if args.command == "certs":
-        from certs import command
+        from certs.command import main as certs_main
 
-        return command.main(
+        return certs_main(
             action=args.action, out=args.out, dns=args.dns, ips=args.ip, settings=settings
         )
     if args.command == "check":
-        from webhook import check
+        from webhook.check import run as run_check
 
-        return check.run(settings)
+        return run_check(settings)
     return 2
 
 

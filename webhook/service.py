@@ -26,7 +26,10 @@ from kubernetes.config import ConfigException
 from certs import authority, files
 from webhook import kube, server
 from webhook import log as logs
+from webhook.discovery import PeerWatcher
+from webhook.leader import LeaderElector
 from webhook.metrics import Metrics
+from webhook.reload import ReloadController
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,19 +167,45 @@ def unregister(api: client.AdmissionregistrationV1Api, name: str) -> None:
             raise
 
 
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """The background parts that run beside the servers, and when the replica is ready."""
+
+    parts: list[Coroutine[Any, Any, None]]
+    ready: Callable[[], bool]
+
+
 def components(
     *,
     settings: Settings,
     metrics: Metrics,
     api_client: client.ApiClient,
     stop: asyncio.Event,
-) -> list[Coroutine[Any, Any, None]]:
-    """The background parts that run beside the servers until `stop` is set.
+) -> Components:
+    """Leader election, the peer watcher and the reload controller.
 
-    The peer watcher, leader election and the reload controller plug in here;
-    each is a coroutine that returns once `stop` is set.
+    Every replica watches (so a new leader starts with a warm state) but only
+    the Lease holder writes ConfigMaps and sends reloads. Each part returns
+    once `stop` is set. Readiness waits for the watcher's first LIST of every
+    source, so a replica never serves admission without having seen the cluster.
     """
-    return []
+    if not settings.enable_watcher:
+        return Components(parts=[], ready=lambda: True)
+    leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
+    reload = ReloadController(
+        settings=settings, api_client=api_client, metrics=metrics, is_leader=leader.is_leader
+    )
+    watcher = PeerWatcher(
+        settings=settings,
+        api_client=api_client,
+        metrics=metrics,
+        is_leader=leader.is_leader,
+        on_change=reload.on_change,
+    )
+    return Components(
+        parts=[leader.run(stop), watcher.run(stop), reload.run(stop)],
+        ready=lambda: watcher.ready,
+    )
 
 
 @contextlib.contextmanager
@@ -203,11 +232,16 @@ async def _run_all(
     stop: asyncio.Event,
 ) -> int:
     """Run the servers and the components; the first failure stops them all."""
+    background = components(settings=settings, metrics=metrics, api_client=api_client, stop=stop)
     parts = [
         server.serve(
-            settings=settings, metrics=metrics, readiness=None, stop=stop, listeners=listeners
+            settings=settings,
+            metrics=metrics,
+            readiness=background.ready,
+            stop=stop,
+            listeners=listeners,
         ),
-        *components(settings=settings, metrics=metrics, api_client=api_client, stop=stop),
+        *background.parts,
     ]
     tasks = [asyncio.create_task(part) for part in parts]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

@@ -109,6 +109,13 @@ class Settings:
             raise SettingsError(
                 "--lease-renew-seconds must be shorter than --lease-duration-seconds"
             )
+        from webhook.peers import static_peer  # here: peers reads Settings, so no top import
+
+        for text in self.static_peers:
+            try:
+                static_peer(text)
+            except ValueError as exc:
+                raise SettingsError(f"--static-peers: {exc}") from exc
 
     def image_matches(self, repository: str) -> bool:
         return self._image_regex.search(repository) is not None

@@ -1,0 +1,425 @@
+"""`stellar-peers check`: a post-install self-test against the live cluster.
+
+Owns the four checks an operator runs after installing, each printed as one
+`PASS name: ...` or `FAIL name: ...` line:
+
+- `webhook`: a server-side dry-run create of a validator pod in the first
+  namespace the webhook selects comes back injected, so the API server reaches
+  the webhook and trusts its certificate;
+- `certificate`: the serving certificate (from the TLS Secret, else the
+  certificate file, else the one the webhook's URL serves) is valid for long
+  enough;
+- `lease`: the leader-election Lease has a holder that renewed it in time;
+- `configmaps`: the canonical `stellar-peers` ConfigMap exists with a hash
+  annotation matching its `peers.txt`, and every enabled namespace has a
+  mirror equal to it.
+
+The exit code is 0 only when every check passes. Reads only, apart from the
+dry-run create, which stores nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import hashlib
+import socket
+import ssl
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit
+
+import orjson
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
+
+from certs import authority, install
+from webhook import kube, names
+from webhook.settings import Settings
+
+REQUEST_TIMEOUT_SECONDS: Final = 10.0
+# A serving certificate closer to expiry than this fails the check: rotation
+# renews 30 days ahead, so reaching this means rotation is not running.
+MIN_CERT_VALIDITY: Final = dt.timedelta(days=7)
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+FAILURES: Final[tuple[type[BaseException], ...]] = (
+    ApiException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+    ValueError,
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ok: bool
+    detail: str
+
+    @property
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def _api_error(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        message = exc.reason or ""
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            message = str(orjson.loads(exc.body or b"").get("message") or message)
+        return f"HTTP {exc.status}: {message}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    response = call(
+        *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs
+    )
+    data: dict[str, Any] = orjson.loads(response.data)
+    return data
+
+
+def _not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+def enabled_namespaces(core: client.CoreV1Api, settings: Settings) -> list[str]:
+    """Namespaces the webhook and the watcher act in: the selector's, less the excluded ones."""
+    listed = _read_json(core.list_namespace, label_selector=settings.namespace_selector)
+    excluded = {settings.namespace, "kube-system"}
+    found = []
+    for item in listed.get("items") or ():
+        metadata = item.get("metadata") or {}
+        name = metadata.get("name")
+        if not isinstance(name, str) or name in excluded or metadata.get("deletionTimestamp"):
+            continue
+        found.append(name)
+    return sorted(found)
+
+
+# --- webhook ----------------------------------------------------------------
+
+
+def probe_pod(name: str) -> dict[str, Any]:
+    """A minimal validator pod, as a user would write it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {names.NODE_TYPE_LABEL: "validator", "app": "stellar-peers-check"},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "stellar-core",
+                    "image": "stellar/stellar-core:latest",
+                    "ports": [
+                        {"name": "peer", "containerPort": names.DEFAULT_PEER_PORT},
+                        {"name": "http", "containerPort": names.DEFAULT_HTTP_PORT},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def injected(pod: dict[str, Any]) -> str | None:
+    """None when `pod` carries everything injection adds, else what is missing."""
+    metadata = pod.get("metadata") or {}
+    if (metadata.get("labels") or {}).get(names.INJECTED_LABEL) != "true":
+        return f"label {names.INJECTED_LABEL}=true is missing"
+    if names.STATUS_ANNOTATION not in (metadata.get("annotations") or {}):
+        return f"annotation {names.STATUS_ANNOTATION} is missing"
+    spec = pod.get("spec") or {}
+    if not any(v.get("name") == names.VOLUME_NAME for v in spec.get("volumes") or ()):
+        return f"volume {names.VOLUME_NAME} is missing"
+    containers = spec.get("containers") or [{}]
+    env = {e.get("name") for e in containers[0].get("env") or ()}
+    wanted = {names.ENV_PEERS_FILE, names.ENV_PEERS, names.ENV_PEER_COUNT, names.ENV_POD_IP}
+    if not wanted <= env:
+        return f"env {', '.join(sorted(wanted - env))} missing"
+    return None
+
+
+def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
+    name = "webhook"
+    core = client.CoreV1Api(api)
+    admreg = client.AdmissionregistrationV1Api(api)
+    try:
+        _read_json(admreg.read_mutating_webhook_configuration, settings.webhook_config_name)
+    except FAILURES as exc:
+        if _not_found(exc):
+            return Result(
+                name,
+                False,
+                f"MutatingWebhookConfiguration {settings.webhook_config_name} not found",
+            )
+        return Result(name, False, f"cannot read the webhook configuration: {_api_error(exc)}")
+    try:
+        namespaces = enabled_namespaces(core, settings)
+    except FAILURES as exc:
+        return Result(name, False, f"cannot list namespaces: {_api_error(exc)}")
+    if not namespaces:
+        return Result(
+            name,
+            False,
+            f"no namespace matches {settings.namespace_selector!r} (besides "
+            f"{settings.namespace} and kube-system), so no pod can be injected; label one",
+        )
+    namespace = namespaces[0]
+    pod_name = f"stellar-peers-check-{uuid.uuid4().hex[:8]}"
+    try:
+        pod = _read_json(core.create_namespaced_pod, namespace, probe_pod(pod_name), dry_run="All")
+    except FAILURES as exc:
+        return Result(name, False, f"dry-run create in {namespace} failed: {_api_error(exc)}")
+    missing = injected(pod)
+    if missing is not None:
+        return Result(
+            name,
+            False,
+            f"dry-run pod in {namespace} came back uninjected ({missing}): the API server "
+            "did not reach the webhook, or ignored its failure (failurePolicy Ignore)",
+        )
+    return Result(name, True, f"dry-run validator pod in {namespace} came back injected")
+
+
+# --- certificate ------------------------------------------------------------
+
+
+def served_certificate(url: str, ca_bundle: bytes) -> bytes:
+    """The certificate the webhook URL serves, verified against `ca_bundle`, as PEM."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"not an https URL: {url!r}")
+    context = ssl.create_default_context(cadata=ca_bundle.decode("ascii"))
+    port = parts.port or 443
+    with (
+        socket.create_connection((parts.hostname, port), timeout=REQUEST_TIMEOUT_SECONDS) as raw,
+        context.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ValueError(f"{url} served no certificate")
+    return ssl.DER_cert_to_PEM_cert(der).encode("ascii")
+
+
+def _certificate_from_webhook(
+    admreg: client.AdmissionregistrationV1Api, settings: Settings
+) -> tuple[bytes, str] | None:
+    configuration = _read_json(
+        admreg.read_mutating_webhook_configuration, settings.webhook_config_name
+    )
+    for hook in configuration.get("webhooks") or ():
+        client_config = hook.get("clientConfig") or {}
+        url = client_config.get("url")
+        if isinstance(url, str) and url:
+            try:
+                ca_bundle = base64.b64decode(client_config.get("caBundle") or "", validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"the caBundle of {hook.get('name')} is not base64") from exc
+            return served_certificate(url, ca_bundle), f"served at {url}"
+    return None
+
+
+def find_certificate(api: client.ApiClient, settings: Settings) -> tuple[bytes, str] | None:
+    """(PEM, where it came from): the Secret, else the file, else what the webhook URL serves."""
+    core = client.CoreV1Api(api)
+    try:
+        secret = _read_json(
+            core.read_namespaced_secret, install.secret_name(settings), settings.namespace
+        )
+        encoded = (secret.get("data") or {}).get("tls.crt")
+        if encoded:
+            source = f"Secret {settings.namespace}/{install.secret_name(settings)}"
+            return base64.b64decode(encoded), source
+    except ApiException as exc:
+        if exc.status not in (403, 404):
+            raise
+    try:
+        with open(settings.cert_file, "rb") as handle:
+            return handle.read(), f"file {settings.cert_file}"
+    except FileNotFoundError:
+        pass
+    return _certificate_from_webhook(client.AdmissionregistrationV1Api(api), settings)
+
+
+def check_certificate(
+    api: client.ApiClient, settings: Settings, *, now: dt.datetime | None = None
+) -> Result:
+    name = "certificate"
+    try:
+        found = find_certificate(api, settings)
+    except FAILURES as exc:
+        return Result(name, False, f"cannot get the serving certificate: {_api_error(exc)}")
+    except ssl.SSLError as exc:  # an OSError too, but say what it means
+        return Result(name, False, f"the served certificate is not trusted: {exc}")
+    if found is None:
+        return Result(
+            name,
+            False,
+            f"no serving certificate: no Secret {install.secret_name(settings)} in "
+            f"{settings.namespace}, no file {settings.cert_file}, no webhook URL to ask",
+        )
+    pem, source = found
+    try:
+        left = authority.remaining_validity(pem, now=now)
+        expiry = authority.not_after(pem)
+    except ValueError as exc:
+        return Result(name, False, f"{source} holds no readable certificate: {exc}")
+    when = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+    days = left.total_seconds() / 86400
+    if left <= dt.timedelta(0):
+        return Result(name, False, f"{source} expired at {when}")
+    if left < MIN_CERT_VALIDITY:
+        return Result(
+            name, False, f"{source} expires in {days:.1f} days ({when}): rotation is not working"
+        )
+    return Result(name, True, f"{source} valid for {days:.0f} more days (until {when})")
+
+
+# --- lease ------------------------------------------------------------------
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def check_lease(
+    api: client.ApiClient, settings: Settings, *, now: dt.datetime | None = None
+) -> Result:
+    name = "lease"
+    where = f"{settings.namespace}/{settings.lease_name}"
+    if not settings.leader_election:
+        return Result(name, True, "leader election is off: this replica always writes")
+    try:
+        lease = _read_json(
+            client.CoordinationV1Api(api).read_namespaced_lease,
+            settings.lease_name,
+            settings.namespace,
+        )
+    except FAILURES as exc:
+        if _not_found(exc):
+            return Result(name, False, f"Lease {where} not found: no replica ever led")
+        return Result(name, False, f"cannot read Lease {where}: {_api_error(exc)}")
+    spec = lease.get("spec") or {}
+    holder = spec.get("holderIdentity") or ""
+    renewed = _parse_time(spec.get("renewTime"))
+    duration = spec.get("leaseDurationSeconds") or 0
+    if not holder:
+        return Result(name, False, f"Lease {where} has no holder: no replica leads")
+    if renewed is None:
+        return Result(name, False, f"Lease {where} held by {holder} has no renewTime")
+    age = ((now or dt.datetime.now(dt.UTC)) - renewed).total_seconds()
+    if age > duration:
+        return Result(
+            name,
+            False,
+            f"Lease {where} held by {holder} is stale: renewed {age:.0f}s ago, "
+            f"duration {duration}s",
+        )
+    return Result(
+        name,
+        True,
+        f"Lease {where} held by {holder}, renewed {max(age, 0):.1f}s ago (of {duration}s)",
+    )
+
+
+# --- configmaps -------------------------------------------------------------
+
+
+def _configmap(core: client.CoreV1Api, namespace: str) -> dict[str, Any] | None:
+    try:
+        return _read_json(core.read_namespaced_config_map, names.CONFIGMAP_NAME, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _hash_of(configmap: dict[str, Any]) -> str | None:
+    return ((configmap.get("metadata") or {}).get("annotations") or {}).get(
+        names.PEERS_HASH_ANNOTATION
+    )
+
+
+def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
+    name = "configmaps"
+    core = client.CoreV1Api(api)
+    where = f"{settings.namespace}/{names.CONFIGMAP_NAME}"
+    try:
+        canonical = _configmap(core, settings.namespace)
+        namespaces = enabled_namespaces(core, settings)
+        mirrors = {namespace: _configmap(core, namespace) for namespace in namespaces}
+    except FAILURES as exc:
+        return Result(name, False, f"cannot read ConfigMaps: {_api_error(exc)}")
+    if canonical is None:
+        return Result(name, False, f"canonical ConfigMap {where} not found")
+    data = canonical.get("data") or {}
+    text = data.get(names.KEY_TXT)
+    recorded = _hash_of(canonical)
+    if text is None:
+        return Result(name, False, f"{where} has no {names.KEY_TXT}")
+    actual = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    if recorded != actual:
+        return Result(
+            name,
+            False,
+            f"{where} annotation {names.PEERS_HASH_ANNOTATION} is {recorded!r}, "
+            f"but {names.KEY_TXT} hashes to {actual}",
+        )
+    missing = sorted(ns for ns, mirror in mirrors.items() if mirror is None)
+    stale = sorted(
+        ns
+        for ns, mirror in mirrors.items()
+        if mirror is not None and ((mirror.get("data") or {}) != data or _hash_of(mirror) != actual)
+    )
+    if missing or stale:
+        parts = []
+        if missing:
+            parts.append(f"mirror missing in {', '.join(missing)}")
+        if stale:
+            parts.append(f"mirror differs from {where} in {', '.join(stale)}")
+        return Result(name, False, "; ".join(parts))
+    count = data.get(names.KEY_COUNT, "?")
+    return Result(
+        name,
+        True,
+        f"{where} holds {count} peers ({actual[:19]}…), {len(mirrors)} mirrors match",
+    )
+
+
+def checks(api: client.ApiClient, settings: Settings) -> list[Result]:
+    return [
+        check_webhook(api, settings),
+        check_certificate(api, settings),
+        check_lease(api, settings),
+        check_configmaps(api, settings),
+    ]
+
+
+def run(settings: Settings, *, out: TextIO | None = None) -> int:
+    """Run every check, print one line each; 0 only when all pass."""
+    stream = out or sys.stdout
+    try:
+        api = kube.api_client(settings)
+    except (ConfigException, OSError) as exc:
+        print(f"FAIL cluster: cannot build a Kubernetes client: {exc}", file=stream)
+        return 1
+    with api:
+        results = checks(api, settings)
+    for result in results:
+        print(result.line, file=stream)
+    return 0 if all(r.ok for r in results) else 1

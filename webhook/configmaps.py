@@ -1,0 +1,314 @@
+"""The `stellar-peers` ConfigMaps: the canonical one and a mirror per enabled namespace.
+
+Owns deciding which ConfigMaps to create, update or delete (`plan`, pure) and
+doing it (`ConfigMapWriter`). Writes are compare-then-write: a ConfigMap whose
+data and hash annotation already match is never touched, and every update
+carries the resourceVersion just read, so a concurrent writer makes us re-read
+(409) instead of overwriting. A ConfigMap named `stellar-peers` without our
+owner labels belongs to someone else: we leave it, count it, and say so once
+in a Warning Event. A peer set past the 1 MiB limit is not written: the last
+good one stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from webhook import names
+from webhook.metrics import Metrics
+from webhook.peers import (
+    KIND_CONFIGMAP,
+    PeerSet,
+    State,
+    configmap_body,
+    content_digest,
+    encoded_size,
+    is_owned,
+    render,
+)
+from webhook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Verb = Literal["write", "delete", "conflict"]
+FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
+WRITE_CONCURRENCY = 8
+CONFLICT_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    verb: Verb
+    namespace: str
+    uid: str = ""
+
+
+def canonical_ref(settings: Settings) -> str:
+    return f"{settings.namespace}/{names.CONFIGMAP_NAME}"
+
+
+def plan(
+    state: State,
+    *,
+    desired_digest: str,
+    system_namespace: str,
+    enabled: Iterable[str],
+    canonical: str,
+) -> list[Step]:
+    """What to do so every target namespace holds our content and no stray mirror is left.
+
+    Targets are the system namespace and every enabled one. Only mirrors of
+    this canonical ConfigMap (by annotation) are ever deleted, so two
+    installations in one cluster never remove each other's.
+    """
+    targets = {system_namespace, *enabled}
+    steps: list[Step] = []
+    for namespace in sorted(targets):
+        observed = state.get((KIND_CONFIGMAP, namespace, names.CONFIGMAP_NAME))
+        if observed is None:
+            steps.append(Step("write", namespace))
+        elif not is_owned(observed):
+            steps.append(Step("conflict", namespace, str(observed["metadata"].get("uid") or "")))
+        elif observed.get("digest") != desired_digest:
+            steps.append(Step("write", namespace))
+    for (kind, namespace, name), observed in sorted(state.items()):
+        if kind != KIND_CONFIGMAP or name != names.CONFIGMAP_NAME or namespace in targets:
+            continue
+        annotations = observed["metadata"].get("annotations") or {}
+        if is_owned(observed) and annotations.get(names.CANONICAL_ANNOTATION) == canonical:
+            steps.append(Step("delete", namespace, str(observed["metadata"].get("uid") or "")))
+    return steps
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ConfigMapWriter:
+    def __init__(
+        self, *, settings: Settings, api_client: client.ApiClient, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._core = client.CoreV1Api(api_client)
+        self._last_good: PeerSet | None = None
+        self._warned: set[str] = set()  # uids and hashes already reported in an Event
+
+    def fit(self, peers: PeerSet) -> tuple[PeerSet | None, str]:
+        """The set to publish (`peers` if it fits, else the last good one) and a warning, if new."""
+        size = encoded_size(render(peers))
+        if size <= names.CONFIGMAP_MAX_BYTES:
+            self._last_good = peers
+            return peers, ""
+        if peers.hash in self._warned:
+            return self._last_good, ""
+        self._warned.add(peers.hash)
+        self.metrics.configmap_oversize_total.inc()
+        log.error(
+            "configmap.oversize",
+            extra={
+                "bytes": size,
+                "limit": names.CONFIGMAP_MAX_BYTES,
+                "peers": len(peers.peers),
+                "keeping": self._last_good.hash if self._last_good else None,
+            },
+        )
+        warning = (
+            f"{len(peers.peers)} peers need {size} bytes, over the ConfigMap limit of "
+            f"{names.CONFIGMAP_MAX_BYTES}; keeping the last peer set that fit"
+        )
+        return self._last_good, warning
+
+    async def reconcile(
+        self,
+        *,
+        peers: PeerSet,
+        state: State,
+        enabled: Iterable[str],
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> bool:
+        """Bring every `stellar-peers` ConfigMap in line; False when some call failed."""
+        published, warning = self.fit(peers)
+        if warning:
+            await asyncio.to_thread(self._oversize_event, warning)
+        if published is None:
+            return True
+        canonical = canonical_ref(self.settings)
+        body = configmap_body(
+            published,
+            name=names.CONFIGMAP_NAME,
+            namespace="",
+            annotations={names.CANONICAL_ANNOTATION: canonical},
+        )
+        digest = content_digest(body)
+        steps = plan(
+            state,
+            desired_digest=digest,
+            system_namespace=self.settings.namespace,
+            enabled=enabled,
+            canonical=canonical,
+        )
+        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+        async def run(step: Step) -> bool:
+            async with gate:
+                if not is_leader():  # lost the Lease mid-round: stop writing at once
+                    return True
+                return await asyncio.to_thread(self._do, step, body, digest)
+
+        results = await asyncio.gather(*(run(step) for step in steps))
+        return all(results)
+
+    def _do(self, step: Step, body: dict[str, Any], digest: str) -> bool:
+        kind = "canonical" if step.namespace == self.settings.namespace else "mirror"
+        try:
+            if step.verb == "conflict":
+                self._conflict(step.namespace, step.uid)
+            elif step.verb == "delete":
+                self._delete(step.namespace, step.uid, kind)
+            else:
+                self._write(step.namespace, body, digest, kind)
+        except FAILURES as exc:
+            self.metrics.configmap_writes_total.labels(kind=kind, result="error").inc()
+            log.warning(
+                "configmap.write-failed",
+                extra={"namespace": step.namespace, "verb": step.verb, "error": repr(exc)[:300]},
+            )
+            return False
+        return True
+
+    def _read(self, namespace: str) -> dict[str, Any] | None:
+        try:
+            response = self._core.read_namespaced_config_map(
+                names.CONFIGMAP_NAME, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        current: dict[str, Any] = orjson.loads(response.data)
+        return current
+
+    def _write(self, namespace: str, body: dict[str, Any], digest: str, kind: str) -> None:
+        """Create or update from a fresh read; a 409 means someone wrote between: read again."""
+        for _ in range(CONFLICT_RETRIES):
+            current = self._read(namespace)
+            if current is not None and not is_owned(current):
+                self._conflict(namespace, str(current["metadata"].get("uid") or ""))
+                return
+            if current is not None and content_digest(current) == digest:
+                return
+            wanted = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+            try:
+                if current is None:
+                    self._core.create_namespaced_config_map(
+                        namespace, wanted, field_manager=names.FIELD_MANAGER
+                    )
+                    result = "created"
+                else:
+                    wanted["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                    labels = current["metadata"].get("labels") or {}
+                    annotations = current["metadata"].get("annotations") or {}
+                    # Keep what others added beside ours; ours win on the keys we own.
+                    wanted["metadata"]["labels"] = {**labels, **body["metadata"]["labels"]}
+                    wanted["metadata"]["annotations"] = {
+                        **annotations,
+                        **body["metadata"]["annotations"],
+                    }
+                    self._core.replace_namespaced_config_map(
+                        names.CONFIGMAP_NAME, namespace, wanted, field_manager=names.FIELD_MANAGER
+                    )
+                    result = "updated"
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                raise
+            self.metrics.configmap_writes_total.labels(kind=kind, result=result).inc()
+            log.info(
+                "configmap.written",
+                extra={
+                    "namespace": namespace,
+                    "kind": kind,
+                    "result": result,
+                    "hash": body["metadata"]["annotations"][names.PEERS_HASH_ANNOTATION],
+                },
+            )
+            return
+        raise ApiException(status=409, reason=f"{namespace}: still conflicting after retries")
+
+    def _delete(self, namespace: str, uid: str, kind: str) -> None:
+        options = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            self._core.delete_namespaced_config_map(names.CONFIGMAP_NAME, namespace, body=options)
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone already, or replaced by someone else's
+                raise
+            return
+        self.metrics.configmap_writes_total.labels(kind=kind, result="deleted").inc()
+        log.info(
+            "configmap.deleted", extra={"namespace": namespace, "reason": "namespace-disabled"}
+        )
+
+    def _conflict(self, namespace: str, uid: str) -> None:
+        """Someone else's `stellar-peers`: never touched; reported once per object."""
+        if uid in self._warned:
+            return
+        self._warned.add(uid)
+        self.metrics.configmap_conflicts_total.inc()
+        log.warning(
+            "configmap.conflict",
+            extra={"namespace": namespace, "configmap": names.CONFIGMAP_NAME, "uid": uid},
+        )
+        self._event(
+            namespace=namespace,
+            uid=uid,
+            reason="NotOwned",
+            message="a ConfigMap named stellar-peers without the peer injector's labels "
+            "exists here; it is left untouched and pods get no peer list from it",
+        )
+
+    def _oversize_event(self, message: str) -> None:
+        """A Warning Event on the canonical ConfigMap: the place an operator looks first."""
+        namespace = self.settings.namespace
+        try:
+            current = self._read(namespace)
+            uid = str((current or {}).get("metadata", {}).get("uid") or "")
+            self._event(namespace=namespace, uid=uid, reason="PeerSetTooLarge", message=message)
+        except FAILURES as exc:
+            log.warning("configmap.event-failed", extra={"error": repr(exc)[:300]})
+
+    def _event(self, *, namespace: str, uid: str, reason: str, message: str) -> None:
+        now = _now()
+        body = {
+            "metadata": {"generateName": f"{names.CONFIGMAP_NAME}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": names.CONFIGMAP_NAME,
+                "namespace": namespace,
+                "uid": uid,
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": names.FIELD_MANAGER},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(namespace, body)
+        except FAILURES as exc:
+            log.warning(
+                "configmap.event-failed", extra={"reason": reason, "error": repr(exc)[:300]}
+            )

@@ -1,0 +1,442 @@
+"""The peer watcher: folds watch streams into one state and publishes the peer set.
+
+Owns the watch loops (injected pods; namespaces matching the selector;
+`stellar-peers` ConfigMaps; the StellarNode CRD and, while it exists,
+StellarNodes with their pods and Services), the debounce that turns a burst
+of events into one reconcile, and the hand-over to the ConfigMap writer (on
+the leader only) and to `on_change` listeners (on every replica).
+
+Watch loops only trim objects and queue events; the publish loop folds the
+queue into one state with `peers.fold_all` once per debounce window (one copy
+of the state per burst, not per event), computes the peer set from it, and
+hands it on. The state is replaced, never mutated, so a reconcile always
+reads a consistent picture. Nothing is written before every source has
+listed once: a half-listed cluster would publish a half peer set.
+
+An audit loop also lists each enabled namespace now and then for validators
+admitted without injection (the webhook was down under failurePolicy
+Ignore), counts them, and with `evict_uninjected` evicts them on the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from webhook import names
+from webhook.configmaps import ConfigMapWriter
+from webhook.metrics import Metrics
+from webhook.peers import (
+    KIND_CONFIGMAP,
+    KIND_NAMESPACE,
+    KIND_NODE_POD,
+    KIND_POD,
+    KIND_SERVICE,
+    KIND_STELLARNODE,
+    NODE_NAME_LABEL,
+    NODE_NAME_VALUE,
+    PeerSet,
+    State,
+    admitted_uninjected,
+    enabled_namespaces,
+    fold_all,
+    peer_set,
+    static_peer,
+    trim,
+    validators,
+)
+from webhook.settings import Settings
+from webhook.watch import backoff_delay, watch_events
+
+log = logging.getLogger(__name__)
+
+CRD_NAME = f"{names.STELLARNODE_PLURAL}.{names.STELLARNODE_GROUP}"
+BASE_SOURCES = frozenset({"pods", "namespaces", "configmaps", "crds"})
+NODE_SOURCES = frozenset({"stellarnodes", "stellarnode-pods", "services"})
+# Threads for open watch streams: each holds one while it waits for a line.
+WATCH_THREADS = 12
+# How often enabled namespaces are searched for validators admitted without injection.
+AUDIT_INTERVAL_SECONDS = 60.0
+FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What listeners get: the peer set and the trimmed Ready injected validator pods."""
+
+    peers: PeerSet
+    validators: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def hash(self) -> str:
+        return self.peers.hash
+
+
+@dataclass(frozen=True)
+class Source:
+    """One watched resource: what to call, with which filters, and the state kind it feeds."""
+
+    name: str
+    kind: str
+    list_fn: Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+OnChange = Callable[[Snapshot], Awaitable[None]]
+
+
+class PeerWatcher:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api_client: client.ApiClient,
+        metrics: Metrics,
+        is_leader: Callable[[], bool],
+        on_change: OnChange | None = None,
+        audit_interval_seconds: float = AUDIT_INTERVAL_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.is_leader = is_leader
+        self.on_change = on_change
+        self.audit_interval_seconds = audit_interval_seconds
+        self._core = client.CoreV1Api(api_client)
+        self.writer = ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics)
+        self.static = tuple(static_peer(text) for text in settings.static_peers)
+        self.snapshot = Snapshot(peers=PeerSet(peers=()))
+        self._state: State = {}
+        self._inbox: list[Mapping[str, Any]] = []  # events not folded into the state yet
+        self._pending = set(BASE_SOURCES)  # sources not listed yet
+        self._ready = False
+        self._dirty = asyncio.Event()
+        self._listed_all = asyncio.Event()
+        self._folded_once = asyncio.Event()  # the listed objects are in the state
+        self._node_tasks: list[asyncio.Task[None]] = []
+        self._crd_absent_logged = False
+        self._executor: ThreadPoolExecutor | None = None
+        core = self._core
+        custom = client.CustomObjectsApi(api_client)
+        apiext = client.ApiextensionsV1Api(api_client)
+        self._base = [
+            Source(
+                "pods",
+                KIND_POD,
+                core.list_pod_for_all_namespaces,
+                {"label_selector": f"{names.INJECTED_LABEL}=true"},
+            ),
+            Source(
+                "namespaces",
+                KIND_NAMESPACE,
+                core.list_namespace,
+                {"label_selector": settings.namespace_selector},
+            ),
+            Source(
+                "configmaps",
+                KIND_CONFIGMAP,
+                core.list_config_map_for_all_namespaces,
+                {"field_selector": f"metadata.name={names.CONFIGMAP_NAME}"},
+            ),
+        ]
+        self._crds = Source(
+            "crds",
+            "CustomResourceDefinition",
+            apiext.list_custom_resource_definition,
+            {"field_selector": f"metadata.name={CRD_NAME}"},
+        )
+        self._nodes = [
+            Source(
+                "stellarnodes",
+                KIND_STELLARNODE,
+                custom.list_cluster_custom_object,
+                {
+                    "group": names.STELLARNODE_GROUP,
+                    "version": names.STELLARNODE_VERSION,
+                    "plural": names.STELLARNODE_PLURAL,
+                },
+            ),
+            Source(
+                "stellarnode-pods",
+                KIND_NODE_POD,
+                core.list_pod_for_all_namespaces,
+                {"label_selector": f"{NODE_NAME_LABEL}={NODE_NAME_VALUE}"},
+            ),
+            Source("services", KIND_SERVICE, core.list_service_for_all_namespaces),
+        ]
+
+    @property
+    def ready(self) -> bool:
+        """True once every source has listed: the state then reflects the cluster."""
+        return self._ready
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch and publish until `stop` is set, then close every stream."""
+        self._executor = ThreadPoolExecutor(WATCH_THREADS, thread_name_prefix="peer-watch")
+        tasks = [asyncio.create_task(self._follow(source)) for source in self._base]
+        tasks.append(asyncio.create_task(self._follow_crd()))
+        tasks.append(asyncio.create_task(self._publish_loop()))
+        tasks.append(asyncio.create_task(self._audit_loop()))
+        for task in tasks:
+            task.add_done_callback(_report_crash)
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks + self._node_tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._node_tasks, return_exceptions=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- Folding ------------------------------------------------------------
+
+    def _apply(self, event: Mapping[str, Any]) -> None:
+        """Queue an event; the publish loop folds the queue once per debounce window."""
+        self._inbox.append(event)
+        self._dirty.set()
+
+    def _listed(self, source: str) -> None:
+        self._pending.discard(source)
+        if not self._pending and not self._ready:
+            self._ready = True
+            log.info("watcher.ready", extra={"queued_events": len(self._inbox)})
+            self._listed_all.set()
+
+    async def _follow(self, source: Source) -> None:
+        """List and watch one source forever, relisting whenever the watch says 410."""
+        await self._supervised(source.name, lambda: self._follow_once(source))
+
+    async def _supervised(self, name: str, once: Callable[[], Awaitable[None]]) -> None:
+        """Run `once` again and again; a bug in it must not leave the state silently stale."""
+        attempt = 0
+        while True:
+            try:
+                await once()
+                attempt = 0
+            except Exception:
+                log.exception("watcher.source-failed", extra={"resource": name})
+                await asyncio.sleep(backoff_delay(attempt))
+                attempt += 1
+
+    async def _follow_once(self, source: Source) -> None:
+        """One list-then-watch cycle: the list replaces this source's objects as a whole."""
+        listing: list[dict[str, Any]] | None = []
+        async for event in watch_events(
+            source.list_fn,
+            timeout_seconds=self.settings.watch_timeout_seconds,
+            resource=source.name,
+            metrics=self.metrics,
+            executor=self._executor,
+            **source.kwargs,
+        ):
+            obj = event["object"]
+            if listing is None:
+                self._apply({"type": event["type"], "object": trim(obj, kind=source.kind)})
+            elif event["type"] != "LISTED":
+                listing.append(trim(obj, kind=source.kind))
+            else:
+                self._apply({"type": "LISTED", "kind": source.kind, "objects": listing})
+                listing = None
+                self._listed(source.name)
+
+    async def _follow_crd(self) -> None:
+        """Watch the StellarNode CRD; run the StellarNode loops only while it exists."""
+        await self._supervised(self._crds.name, self._follow_crd_once)
+
+    async def _follow_crd_once(self) -> None:
+        present = listed = False
+        async for event in watch_events(
+            self._crds.list_fn,
+            timeout_seconds=self.settings.watch_timeout_seconds,
+            resource=self._crds.name,
+            metrics=self.metrics,
+            executor=self._executor,
+            **self._crds.kwargs,
+        ):
+            if event["type"] == "LISTED":
+                listed = True
+            else:
+                present = event["type"] != "DELETED"
+            if not listed:
+                continue
+            if present and not self._node_tasks:
+                log.info("stellarnode.crd-present", extra={"crd": CRD_NAME})
+                if not self._ready:
+                    self._pending |= NODE_SOURCES
+                self._node_tasks = [
+                    asyncio.create_task(self._follow(source)) for source in self._nodes
+                ]
+                for task in self._node_tasks:
+                    task.add_done_callback(_report_crash)
+            elif not present and self._node_tasks:
+                log.info("stellarnode.crd-removed", extra={"crd": CRD_NAME})
+                await self._stop_node_loops()
+            elif not present and not self._crd_absent_logged:
+                self._crd_absent_logged = True
+                log.info("stellarnode.crd-absent", extra={"crd": CRD_NAME})
+            self._listed(self._crds.name)
+
+    async def _stop_node_loops(self) -> None:
+        for task in self._node_tasks:
+            task.cancel()
+        await asyncio.gather(*self._node_tasks, return_exceptions=True)
+        self._node_tasks = []
+        for source in self._nodes:
+            self._apply({"type": "LISTED", "kind": source.kind, "objects": []})
+
+    # --- Publishing ---------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        """Debounce changes, then reconcile ConfigMaps (leader only) and notify listeners."""
+        await self._listed_all.wait()
+        was_leader = False
+        published = False
+        notified: str | None = None
+        attempt = 0
+        retry_at: float | None = None
+        poll = min(1.0, self.settings.lease_renew_seconds)
+        while True:
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation
+            # that lands as the event fires, and the watcher would then never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll):
+                    await self._dirty.wait()
+            leader = self.is_leader()
+            due = retry_at is not None and time.monotonic() >= retry_at
+            became_leader = leader and not was_leader
+            was_leader = leader
+            if not (self._dirty.is_set() or due or became_leader):
+                continue
+            await asyncio.sleep(self.settings.debounce_seconds)
+            self._dirty.clear()
+            events, self._inbox = self._inbox, []
+            state = fold_all(self._state, events)
+            changed, self._state = state is not self._state, state
+            self._folded_once.set()
+            if published and not (changed or due or became_leader):
+                continue
+            published = True
+            retry_at = None
+            ok = await self._publish(leader=leader)
+            if not ok:
+                retry_at = time.monotonic() + backoff_delay(attempt)
+                attempt += 1
+            else:
+                attempt = 0
+            if self.on_change is not None and self.snapshot.hash != notified:
+                notified = self.snapshot.hash
+                await self._notify(self.snapshot)
+
+    async def _publish(self, *, leader: bool) -> bool:
+        state = self._state
+        enabled = enabled_namespaces(state)
+        peers = peer_set(state, enabled_namespaces=enabled, static=self.static)
+        if peers.hash != self.snapshot.hash:
+            log.info("watcher.peers-changed", extra={"hash": peers.hash, "peers": len(peers.peers)})
+        self.snapshot = Snapshot(peers=peers, validators=validators(state, enabled=enabled))
+        for source in ("pod", "stellarnode", "static"):
+            self.metrics.peers.labels(source=source).set(
+                sum(1 for p in peers.peers if p.source == source)
+            )
+        if not leader:
+            return True
+        try:
+            return await self.writer.reconcile(
+                peers=peers, state=state, enabled=enabled, is_leader=self.is_leader
+            )
+        except Exception:  # a bug in one round must not end publishing: retry with backoff
+            log.exception("watcher.publish-failed", extra={"hash": peers.hash})
+            return False
+
+    async def _notify(self, snapshot: Snapshot) -> None:
+        assert self.on_change is not None
+        try:
+            await self.on_change(snapshot)
+        except Exception:  # a listener's bug must not stop publishing
+            log.exception("watcher.on-change-failed", extra={"hash": snapshot.hash})
+
+    # --- Audit: validators the webhook missed ---------------------------------
+
+    async def _audit_loop(self) -> None:
+        """Every interval, count (and report once each) validators admitted uninjected.
+
+        A plain LIST per enabled namespace rather than a watch: it needs every
+        pod, not only injected ones, and a minute's delay costs nothing here.
+        With `evict_uninjected`, the leader evicts those a controller will
+        recreate, so the webhook gets a second chance to inject them.
+        """
+        await self._folded_once.wait()
+        reported: set[str] = set()
+        while True:
+            namespaces = sorted(enabled_namespaces(self._state))
+            try:
+                found = await asyncio.to_thread(self._find_uninjected, namespaces)
+            except FAILURES as exc:
+                log.warning("audit.failed", extra={"error": repr(exc)[:300]})
+            else:
+                self.metrics.uninjected_validators.set(len(found))
+                for pod in found:
+                    metadata = pod["metadata"]
+                    if metadata.get("uid") not in reported:
+                        log.warning(
+                            "audit.uninjected-validator",
+                            extra={
+                                "namespace": metadata.get("namespace"),
+                                "pod": metadata.get("name"),
+                                "hint": "admitted while the webhook was unreachable; recreate it",
+                            },
+                        )
+                reported = {str(pod["metadata"].get("uid")) for pod in found}
+                if found and self.settings.evict_uninjected and self.is_leader():
+                    await asyncio.to_thread(self._evict, found)
+            await asyncio.sleep(self.audit_interval_seconds)
+
+    def _find_uninjected(self, namespaces: list[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            response = self._core.list_namespaced_pod(
+                namespace,
+                label_selector=f"{names.INJECTED_LABEL}!=true",
+                _preload_content=False,
+            )
+            for pod in orjson.loads(response.data).get("items") or ():
+                if admitted_uninjected(pod, settings=self.settings):
+                    found.append(pod)
+        return found
+
+    def _evict(self, pods: list[dict[str, Any]]) -> None:
+        """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
+        for pod in pods:
+            metadata = pod["metadata"]
+            owners = metadata.get("ownerReferences") or []
+            if not any(ref.get("controller") for ref in owners):
+                continue
+            name, namespace = metadata["name"], metadata["namespace"]
+            body = {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace},
+            }
+            try:
+                self._core.create_namespaced_pod_eviction(name, namespace, body)
+                log.warning("audit.evicted", extra={"namespace": namespace, "pod": name})
+            except FAILURES as exc:  # 429: a PodDisruptionBudget says not now; next round
+                log.warning(
+                    "audit.evict-failed",
+                    extra={"namespace": namespace, "pod": name, "error": repr(exc)[:300]},
+                )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A loop that ends by itself is a bug: say so loudly instead of going quiet."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("watcher.loop-crashed", exc_info=task.exception())
