@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, locally: a real control plane, the injector serving against it,
-# a labeled namespace, the example validator Deployment applied unchanged, and
-# the injected pod spec and peer ConfigMaps printed.
+# a labeled namespace, the example validator Deployment applied unchanged, the
+# injected pod spec, the peer ConfigMaps, and running validators (stellar-core
+# admin stand-ins on 127.0.0.x) told about their peers.
 #
 #   scripts/demo.sh        run the demo (leaves the cluster and injector running)
 #   scripts/demo.sh down   stop the injector (make cluster-down stops everything)
@@ -12,6 +13,9 @@ STATE="${STELLAR_CLUSTER_DIR:-$ROOT/.cluster}"
 NS="${DEMO_NAMESPACE:-stellar-validators}"
 PORT="${DEMO_PORT:-18443}"
 METRICS_PORT="${DEMO_METRICS_PORT:-19090}"
+
+# The observed hash is an annotation (a label value cannot hold "sha256:<hex>").
+OBSERVED_COLUMNS='NAME:.metadata.name,IP:.status.podIP,READY:.status.conditions[?(@.type=="Ready")].status,OBSERVED-HASH:.metadata.annotations.stellar\.org/peers-observed-hash'
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -27,7 +31,14 @@ stop_injector() {
   fi
 }
 
-if [[ "${1:-}" == "down" ]]; then stop_injector; echo "demo: injector stopped"; exit 0; fi
+stop_nodes() {
+  if [[ -f "$STATE/standins.pid" ]]; then
+    kill -TERM "$(cat "$STATE/standins.pid")" 2>/dev/null || true
+    rm -f "$STATE/standins.pid"
+  fi
+}
+
+if [[ "${1:-}" == "down" ]]; then stop_injector; stop_nodes; echo "demo: injector and stand-ins stopped"; exit 0; fi
 
 say "1. Control plane (etcd, kube-apiserver, kube-controller-manager on 127.0.0.1)"
 scripts/cluster.sh up
@@ -76,30 +87,49 @@ show = {"volumes": [v for v in pod["spec"]["volumes"] if v["name"] == "stellar-p
                       "lifecycle": c.get("lifecycle")}}
 print(yaml.safe_dump(show, sort_keys=False, width=120))'
 
-say "6. There is no kubelet here: play it, and mark every validator pod Ready on 127.0.0.x"
-i=10
-for p in $(k get pods -n "$NS" -o jsonpath='{.items[*].metadata.name}'); do
-  .venv/bin/python -m tests.kubelet --kubeconfig "$KUBECONFIG" ready "$NS" "$p" "127.0.0.$i"
-  i=$((i + 1))
+say "6. No kubelet here: scale to 3, serve a stellar-core admin stand-in per pod on 127.0.0.x, mark them Ready"
+k scale -n "$NS" deployment/stellar-validator --replicas 3 >/dev/null
+for _ in $(seq 1 100); do
+  [[ "$(k get pods -n "$NS" -l stellar.org/peers-injected=true -o name | wc -l)" -ge 3 ]] && break; sleep 0.2
 done
-for _ in $(seq 1 50); do
-  count="$(k get configmap stellar-peers -n stellar-system -o jsonpath='{.data.peer_count}' 2>/dev/null || true)"
-  [[ -n "$count" && "$count" != "0" ]] && break; sleep 0.2
+PODS=($(k get pods -n "$NS" -l stellar.org/peers-injected=true -o jsonpath='{.items[*].metadata.name}'))
+IPS=(); for i in "${!PODS[@]}"; do IPS+=("127.0.0.$((10 + i))"); done
+stop_nodes
+nohup .venv/bin/python -m scripts.standin_nodes --record "$STATE/standins.json" "${IPS[@]}" \
+  > "$STATE/standins.log" 2>&1 &
+echo $! > "$STATE/standins.pid"
+for i in "${!PODS[@]}"; do
+  .venv/bin/python -m tests.kubelet --kubeconfig "$KUBECONFIG" ready "$NS" "${PODS[$i]}" "${IPS[$i]}"
 done
 
 say "7. The peer ConfigMaps: canonical in stellar-system, mirrored into $NS"
-k get configmap stellar-peers -n stellar-system -o jsonpath='{.data.peers\.txt}{"\n"}{.data.known_peers\.cfg}{"\n"}' || echo "(no canonical ConfigMap yet: see $STATE/injector.log)"
+hash=""
+for _ in $(seq 1 100); do
+  count="$(k get configmap stellar-peers -n stellar-system -o jsonpath='{.data.peer_count}' 2>/dev/null || true)"
+  [[ "$count" == "${#PODS[@]}" ]] && break; sleep 0.2
+done
+k get configmap stellar-peers -n stellar-system -o jsonpath='{.data.peers\.txt}{"\n"}{.data.known_peers\.cfg}{"\n"}'
 k get configmap -A -l app.kubernetes.io/name=stellar-peer-injector \
   -o custom-columns='NAMESPACE:.metadata.namespace,NAME:.metadata.name,COUNT:.data.peer_count,HASH:.metadata.annotations.stellar\.org/peers-hash'
+
+say "8. Running validators were told (stellar-core 'connect'), and each pod records the peer set it has"
+hash="$(k get configmap stellar-peers -n stellar-system -o jsonpath='{.metadata.annotations.stellar\.org/peers-hash}')"
+for _ in $(seq 1 100); do
+  current="$(k get pods -n "$NS" -o jsonpath='{range .items[*]}{.metadata.annotations.stellar\.org/peers-observed-hash}{"\n"}{end}' | grep -c "^$hash$" || true)"
+  [[ "$current" -ge "${#PODS[@]}" ]] && break; sleep 0.2
+done
+k get pods -n "$NS" -o custom-columns="$OBSERVED_COLUMNS"
+echo "connect commands each stand-in received:"
+cat "$STATE/standins.json"; echo
 
 say "Try it yourself"
 cat <<TXT
   export KUBECONFIG=$KUBECONFIG
   alias kubectl=$KUBECTL
-  kubectl get pods -n $NS -L stellar.org/peers-observed-hash
+  kubectl get pods -n $NS -o custom-columns='$OBSERVED_COLUMNS'
   kubectl get pod -n $NS $POD -o yaml
   .venv/bin/stellar-peers explain -f manifests/examples/validator-deployment.yaml
   curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep ^stellar_
-  make demo-down      # stop the injector
+  make demo-down      # stop the injector and the stand-ins
   make cluster-down   # stop everything
 TXT

@@ -51,7 +51,12 @@ class FakeKubelet:
             ],
             "containerStatuses": containers,
         }
-        self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+        # A JSON patch replaces each field whole: a strategic merge would merge
+        # podIPs by key and end up with two IPs of one family, which is invalid.
+        ops = [
+            {"op": "add", "path": f"/status/{key}", "value": value} for key, value in status.items()
+        ]
+        self.core.patch_namespaced_pod_status(name, namespace, ops)
 
     def mark_not_ready(self, *, namespace: str, name: str) -> None:
         pod = self.core.read_namespaced_pod(name, namespace)
