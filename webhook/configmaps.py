@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,7 +77,7 @@ def plan(
         observed = state.get((KIND_CONFIGMAP, namespace, names.CONFIGMAP_NAME))
         if observed is None:
             steps.append(Step("write", namespace))
-        elif not is_owned(observed):
+        elif not is_ours(observed, canonical=canonical):
             steps.append(Step("conflict", namespace, str(observed["metadata"].get("uid") or "")))
         elif observed.get("digest") != desired_digest:
             steps.append(Step("write", namespace))
@@ -88,6 +88,17 @@ def plan(
         if is_owned(observed) and annotations.get(names.CANONICAL_ANNOTATION) == canonical:
             steps.append(Step("delete", namespace, str(observed["metadata"].get("uid") or "")))
     return steps
+
+
+def is_ours(configmap: Mapping[str, Any], *, canonical: str) -> bool:
+    """Owner labels, and not a mirror of another installation's canonical ConfigMap.
+
+    Two installations whose namespace selectors overlap would otherwise rewrite
+    each other's mirror forever; the first one there keeps it.
+    """
+    annotations = (configmap.get("metadata") or {}).get("annotations") or {}
+    claimed = annotations.get(names.CANONICAL_ANNOTATION)
+    return is_owned(configmap) and claimed in (None, canonical)
 
 
 def _now() -> str:
@@ -203,7 +214,7 @@ class ConfigMapWriter:
         """Create or update from a fresh read; a 409 means someone wrote between: read again."""
         for _ in range(CONFLICT_RETRIES):
             current = self._read(namespace)
-            if current is not None and not is_owned(current):
+            if current is not None and not is_ours(current, canonical=canonical_ref(self.settings)):
                 self._conflict(namespace, str(current["metadata"].get("uid") or ""))
                 return
             if current is not None and content_digest(current) == digest:
@@ -273,8 +284,9 @@ class ConfigMapWriter:
             namespace=namespace,
             uid=uid,
             reason="NotOwned",
-            message="a ConfigMap named stellar-peers without the peer injector's labels "
-            "exists here; it is left untouched and pods get no peer list from it",
+            message="a ConfigMap named stellar-peers that this peer injector does not own "
+            "(no owner labels, or another installation's mirror) exists here; "
+            "it is left untouched",
         )
 
     def _oversize_event(self, message: str) -> None:

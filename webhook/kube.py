@@ -9,16 +9,24 @@ from kubernetes import client, config
 
 from webhook.settings import Settings
 
+# The watcher holds about seven long-lived watch connections and writes mirrors
+# in parallel; urllib3's default pool of 4 would drop and re-open connections.
+POOL_SIZE = 32
+
 
 def api_client(settings: Settings) -> client.ApiClient:
     """In-cluster config when running in a pod, else the kubeconfig named or the default one."""
     if settings.kubeconfig:
-        return config.new_client_from_config(config_file=settings.kubeconfig)
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
+        api = config.new_client_from_config(config_file=settings.kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+            api = client.ApiClient()
+        except config.ConfigException:
+            api = config.new_client_from_config()
+    api.configuration.connection_pool_maxsize = POOL_SIZE
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = POOL_SIZE
+    return api
 
 
 def read_pod(settings: Settings, *, namespace: str, name: str) -> dict[str, Any]:

@@ -1,0 +1,540 @@
+"""The reload controller against the real API server, with stellar-core stand-ins as nodes.
+
+Each validator pod's `http` container port is its stand-in's port, and the fake
+kubelet gives the pod the stand-in's loopback address as its IP, so the
+controller dials exactly what it would dial in a cluster. Addresses are picked
+per test from 127.0.0.0/8 so that tests running at the same time never meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from kubernetes import client
+
+from tests.kube import label_enabled
+from tests.kubelet import FakeKubelet
+from tests.polling import wait_until
+from tests.standin import StellarCoreStandIn
+from webhook import names
+from webhook.discovery import PeerWatcher
+from webhook.metrics import Metrics
+from webhook.peers import Peer, PeerSet
+from webhook.reload import ReloadController
+from webhook.settings import Settings
+
+IMAGE = "stellar/stellar-core:22.1.0"
+
+
+@dataclass(frozen=True)
+class Snap:
+    peers: PeerSet
+    validators: tuple[dict[str, Any], ...]
+
+
+def loopback_block() -> str:
+    """A random 127.x.y. prefix: this test's private range of node addresses."""
+    return f"127.{random.randint(64, 254)}.{random.randint(0, 254)}."
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def validator(
+    name: str, *, http_port: int, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An injected-looking validator pod whose admin port is `http_port`."""
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {names.INJECTED_LABEL: "true"},
+            "annotations": annotations or {},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "stellar-core",
+                    "image": IMAGE,
+                    "ports": [
+                        {"name": "peer", "containerPort": 11625},
+                        {"name": "http", "containerPort": http_port},
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def snapshot_of(
+    core: client.CoreV1Api,
+    namespace: str,
+    *,
+    extra: tuple[Peer, ...] = (),
+    only: Callable[[dict[str, Any]], bool] = lambda pod: True,
+) -> Snap:
+    """What the peer watcher would hand over: Ready injected pods and the set they make."""
+    raw = core.list_namespaced_pod(
+        namespace, label_selector=f"{names.INJECTED_LABEL}=true", _preload_content=False
+    )
+    pods = [p for p in orjson.loads(raw.data)["items"] if only(p)]
+    ready = [
+        p
+        for p in pods
+        if p.get("status", {}).get("podIP")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    ]
+    peers = tuple(
+        Peer(
+            namespace=namespace,
+            name=p["metadata"]["name"],
+            node_type="validator",
+            ip=p["status"]["podIP"],
+            port=11625,
+            source="pod",
+        )
+        for p in ready
+    )
+    return Snap(PeerSet(tuple(sorted(peers + extra))), tuple(ready))
+
+
+class Running:
+    """The controller's run loop on an event loop of its own thread."""
+
+    def __init__(self, controller: ReloadController) -> None:
+        self.controller = controller
+        self.loop = asyncio.new_event_loop()
+        self.stop = asyncio.Event()
+        self.thread = threading.Thread(
+            target=self.loop.run_until_complete, args=(controller.run(self.stop),), daemon=True
+        )
+        self.thread.start()
+
+    def notify(self, snapshot: Snap) -> None:
+        self.loop.call_soon_threadsafe(self.controller.notify, snapshot)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "the run loop did not stop"
+        self.loop.close()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, reload_timeout_seconds=0.5, reload_retries=2)
+
+
+@pytest.fixture
+def make_controller(cluster: Any, metrics: Metrics) -> Callable[..., ReloadController]:
+    def make(settings: Settings, is_leader: Callable[[], bool] = lambda: True) -> ReloadController:
+        return ReloadController(
+            settings=settings, api_client=cluster.api_client, metrics=metrics, is_leader=is_leader
+        )
+
+    return make
+
+
+@pytest.fixture
+def nodes() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
+
+
+def start_node(
+    stack: ExitStack,
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    name: str,
+    ip: str,
+    *,
+    annotations: dict[str, str] | None = None,
+    **standin: Any,
+) -> StellarCoreStandIn:
+    node = stack.enter_context(StellarCoreStandIn(host=ip, port=0, **standin))
+    core.create_namespaced_pod(
+        namespace, validator(name, http_port=node.port, annotations=annotations)
+    )
+    kubelet.mark_ready(namespace=namespace, name=name, ip=ip)
+    return node
+
+
+def observed(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
+    annotations = core.read_namespaced_pod(name, namespace).metadata.annotations or {}
+    return annotations.get(names.OBSERVED_HASH_ANNOTATION)
+
+
+def events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    found = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return [(e.reason, e.type, e.message) for e in found.items]
+
+
+def test_reload_sixth_node_reaches_the_five_and_learns_them(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+    metrics: Metrics,
+) -> None:
+    block = loopback_block()
+    ips = [f"{block}{i}" for i in range(2, 8)]
+    five = {}
+    for i, ip in enumerate(ips[:5]):
+        # The five are already meshed: each lists the other four as connected.
+        five[f"v{i}"] = start_node(
+            nodes,
+            core,
+            kubelet,
+            namespace,
+            f"v{i}",
+            ip,
+            peers=[f"{o}:11625" for o in ips[:5] if o != ip],
+        )
+    running = Running(make_controller(settings))
+    try:
+        first = snapshot_of(core, namespace)
+        running.notify(first)
+        wait_until(
+            lambda: all(observed(core, namespace, n) == first.peers.hash for n in five),
+            timeout=10,
+            message="the five to be marked up to date",
+        )
+        assert all(node.connects() == [] for node in five.values()), "nothing was missing"
+
+        sixth = start_node(nodes, core, kubelet, namespace, "v5", ips[5])
+        second = snapshot_of(core, namespace)
+        assert len(second.validators) == 6
+        started = time.monotonic()
+        running.notify(second)
+        wait_until(
+            lambda: all(n.connects() == [f"{ips[5]}:11625"] for n in five.values()),
+            timeout=3,
+            message="each of the five to get connect for the sixth",
+        )
+        elapsed = time.monotonic() - started
+        # The sixth lacks everyone, so it is told about all five.
+        wait_until(
+            lambda: sorted(sixth.connects()) == sorted(f"{ip}:11625" for ip in ips[:5]),
+            timeout=3,
+            message="the sixth to get connect for the five",
+        )
+        wait_until(
+            lambda: all(observed(core, namespace, f"v{i}") == second.peers.hash for i in range(6)),
+            timeout=10,
+            message="observed hashes",
+        )
+        assert elapsed < 3
+        reloaded = events(core, namespace, "v5")
+        assert any(
+            r == "PeersReloaded" and t == "Normal" and "5 connects" in m for r, t, m in reloaded
+        )
+        value = metrics.registry.get_sample_value(
+            "stellar_reloads_total", {"mode": "http", "result": "success"}
+        )
+        assert value == 11  # five, then six
+    finally:
+        running.close()
+
+
+def test_reload_retries_a_booting_node_until_it_answers(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+) -> None:
+    block = loopback_block()
+    booting = start_node(
+        nodes, core, kubelet, namespace, "booting", f"{block}2", booting_requests=3
+    )
+    start_node(nodes, core, kubelet, namespace, "other", f"{block}3", peers=[f"{block}2:11625"])
+    snap = snapshot_of(core, namespace)
+    controller = make_controller(dataclasses.replace(settings, reload_retries=5))
+    assert asyncio.run(controller.reconcile(snap)) == 0
+    commands = [r.command for r in booting.received]
+    assert commands[:3] == ["peers", "peers", "peers"], "booting answers are asked again"
+    assert booting.connects() == [f"{block}3:11625"]
+    assert observed(core, namespace, "booting") == snap.peers.hash
+
+
+def test_reload_unreachable_and_slow_nodes_do_not_delay_the_others(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+    metrics: Metrics,
+) -> None:
+    block = loopback_block()
+    good = [
+        start_node(nodes, core, kubelet, namespace, f"good{i}", f"{block}{i + 2}") for i in range(3)
+    ]
+    start_node(nodes, core, kubelet, namespace, "slow", f"{block}5", delay_seconds=5)
+    # Nothing listens for the unreachable one: its admin port is a closed port.
+    unreachable_ip = f"{block}6"
+    core.create_namespaced_pod(
+        namespace, validator("unreachable", http_port=free_port(unreachable_ip))
+    )
+    kubelet.mark_ready(namespace=namespace, name="unreachable", ip=unreachable_ip)
+    snap = snapshot_of(core, namespace)
+    assert len(snap.validators) == 5
+
+    running = Running(make_controller(fast))
+    try:
+        started = time.monotonic()
+        running.notify(snap)
+        wait_until(
+            lambda: all(len(n.connects()) == 4 for n in good),
+            timeout=2,
+            message="the good nodes to be told while the others are retried",
+        )
+        good_done = time.monotonic() - started
+        wait_until(
+            lambda: metrics.registry.get_sample_value("stellar_nodes_behind") == 2,
+            timeout=15,
+            message="the round to end with two nodes behind",
+        )
+        round_done = time.monotonic() - started
+    finally:
+        closing = time.monotonic()
+        running.close()
+    assert time.monotonic() - closing < 1.0, "stopping cancels a round in progress"
+    assert good_done < 1.0 < round_done, (good_done, round_done)
+    # Failed nodes are retried in later rounds; every one of their events is a failure.
+    assert {r for r, _, _ in events(core, namespace, "unreachable")} == {"PeersReloadFailed"}
+    assert {r for r, _, _ in events(core, namespace, "slow")} == {"PeersReloadFailed"}
+    assert "refused" in events(core, namespace, "unreachable")[0][2]
+    assert "timeout" in events(core, namespace, "slow")[0][2]
+    assert observed(core, namespace, "slow") is None
+    assert observed(core, namespace, "unreachable") is None
+    assert all(observed(core, namespace, f"good{i}") == snap.peers.hash for i in range(3))
+    failed = metrics.registry.get_sample_value(
+        "stellar_reloads_total", {"mode": "http", "result": "failed"}
+    )
+    assert failed is not None
+    assert failed >= 2
+
+
+def test_reload_waits_for_leadership(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+) -> None:
+    block = loopback_block()
+    node = start_node(nodes, core, kubelet, namespace, "v0", f"{block}2")
+    start_node(nodes, core, kubelet, namespace, "v1", f"{block}3")
+    leader = threading.Event()
+    asked = []
+
+    def is_leader() -> bool:
+        asked.append(time.monotonic())
+        return leader.is_set()
+
+    running = Running(make_controller(settings, is_leader))
+    try:
+        running.notify(snapshot_of(core, namespace))
+        wait_until(lambda: len(asked) >= 2, timeout=5, message="the loop to ask twice")
+        assert node.received == [], "a follower sends nothing"
+        leader.set()
+        wait_until(
+            lambda: node.connects() == [f"{block}3:11625"],
+            timeout=5,
+            message="the new leader to catch up",
+        )
+    finally:
+        running.close()
+
+
+def deployment(name: str, *, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": {**labels, names.INJECTED_LABEL: "true"},
+                    "annotations": {names.RELOAD_MODE_ANNOTATION: "rollout"},
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "stellar-core",
+                            "image": IMAGE,
+                            "ports": [{"name": "peer", "containerPort": 11625}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def test_reload_rollout_patches_the_deployment_once_per_change(
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    make_controller: Callable[..., ReloadController],
+) -> None:
+    apps.create_namespaced_deployment(namespace, deployment("core", replicas=2))
+
+    def two_pods() -> list[Any] | None:
+        items = core.list_namespaced_pod(namespace, label_selector="app=core").items
+        return items if len(items) == 2 else None
+
+    pods = wait_until(two_pods, timeout=20, message="the Deployment's two pods")
+    block = loopback_block()
+    for i, pod in enumerate(pods):
+        kubelet.mark_ready(namespace=namespace, name=pod.metadata.name, ip=f"{block}{i + 2}")
+    first_pods = {p.metadata.name for p in pods}
+
+    def only_first(pod: dict[str, Any]) -> bool:
+        return pod["metadata"]["name"] in first_pods
+
+    controller = make_controller(settings)
+
+    def template_state() -> tuple[str | None, int]:
+        d = apps.read_namespaced_deployment("core", namespace)
+        return (d.spec.template.metadata.annotations or {}).get(
+            names.PEERS_HASH_ANNOTATION
+        ), d.metadata.generation
+
+    _, generation = template_state()
+    first = snapshot_of(core, namespace, only=only_first)
+    assert len(first.validators) == 2
+    assert asyncio.run(controller.reconcile(first)) == 0
+    assert template_state() == (first.peers.hash, generation + 1), "one patch for two pods"
+    assert asyncio.run(controller.reconcile(first)) == 0
+    assert template_state() == (first.peers.hash, generation + 1), "no second patch"
+
+    static = Peer(
+        namespace="", name="", node_type="validator", ip="203.0.113.9", port=11625, source="static"
+    )
+    second = snapshot_of(core, namespace, extra=(static,), only=only_first)
+    assert asyncio.run(controller.reconcile(second)) == 0
+    assert template_state() == (second.peers.hash, generation + 2)
+    for name in first_pods:
+        assert any(r == "PeersReloaded" for r, _, _ in events(core, namespace, name))
+
+
+def test_reload_driven_by_the_peer_watcher(
+    cluster: Any,
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    nodes: ExitStack,
+    metrics: Metrics,
+) -> None:
+    label_enabled(core, namespace, settings)
+    block = loopback_block()
+    three = [
+        start_node(nodes, core, kubelet, namespace, f"v{i}", f"{block}{i + 2}") for i in range(3)
+    ]
+    controller = ReloadController(
+        settings=settings, api_client=cluster.api_client, metrics=metrics, is_leader=lambda: True
+    )
+    watcher = PeerWatcher(
+        settings=settings,
+        api_client=cluster.api_client,
+        metrics=metrics,
+        is_leader=lambda: True,
+        on_change=controller.on_change,
+    )
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def both() -> None:
+        await asyncio.gather(watcher.run(stop), controller.run(stop))
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(both(),), daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            lambda: all(len(n.connects()) == 2 for n in three),
+            timeout=20,  # the watcher lists every source first
+            message=f"the three to be told about each other (block {block})",
+        )
+        fourth = start_node(nodes, core, kubelet, namespace, "v3", f"{block}5")
+        wait_until(
+            lambda: all(f"{block}5:11625" in n.connects() for n in three),
+            timeout=5,
+            message="the three to be told about the fourth",
+        )
+        wait_until(lambda: len(fourth.connects()) == 3, timeout=5, message="the fourth told")
+        wait_until(
+            lambda: (
+                len({observed(core, namespace, f"v{i}") for i in range(4)}) == 1
+                and observed(core, namespace, "v0") == watcher.snapshot.peers.hash
+            ),
+            timeout=10,
+            message="one observed hash, the watcher's",
+        )
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=15)
+        loop.close()
+    assert not thread.is_alive()
+
+
+def test_reload_mode_none_leaves_the_node_alone(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+    metrics: Metrics,
+) -> None:
+    block = loopback_block()
+    quiet = start_node(
+        nodes,
+        core,
+        kubelet,
+        namespace,
+        "quiet",
+        f"{block}2",
+        annotations={names.RELOAD_MODE_ANNOTATION: "none"},
+    )
+    start_node(nodes, core, kubelet, namespace, "other", f"{block}3", peers=[f"{block}2:11625"])
+    snap = snapshot_of(core, namespace)
+    controller = make_controller(settings)
+    assert asyncio.run(controller.reconcile(snap)) == 0
+    assert asyncio.run(controller.reconcile(snap)) == 0
+    assert quiet.received == []
+    assert observed(core, namespace, "quiet") is None
+    assert events(core, namespace, "quiet") == []
+    skipped = {"mode": "none", "result": "skipped"}
+    assert metrics.registry.get_sample_value("stellar_reloads_total", skipped) == 1
