@@ -121,4 +121,5 @@ async def renewal_loop(
         except Exception:
             log.exception("certs.renewal_failed")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+            async with asyncio.timeout(interval):
+                await stop.wait()

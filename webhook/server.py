@@ -115,7 +115,8 @@ class CertificateReloader:
     async def run(self, *, stop: asyncio.Event, interval: float = RELOAD_INTERVAL_SECONDS) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()
             if not stop.is_set():
                 self.check()
 

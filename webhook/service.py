@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
 import signal
@@ -23,7 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 
-from certs import authority, files
+from certs import authority, files, install, rotation
 from webhook import kube, server
 from webhook import log as logs
 from webhook.discovery import PeerWatcher
@@ -181,6 +182,7 @@ def components(
     metrics: Metrics,
     api_client: client.ApiClient,
     stop: asyncio.Event,
+    renew_certificates: bool = False,
 ) -> Components:
     """Leader election, the peer watcher and the reload controller.
 
@@ -202,10 +204,39 @@ def components(
         is_leader=leader.is_leader,
         on_change=reload.on_change,
     )
-    return Components(
-        parts=[leader.run(stop), watcher.run(stop), reload.run(stop)],
-        ready=lambda: watcher.ready,
+    parts = [leader.run(stop), watcher.run(stop), reload.run(stop)]
+    if renew_certificates:
+        parts.append(
+            rotation.renewal_loop(
+                renew=functools.partial(
+                    _renew_certificates, api_client=api_client, settings=settings, leader=leader
+                ),
+                stop=stop,
+            )
+        )
+    return Components(parts=parts, ready=lambda: watcher.ready)
+
+
+def _renew_certificates(
+    *, api_client: client.ApiClient, settings: Settings, leader: LeaderElector
+) -> rotation.Action:
+    """Leader only: renew the Secret's serving pair before it expires, caBundle first.
+
+    Every replica mounts the Secret; the kubelet refreshes the files and each
+    server reloads them without a restart.
+    """
+    if not leader.is_leader():
+        return "unchanged"
+    _, action, _ = install.ensure(
+        client.CoreV1Api(api_client),
+        client.AdmissionregistrationV1Api(api_client),
+        settings=settings,
+        dns=authority.service_dns_names(
+            service=settings.service_name, namespace=settings.namespace
+        ),
+        ips=[],
     )
+    return action
 
 
 @contextlib.contextmanager
@@ -230,9 +261,16 @@ async def _run_all(
     api_client: client.ApiClient,
     listeners: server.Listeners,
     stop: asyncio.Event,
+    renew_certificates: bool,
 ) -> int:
     """Run the servers and the components; the first failure stops them all."""
-    background = components(settings=settings, metrics=metrics, api_client=api_client, stop=stop)
+    background = components(
+        settings=settings,
+        metrics=metrics,
+        api_client=api_client,
+        stop=stop,
+        renew_certificates=renew_certificates,
+    )
     parts = [
         server.serve(
             settings=settings,
@@ -292,6 +330,8 @@ async def _serve(settings: Settings, *, local: bool) -> int:
             api_client=api_client,
             listeners=listeners,
             stop=stop,
+            # In a cluster the leader renews the Secret; --local makes a throwaway pair.
+            renew_certificates=not local,
         )
     log.info("serve.stopped", extra={"exit_code": code})
     return code
