@@ -339,10 +339,13 @@ class ReloadController:
             result = answer[0] if isinstance(answer, tuple) else answer
             if not (isinstance(result, Result) and result.transient):
                 return answer
-            if attempt >= self._settings.reload_retries:
+            if attempt >= self._settings.reload_retries or self._pending:
+                # A newer peer set waits: its round asks this node again, so
+                # retrying here would only hold that round back.
                 return answer
-            await asyncio.sleep(
-                backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+            await _wait_any(
+                self._wake,
+                seconds=backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS),
             )
             attempt += 1
 

@@ -341,6 +341,53 @@ def test_reload_unreachable_and_slow_nodes_do_not_delay_the_others(
     assert failed >= 2
 
 
+def test_reload_newer_peer_set_is_not_held_back_by_a_dead_node(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+) -> None:
+    """A refused node is retried with backoff, but a newer set ends those retries at once."""
+    patient = dataclasses.replace(settings, reload_timeout_seconds=0.5, reload_retries=8)
+    block = loopback_block()
+    good = [
+        start_node(nodes, core, kubelet, namespace, f"good{i}", f"{block}{i + 2}") for i in range(2)
+    ]
+    dead_ip = f"{block}9"
+    core.create_namespaced_pod(namespace, validator("dead", http_port=free_port(dead_ip)))
+    kubelet.mark_ready(namespace=namespace, name="dead", ip=dead_ip)
+    running = Running(make_controller(patient))
+    try:
+        running.notify(snapshot_of(core, namespace))
+        wait_until(
+            lambda: all(len(n.connects()) == 2 for n in good),
+            timeout=3,
+            message="the first round to reach the good nodes",
+        )
+        # The dead node now sits in 8 backoff retries (more than 10 s in all).
+        newcomer = Peer(
+            namespace=namespace,
+            name="new",
+            node_type="validator",
+            ip=f"{block}20",
+            port=11625,
+            source="static",
+        )
+        changed = time.monotonic()
+        running.notify(snapshot_of(core, namespace, extra=(newcomer,)))
+        wait_until(
+            lambda: all(newcomer.peer_string in n.connects() for n in good),
+            timeout=5,
+            message="the newer set to reach the good nodes",
+        )
+        delivered = time.monotonic() - changed
+    finally:
+        running.close()
+    assert delivered < 2.0, f"the newer set waited {delivered:.1f}s behind the dead node's retries"
+
+
 def test_reload_waits_for_leadership(
     core: client.CoreV1Api,
     kubelet: FakeKubelet,
