@@ -64,6 +64,15 @@ def answer(request: review.Request, *, settings: Settings) -> tuple[review.Revie
     return review.patched(uid, ops), "patched", decision.reason
 
 
+def _text(value: object) -> str:
+    """A request field fit for a log line: only strings, and not too long.
+
+    str() or JSON of an arbitrary (possibly hostile, deeply nested) value can
+    raise or flood the log, and a lost log line hides what was admitted.
+    """
+    return value[:253] if isinstance(value, str) else ""
+
+
 def _pod_name(request: review.Request) -> str:
     pod = request.get("object")
     if not isinstance(pod, dict):
@@ -71,13 +80,7 @@ def _pod_name(request: review.Request) -> str:
     metadata = pod.get("metadata")
     if not isinstance(metadata, dict):
         return ""
-    # Only strings are logged: str() of an arbitrary (possibly hostile, deeply
-    # nested) value can raise or flood the log line.
-    for key in ("name", "generateName"):
-        value = metadata.get(key)
-        if isinstance(value, str) and value:
-            return value[:253]
-    return ""
+    return _text(metadata.get("name")) or _text(metadata.get("generateName"))
 
 
 class Admission:
@@ -140,7 +143,7 @@ class Admission:
             # watcher later; a validator refused does not run at all.
             log.exception(
                 "admission.failed",
-                extra={"uid": parsed["uid"], "namespace": parsed.get("namespace", "")},
+                extra={"uid": parsed["uid"], "namespace": _text(parsed.get("namespace"))},
             )
             self.metrics.admission_errors_total.labels(kind="injection").inc()
             result = review.allowed(parsed["uid"], warnings=[FAIL_OPEN_WARNING])
@@ -165,9 +168,9 @@ class Admission:
             "admission.answered",
             extra={
                 "uid": parsed["uid"],
-                "namespace": parsed.get("namespace", ""),
+                "namespace": _text(parsed.get("namespace")),
                 "pod": _pod_name(parsed),
-                "operation": parsed.get("operation", ""),
+                "operation": _text(parsed.get("operation")),
                 "dry_run": bool(parsed.get("dryRun", False)),
                 "decision": outcome,
                 "reason": reason,

@@ -248,9 +248,14 @@ def test_reload_sixth_node_reaches_the_five_and_learns_them(
             message="observed hashes",
         )
         assert elapsed < 3
-        reloaded = events(core, namespace, "v5")
-        assert any(
-            r == "PeersReloaded" and t == "Normal" and "5 connects" in m for r, t, m in reloaded
+        # The Event is written just after the annotation: poll for it too.
+        wait_until(
+            lambda: any(
+                r == "PeersReloaded" and t == "Normal" and "5 connects" in m
+                for r, t, m in events(core, namespace, "v5")
+            ),
+            timeout=5,
+            message="a PeersReloaded Event on the sixth saying it got 5 connects",
         )
         value = metrics.registry.get_sample_value(
             "stellar_reloads_total", {"mode": "http", "result": "success"}

@@ -78,6 +78,10 @@ def test_manifests_render_every_kind(rendered: list[dict[str, Any]]) -> None:
             "PodDisruptionBudget",
             "NetworkPolicy",
             "MutatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     for doc in rendered:
@@ -86,6 +90,8 @@ def test_manifests_render_every_kind(rendered: list[dict[str, Any]]) -> None:
             "ClusterRole",
             "ClusterRoleBinding",
             "MutatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ):
             assert doc["metadata"]["namespace"] == names.SYSTEM_NAMESPACE
 
