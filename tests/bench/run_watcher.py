@@ -1,0 +1,48 @@
+"""Run the peer watcher alone, as the leader, until SIGTERM: what the scale benchmark measures.
+
+    python -m tests.bench.run_watcher --kubeconfig K --namespace NS --namespace-selector SEL
+
+Flags are the service's own (`Settings`); logs go to stderr as JSON lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from webhook import kube
+from webhook import log as logs
+from webhook.discovery import PeerWatcher
+from webhook.metrics import Metrics
+from webhook.settings import Settings
+
+
+async def run(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    api_client = kube.api_client(settings)
+    watcher = PeerWatcher(
+        settings=settings, api_client=api_client, metrics=Metrics(), is_leader=lambda: True
+    )
+    try:
+        await watcher.run(stop)
+    finally:
+        api_client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.from_env(os.environ, list(sys.argv[1:] if argv is None else argv))
+    logs.configure(settings.log_level)
+    uvloop.run(run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
