@@ -177,7 +177,13 @@ class ConfigMapWriter:
                     return True
                 return await asyncio.to_thread(self._do, step, body, digest)
 
-        results = await asyncio.gather(*(run(step) for step in steps))
+        # The canonical ConfigMap first: it is what the reload controller's hash
+        # and operators look at, and with a hundred mirrors it would otherwise
+        # wait behind them all.
+        first = [step for step in steps if step.namespace == self.settings.namespace]
+        rest = [step for step in steps if step.namespace != self.settings.namespace]
+        results = [await run(step) for step in first]
+        results += await asyncio.gather(*(run(step) for step in rest))
         return all(results)
 
     def _do(self, step: Step, body: dict[str, Any], digest: str) -> bool:

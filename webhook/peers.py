@@ -14,6 +14,7 @@ Static peers always count.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -68,15 +69,21 @@ class PeerSet:
 
     peers: tuple[Peer, ...]
 
-    @property
+    # Computed once per set: a reload round asks every node for them.
+    @functools.cached_property
     def strings(self) -> tuple[str, ...]:
         return tuple(sorted({p.peer_string for p in self.peers}))
 
-    @property
+    @functools.cached_property
+    def by_address(self) -> tuple[tuple[str, Peer], ...]:
+        """(`ip:port`, peer) pairs sorted by address."""
+        return tuple(sorted(((p.peer_string, p) for p in self.peers), key=lambda pair: pair[0]))
+
+    @functools.cached_property
     def text(self) -> str:
         return "".join(f"{s}\n" for s in self.strings)
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
 

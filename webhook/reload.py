@@ -169,8 +169,7 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
     """Peers of the set the node lacks: not itself, not connected, one per address."""
     seen: set[str] = set()
     missing = []
-    for peer in sorted(peer_set.peers, key=lambda p: p.peer_string):
-        address = peer.peer_string
+    for address, peer in peer_set.by_address:
         if peer.ip == own_ip or address in connected or address in seen:
             continue
         if not stellar_admin.is_peer_host(peer.ip):
