@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -236,13 +237,14 @@ class PeerWatcher:
             resource=source.name,
             metrics=self.metrics,
             executor=self._executor,
+            transform=functools.partial(trim, kind=source.kind),
             **source.kwargs,
         ):
-            obj = event["object"]
+            obj = event["object"]  # already trimmed, page by page
             if listing is None:
-                self._apply({"type": event["type"], "object": trim(obj, kind=source.kind)})
+                self._apply({"type": event["type"], "object": obj})
             elif event["type"] != "LISTED":
-                listing.append(trim(obj, kind=source.kind))
+                listing.append(obj)
             else:
                 self._apply({"type": "LISTED", "kind": source.kind, "objects": listing})
                 listing = None

@@ -90,17 +90,25 @@ async def watch_events(
     resource: str,
     metrics: Metrics | None = None,
     executor: Executor | None = None,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[Event]:
     """List, yield a `LISTED` marker, then watch until a 410 asks the caller to relist.
 
     `kwargs` go to `list_fn` (selectors, group/version/plural). Blocking reads
     run on `executor` (default: the loop's), one thread per open stream, so
-    give many concurrent watches a pool of their own.
+    give many concurrent watches a pool of their own. `transform` (e.g. a trim
+    to the fields the caller reads) is applied to each object as its page
+    arrives, so a large list never sits in memory whole.
     """
     listed_version = None
     async for event in _list(
-        list_fn, resource=resource, metrics=metrics, executor=executor, **kwargs
+        list_fn,
+        resource=resource,
+        metrics=metrics,
+        executor=executor,
+        transform=transform,
+        **kwargs,
     ):
         if event["type"] == "LISTED":
             listed_version = resource_version(event["object"])
@@ -135,6 +143,8 @@ async def watch_events(
                 version = resource_version(event["object"]) or version
                 attempt = 0
                 if kind == "object":
+                    if transform is not None:
+                        event = {"type": event["type"], "object": transform(event["object"])}
                     yield event
         except ApiException as exc:
             if exc.status == 410:
@@ -168,13 +178,21 @@ async def _list(
     resource: str,
     metrics: Metrics | None,
     executor: Executor | None,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None,
     **kwargs: Any,
 ) -> AsyncIterator[Event]:
     """Every item as an `ADDED` event, then `LISTED`; a failed page restarts the whole list."""
     attempt = 0
     while True:
         try:
-            pages = [page async for page in _pages(list_fn, executor=executor, **kwargs)]
+            items: list[dict[str, Any]] = []
+            version = ""
+            async for page in _pages(list_fn, executor=executor, **kwargs):
+                kind = item_kind(str(page.get("kind", "")))
+                for item in page.get("items") or ():
+                    item.setdefault("kind", kind)
+                    items.append(transform(item) if transform is not None else item)
+                version = resource_version(page) or ""
             break
         except RETRYABLE as exc:
             log.warning(
@@ -184,12 +202,8 @@ async def _list(
             _restarted(metrics, resource, "error")
             await asyncio.sleep(backoff_delay(attempt))
             attempt += 1
-    for page in pages:
-        kind = item_kind(str(page.get("kind", "")))
-        for item in page.get("items") or ():
-            item.setdefault("kind", kind)
-            yield {"type": "ADDED", "object": item}
-    version = resource_version(pages[-1]) or ""
+    for item in items:
+        yield {"type": "ADDED", "object": item}
     yield {"type": "LISTED", "object": {"metadata": {"resourceVersion": version}}}
 
 
