@@ -25,6 +25,7 @@ from typing import Any, Literal
 import orjson
 
 from webhook import injection, names
+from webhook.injection import image_repository, port_number
 from webhook.settings import Settings
 
 Source = Literal["pod", "stellarnode", "static"]
@@ -103,32 +104,11 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _port(value: Any) -> int | None:
-    """A TCP port from an int or a digit string, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        # ASCII only: superscript and full-width digits pass isdigit() but are no ports.
-        value = int(text) if text.isascii() and text.isdigit() else None
-    if isinstance(value, int) and 1 <= value <= 65535:
-        return value
-    return None
-
-
 def _ip(value: Any) -> str | None:
     try:
         return str(ipaddress.ip_address(_str(value)))
     except ValueError:
         return None
-
-
-def image_repository(image: str) -> str:
-    """`reg:5000/stellar/stellar-core:22@sha256:..` → `reg:5000/stellar/stellar-core`."""
-    image = image.split("@", 1)[0]
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    return image[:colon] if colon > slash else image
 
 
 def is_ready(pod: Obj) -> bool:
@@ -148,15 +128,16 @@ def target_container(pod: Obj) -> Mapping[str, Any] | None:
     if not containers:
         return None
     annotations = _dict(_dict(pod.get("metadata")).get("annotations"))
-    for wanted in (
-        _injected_container(annotations),
-        _str(annotations.get(names.CONTAINER_ANNOTATION)),
-    ):
-        for container in containers if wanted else ():
-            if container.get("name") == wanted:
-                return container
+    injected = _injected_container(annotations)
+    for container in containers if injected else ():
+        if container.get("name") == injected:
+            return container
+    wanted = _str(annotations.get(names.CONTAINER_ANNOTATION))
+    if wanted:
+        # As the webhook decides: a named container that is missing means none.
+        return next((c for c in containers if c.get("name") == wanted), None)
     for container in containers:
-        if image_repository(_str(container.get("image"))).endswith("stellar-core"):
+        if image_repository(container.get("image")).endswith("stellar-core"):
             return container
     return containers[0]
 
@@ -178,12 +159,12 @@ def pod_peer_port(pod: Obj) -> int | None:
     container = target_container(pod)
     for port in _list(_dict(container).get("ports")):
         if _dict(port).get("name") == "peer":
-            named = _port(_dict(port).get("containerPort"))
+            named = port_number(_dict(port).get("containerPort"))
             if named is not None:
                 return named
     annotations = _dict(_dict(pod.get("metadata")).get("annotations"))
     if names.PEER_PORT_ANNOTATION in annotations:
-        return _port(annotations[names.PEER_PORT_ANNOTATION])
+        return port_number(annotations[names.PEER_PORT_ANNOTATION])
     return names.DEFAULT_PEER_PORT
 
 
@@ -213,7 +194,7 @@ def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | N
     if ip is None:
         return None
     config = _dict(spec.get("validatorConfig"))
-    port = _port(config["peerPort"]) if "peerPort" in config else names.DEFAULT_PEER_PORT
+    port = port_number(config["peerPort"]) if "peerPort" in config else names.DEFAULT_PEER_PORT
     if port is None:
         return None
     return Peer(
@@ -250,7 +231,7 @@ def static_peer(text: str) -> Peer:
         if not sep or not host:
             raise ValueError(f"static peer {text!r}: expected host:port")
         ip = _static_host(text, host)
-    if not (port_text.isascii() and port_text.isdigit()) or _port(port_text) is None:
+    if not (port_text.isascii() and port_text.isdigit()) or port_number(port_text) is None:
         raise ValueError(f"static peer {text!r}: port must be a number from 1 to 65535")
     port = int(port_text)
     return Peer(namespace="", name=text, node_type="validator", ip=ip, port=port, source="static")

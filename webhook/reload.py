@@ -40,7 +40,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from webhook import injection, names, stellar_admin
+from webhook import injection, names, peers, stellar_admin
 from webhook.metrics import Metrics
 from webhook.peers import Peer, PeerSet
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
@@ -96,20 +96,6 @@ def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> Reloa
     return default
 
 
-def target_container(pod: Mapping[str, Any], *, settings: Settings) -> Mapping[str, Any] | None:
-    """The stellar-core container, chosen as injection chose it."""
-    containers = [c for c in (pod.get("spec") or {}).get("containers") or () if isinstance(c, dict)]
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    wanted = annotations.get(names.CONTAINER_ANNOTATION)
-    if wanted:
-        return next((c for c in containers if c.get("name") == wanted), None)
-    by_image = [
-        c for c in containers if settings.image_matches(injection.image_repository(c.get("image")))
-    ]
-    candidates = by_image or containers
-    return candidates[0] if candidates else None
-
-
 def http_port(container: Mapping[str, Any]) -> int:
     for port in container.get("ports") or ():
         if isinstance(port, dict) and port.get("name") == "http":
@@ -143,7 +129,8 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         metadata = pod.get("metadata") or {}
         annotations = metadata.get("annotations") or {}
         ip = pod_ip(pod)
-        container = target_container(pod, settings=settings)
+        # The container the webhook injected, as the watcher reads it.
+        container = peers.target_container(pod)
         if ip is None or container is None:
             continue
         mode = reload_mode(annotations, default=settings.reload_mode)
