@@ -311,13 +311,19 @@ def test_rbac_lists_stellarnodes_when_the_crd_exists(installed: Installed) -> No
     client.ApiextensionsV1Api(installed.sa_api).list_custom_resource_definition(
         field_selector=f"metadata.name={crd}"
     )
-    if not apiext.list_custom_resource_definition(field_selector=f"metadata.name={crd}").items:
-        pytest.skip(f"CRD {crd} is not installed in this cluster")
     custom = client.CustomObjectsApi(installed.sa_api)
-    listed = custom.list_cluster_custom_object(
-        names.STELLARNODE_GROUP, names.STELLARNODE_VERSION, names.STELLARNODE_PLURAL
-    )
-    assert "items" in listed
+    if apiext.list_custom_resource_definition(field_selector=f"metadata.name={crd}").items:
+        listed = custom.list_cluster_custom_object(
+            names.STELLARNODE_GROUP, names.STELLARNODE_VERSION, names.STELLARNODE_PLURAL
+        )
+        assert "items" in listed
+    else:
+        # Without the CRD the request is authorized first, then not found: 404, never 403.
+        with pytest.raises(ApiException) as absent:
+            custom.list_cluster_custom_object(
+                names.STELLARNODE_GROUP, names.STELLARNODE_VERSION, names.STELLARNODE_PLURAL
+            )
+        assert absent.value.status == 404
 
 
 # --- What it must never do --------------------------------------------------
