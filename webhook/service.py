@@ -209,7 +209,7 @@ def components(
         parts.append(
             rotation.renewal_loop(
                 renew=functools.partial(
-                    _renew_certificates, api_client=api_client, settings=settings, leader=leader
+                    renew_certificates_once, api_client=api_client, settings=settings, leader=leader
                 ),
                 stop=stop,
             )
@@ -217,7 +217,7 @@ def components(
     return Components(parts=parts, ready=lambda: watcher.ready)
 
 
-def _renew_certificates(
+def renew_certificates_once(
     *, api_client: client.ApiClient, settings: Settings, leader: LeaderElector
 ) -> rotation.Action:
     """Leader only: renew the Secret's serving pair before it expires, caBundle first.

@@ -1,0 +1,84 @@
+"""The leader's renewal, as `serve` wires it: a serving certificate near expiry is renewed.
+
+The Secret holds a pair that expires in a day (inside the 30-day renewal
+window); one pass of the renewal `serve` runs hourly replaces it with a fresh
+pair from the same CA, keeps the CA in the webhook's caBundle, and a replica
+that is not the leader leaves everything alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from datetime import timedelta
+
+from kubernetes import client
+
+from certs import authority, files, install
+from tests.e2e.conftest import Cluster
+from webhook import service
+from webhook.leader import LeaderElector
+from webhook.metrics import Metrics
+from webhook.settings import Settings
+
+
+def _secret_cert(core: client.CoreV1Api, settings: Settings) -> bytes:
+    secret = core.read_namespaced_secret(install.secret_name(settings), settings.namespace)
+    return base64.b64decode(secret.data[files.TLS_CERT])
+
+
+def test_renewal_replaces_a_certificate_near_expiry(
+    cluster: Cluster,
+    core: client.CoreV1Api,
+    admreg: client.AdmissionregistrationV1Api,
+    settings: Settings,
+) -> None:
+    ca = authority.make_ca()
+    dns = authority.service_dns_names(service=settings.service_name, namespace=settings.namespace)
+    expiring = authority.make_serving(ca=ca, dns_names=dns, validity=timedelta(days=1))
+    install.write_secret(
+        core,
+        settings=settings,
+        bundle=files.Bundle(ca_cert=ca.cert_pem, serving=expiring, ca_key=ca.key_pem),
+    )
+    body = service.webhook_configuration(
+        settings=settings,
+        ca_bundle=ca.cert_pem,
+        client_config={"url": "https://127.0.0.1:9/mutate"},  # never called: no pods here
+    )
+    service.register(admreg, body)
+    try:
+        follower = LeaderElector(
+            settings=dataclasses.replace(settings, leader_election=True),
+            api_client=cluster.api_client,
+            metrics=Metrics(),
+        )
+        assert not follower.is_leader()
+        action = service.renew_certificates_once(
+            api_client=cluster.api_client, settings=settings, leader=follower
+        )
+        assert action == "unchanged"
+        assert _secret_cert(core, settings) == expiring.cert_pem
+
+        leader = LeaderElector(settings=settings, api_client=cluster.api_client, metrics=Metrics())
+        assert leader.is_leader()  # leader_election=False in the test settings: always leads
+        action = service.renew_certificates_once(
+            api_client=cluster.api_client, settings=settings, leader=leader
+        )
+        assert action == "renewed"
+        renewed = _secret_cert(core, settings)
+        assert renewed != expiring.cert_pem
+        assert authority.signed_by(renewed, ca.cert_pem)
+        assert authority.remaining_validity(renewed) > timedelta(days=30)
+        stored = admreg.read_mutating_webhook_configuration(settings.webhook_config_name)
+        bundle = base64.b64decode(stored.webhooks[0].client_config.ca_bundle)
+        assert ca.cert_pem.strip() in bundle
+        # A second pass finds nothing to do.
+        assert (
+            service.renew_certificates_once(
+                api_client=cluster.api_client, settings=settings, leader=leader
+            )
+            == "unchanged"
+        )
+    finally:
+        service.unregister(admreg, settings.webhook_config_name)
