@@ -436,3 +436,65 @@ def test_faults_certificate_rotation_under_admission_load_fails_nothing(
     finally:
         webhook.close()
         core.delete_namespace(app, propagation_policy="Background")
+
+
+def test_faults_webhook_down_with_fail_policy_refuses_then_resumes_injected(
+    cluster: Cluster,
+    core: client.CoreV1Api,
+    admreg: client.AdmissionregistrationV1Api,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """With failurePolicy Fail nothing is admitted uninjected: creates are refused while
+    the webhook is down and resume, injected, as soon as it is back on the same address."""
+    ca = authority.make_ca()
+    serving = authority.make_serving(ca=ca, dns_names=["localhost"], ips=["127.0.0.1"])
+    files.write_bundle(tmp_path, files.Bundle(ca_cert=ca.cert_pem, serving=serving))
+    settings = scoped_settings(
+        cluster.kubeconfig,
+        namespace,
+        cert_file=str(tmp_path / files.TLS_CERT),
+        key_file=str(tmp_path / files.TLS_KEY),
+    )
+    app = make_namespace(core, "f-fail")
+    label_enabled(core, app, settings)
+    first = Webhook(settings, admreg)
+    second: Webhook | None = None
+    try:
+        first.register(ca.cert_pem)
+        wait_until(
+            lambda: check.check_webhook(cluster.api_client, settings).ok,
+            timeout=20,
+            message="the API server to call the webhook",
+        )
+        core.create_namespaced_pod(app, validator_pod("before"))
+        port = first.listeners.port
+        # The webhook process dies; its configuration stays, as in a cluster.
+        first.loop.call_soon_threadsafe(first.stop.set)
+        first.thread.join(timeout=10)
+        with pytest.raises(ApiException) as refused:
+            core.create_namespaced_pod(app, validator_pod("while-down"))
+        assert refused.value.status >= 500
+        assert "failed calling webhook" in str(refused.value.body)
+
+        # Back on the same port: creates succeed again, every one injected.
+        second = Webhook(dataclasses.replace(settings, port=port), admreg)
+        created = wait_until(
+            lambda: core.create_namespaced_pod(app, validator_pod("after"), _preload_content=False),
+            timeout=20,
+            message="pod creation to resume once the webhook is back",
+        )
+        assert check.injected(orjson.loads(created.data)) is None
+        pods = orjson.loads(core.list_namespaced_pod(app, _preload_content=False).data)["items"]
+        assert sorted(p["metadata"]["name"] for p in pods) == ["after", "before"]
+        assert [check.injected(p) for p in pods] == [None, None]
+    finally:
+        with contextlib.suppress(ApiException):
+            admreg.delete_mutating_webhook_configuration(settings.webhook_config_name)
+        if first.thread.is_alive():
+            first.loop.call_soon_threadsafe(first.stop.set)
+            first.thread.join(timeout=10)
+        first.loop.close()
+        if second is not None:
+            second.close()
+        core.delete_namespace(app, propagation_policy="Background")
