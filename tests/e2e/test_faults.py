@@ -8,6 +8,7 @@ test-scoped names.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -25,7 +26,7 @@ from cryptography import x509
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from certs import authority, files
+from certs import authority, files, install
 from tests.e2e.conftest import Cluster, make_namespace
 from tests.e2e.private_cluster import (
     PrivateCluster,
@@ -349,13 +350,17 @@ class Webhook:
         self.loop.close()
 
 
+@pytest.mark.parametrize("new_ca", [False, True], ids=["same-ca", "new-ca"])
 def test_faults_certificate_rotation_under_admission_load_fails_nothing(
     cluster: Cluster,
     core: client.CoreV1Api,
     admreg: client.AdmissionregistrationV1Api,
     namespace: str,
     tmp_path: Path,
+    new_ca: bool,
 ) -> None:
+    """Serving pairs replaced under load; with `new_ca` each comes from a new CA, put in
+    the caBundle beside the previous one first (as `certs install` does)."""
     ca = authority.make_ca()
     serving = authority.make_serving(ca=ca, dns_names=["localhost"], ips=["127.0.0.1"])
     files.write_bundle(
@@ -408,6 +413,12 @@ def test_faults_certificate_rotation_under_admission_load_fails_nothing(
             for round_number in range(1, 5):
                 before = answered[0]
                 wait_until(lambda b=before: answered[0] >= b + 20, timeout=20, message="load")
+                if new_ca:
+                    ca = authority.make_ca()
+                    install.patch_ca_bundle(admreg, settings=settings, new_ca=ca.cert_pem)
+                    # The old pair is still served while the API server takes up the bundle.
+                    before = answered[0]
+                    wait_until(lambda b=before: answered[0] >= b + 20, timeout=20, message="load")
                 renewed = authority.make_serving(ca=ca, dns_names=["localhost"], ips=["127.0.0.1"])
                 files.write_bundle(
                     tmp_path, files.Bundle(ca_cert=ca.cert_pem, serving=renewed, ca_key=ca.key_pem)
@@ -427,6 +438,12 @@ def test_faults_certificate_rotation_under_admission_load_fails_nothing(
         assert failures == []
         assert answered[0] >= 100
         assert webhook.metrics.cert_reloads_total._value.get() == 4
+        if new_ca:
+            stored = admreg.read_mutating_webhook_configuration(settings.webhook_config_name)
+            bundle = base64.b64decode(stored.webhooks[0].client_config.ca_bundle)
+            trusted = authority.split_pem_bundle(bundle)
+            assert len(trusted) == 2, "the caBundle keeps the new CA and the previous one"
+            assert trusted[0].strip() == ca.cert_pem.strip()
         now_served = check.served_certificate(
             f"https://127.0.0.1:{webhook.listeners.port}/mutate", ca.cert_pem
         )
