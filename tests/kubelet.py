@@ -7,6 +7,7 @@ subresource, so everything that watches pods sees ordinary status updates.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from kubernetes import client
@@ -16,6 +17,39 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def running_status(
+    *, ip: str, containers: Iterable[tuple[str, str]], ready: bool = True
+) -> dict[str, Any]:
+    """The status a kubelet reports for a running pod: `ip`, every container started."""
+    state = "True" if ready else "False"
+    now = _now()
+    return {
+        "phase": "Running",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "hostIP": "127.0.0.1",
+        "startTime": now,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": state, "lastTransitionTime": now},
+            {"type": "Ready", "status": state, "lastTransitionTime": now},
+        ],
+        "containerStatuses": [
+            {
+                "name": name,
+                "image": image,
+                "imageID": "",
+                "ready": ready,
+                "restartCount": 0,
+                "started": True,
+                "state": {"running": {"startedAt": now}},
+            }
+            for name, image in containers
+        ],
+    }
+
+
 class FakeKubelet:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api_client)
@@ -23,34 +57,8 @@ class FakeKubelet:
     def mark_ready(self, *, namespace: str, name: str, ip: str, ready: bool = True) -> None:
         """Running with `ip` as podIP, Ready (or not) and every container started."""
         pod = self.core.read_namespaced_pod(name, namespace)
-        state = "True" if ready else "False"
-        now = _now()
-        containers = [
-            {
-                "name": c.name,
-                "image": c.image,
-                "imageID": "",
-                "ready": ready,
-                "restartCount": 0,
-                "started": True,
-                "state": {"running": {"startedAt": now}},
-            }
-            for c in pod.spec.containers
-        ]
-        status: dict[str, Any] = {
-            "phase": "Running",
-            "podIP": ip,
-            "podIPs": [{"ip": ip}],
-            "hostIP": "127.0.0.1",
-            "startTime": now,
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": state, "lastTransitionTime": now},
-                {"type": "Ready", "status": state, "lastTransitionTime": now},
-            ],
-            "containerStatuses": containers,
-        }
+        containers = [(c.name, c.image) for c in pod.spec.containers]
+        status = running_status(ip=ip, containers=containers, ready=ready)
         # A JSON patch replaces each field whole: a strategic merge would merge
         # podIPs by key and end up with two IPs of one family, which is invalid.
         ops = [

@@ -15,7 +15,6 @@ one ConfigMap when the set differs.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import threading
 import time
 import urllib.parse
@@ -30,6 +29,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.bench import pods
+from tests.kubelet import running_status
 from webhook import names
 
 PEER_PORT = 11625
@@ -108,41 +108,10 @@ def validator(name: str) -> dict[str, Any]:
     return pod
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def ready_status(ip: str, *, ready: bool = True) -> dict[str, Any]:
-    state = "True" if ready else "False"
-    now = _now()
-    containers = [
-        {
-            "name": name,
-            "image": image,
-            "imageID": "",
-            "ready": ready,
-            "restartCount": 0,
-            "started": True,
-            "state": {"running": {"startedAt": now}},
-        }
-        for name, image in (("stellar-core", pods.IMAGE), ("core-exporter", "x/core-exporter:1"))
-    ]
-    return {
-        "status": {
-            "phase": "Running",
-            "podIP": ip,
-            "podIPs": [{"ip": ip}],
-            "hostIP": "127.0.0.1",
-            "startTime": now,
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": state, "lastTransitionTime": now},
-                {"type": "Ready", "status": state, "lastTransitionTime": now},
-            ],
-            "containerStatuses": containers,
-        }
-    }
+    """The status patch body for a fleet pod (its two containers) as the kubelet writes it."""
+    containers = (("stellar-core", pods.IMAGE), ("core-exporter", "x/core-exporter:1"))
+    return {"status": running_status(ip=ip, containers=containers, ready=ready)}
 
 
 @dataclass
