@@ -20,6 +20,7 @@ if ((${#need[@]})); then
 fi
 
 "$ROOT/scripts/build-k8s.sh"
+"$ROOT/scripts/build-helm.sh"
 
 PYTHON="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
