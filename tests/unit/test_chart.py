@@ -11,6 +11,7 @@ PyYAML and in Go). The comparison itself is of whole objects, indexed by
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -109,8 +110,18 @@ def env_of(objects: dict[Key, dict[str, Any]]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
-def test_chart_lints_strictly(helm: str) -> None:
-    out = subprocess.run([helm, "lint", "--strict", str(CHART)], capture_output=True, text=True)
+@pytest.mark.parametrize(
+    "flags",
+    [
+        [],
+        ["--set", "reload.mode=exec,metrics.serviceMonitor.enabled=true,namespace.create=true"],
+        ["--set", "replicas=1,commonLabels.app\\.kubernetes\\.io/component=other"],
+    ],
+)
+def test_chart_lints_strictly(helm: str, flags: list[str]) -> None:
+    out = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), *flags], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
 
@@ -136,6 +147,14 @@ def test_exec_reload_mode_renders_the_exec_overlay(helm: str, kubectl: str, tmp_
         helm, kubectl, tmp_path, "--set", "namespace.create=true", "--set", "reload.mode=exec"
     )
     assert_same_objects(chart, kustomize(kubectl, MANIFESTS / "overlays" / "exec"))
+
+
+def test_docs_name_the_pinned_helm_version() -> None:
+    script = (ROOT / "scripts" / "build-helm.sh").read_text()
+    pinned = re.search(r'HELM_VERSION="\$\{HELM_VERSION:-(v[0-9.]+)\}"', script)
+    assert pinned, "scripts/build-helm.sh no longer pins HELM_VERSION"
+    for doc in ("README.md", "docs/quickstart.md"):
+        assert f"helm {pinned.group(1)}" in (ROOT / doc).read_text(), doc
 
 
 def test_app_version_is_the_package_version() -> None:
