@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from tests.polling import wait_until
 from tests.standin import BOOTING, MUST_SPECIFY, WELCOME, StellarCoreStandIn
 from webhook import stellar_admin
 from webhook.stellar_admin import Outcome, classify_connect, parse_peers
@@ -80,17 +81,30 @@ def test_get_refuses_a_host_that_is_not_an_ip(ip: str) -> None:
 
 
 def test_client_connects_and_lists_peers_on_the_standin() -> None:
-    async def scenario(node: StellarCoreStandIn) -> tuple[stellar_admin.Result, set[str]]:
-        result = await stellar_admin.connect(
-            ip=node.host, port=node.port, peer_host="10.0.0.5", peer_port=11625, time_limit=2
+    with (
+        StellarCoreStandIn(host=HOST, port=0) as node,
+        StellarCoreStandIn(host="127.0.0.33", port=0) as other,
+    ):
+        peer_host, _, peer_port = other.peer_address.rpartition(":")
+        result = asyncio.run(
+            stellar_admin.connect(
+                ip=node.host,
+                port=node.port,
+                peer_host=peer_host,
+                peer_port=int(peer_port),
+                time_limit=2,
+            )
         )
         assert result.ok
-        return await stellar_admin.peers(ip=node.host, port=node.port, time_limit=2)
 
-    with StellarCoreStandIn(host=HOST, port=0) as node:
-        listed, connected = asyncio.run(scenario(node))
-    assert listed.ok
-    assert connected == {"10.0.0.5:11625"}
+        def listed() -> set[str]:
+            found, addresses = asyncio.run(
+                stellar_admin.peers(ip=node.host, port=node.port, time_limit=2)
+            )
+            assert found.ok
+            return addresses
+
+        assert wait_until(listed, message="the peer listed") == {other.peer_address}
 
 
 def test_client_reports_booting_refused_and_timeout_as_transient() -> None:
