@@ -439,7 +439,7 @@ class StellarCoreStandIn:
 
     # logging
 
-    def _log(self, partition: str, text: str) -> None:
+    def _logline(self, partition: str, text: str) -> None:
         if self.log_stream is not None:
             line = f"{_now_text()} {self.public_key[:5]} [{partition} INFO] {text}\n"
             with self._lock:
@@ -449,7 +449,7 @@ class StellarCoreStandIn:
     def _event(self, address: str, what: str) -> None:
         with self._lock:
             self._events.append((address, what))
-        self._log("Overlay", f"{address}: {what}")
+        self._logline("Overlay", f"{address}: {what}")
 
     # the admin port
 
@@ -498,7 +498,7 @@ class StellarCoreStandIn:
 
     def answer(self, raw_path: str) -> tuple[int, str, str]:
         """(status, content type, body) for one GET, as stellar-core would."""
-        self._log("Http", raw_path)
+        self._logline("Http", raw_path)
         decoded = url_decode(raw_path)
         if decoded is None:
             return 400, "text/html", BAD_REQUEST
@@ -736,7 +736,7 @@ class StellarCoreStandIn:
                 return "peer rejected"
             peer.authenticated = True
             peer.since = time.monotonic()
-        self._log("Overlay", f"authenticated {peer.address} {peer.key[:5]}")
+        self._logline("Overlay", f"authenticated {peer.address} {peer.key[:5]}")
         return None
 
     def _run_peer(self, peer: Peer, first: dict[str, Any] | None) -> None:
@@ -941,14 +941,14 @@ def run(conf: str) -> int:
         _stderr_log(f"Got an exception: {exc}")
         return 1
     node = node_from_config(config, os.environ, sys.stdout)
-    node._log("default", f"Config from {conf}")
-    node._log("default", f"Starting stellar-core v{node.version} (standin)")
+    node._logline("default", f"Config from {conf}")
+    node._logline("default", f"Starting stellar-core v{node.version} (standin)")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     node.start()
-    node._log("default", f"Listening on {node.host}:{node.port} for HTTP requests")
-    node._log("Overlay", f"Binding to endpoint {node.peer_host}:{node.peer_port}")
+    node._logline("default", f"Listening on {node.host}:{node.port} for HTTP requests")
+    node._logline("Overlay", f"Binding to endpoint {node.peer_host}:{node.peer_port}")
     try:
         stop.wait()
     finally:
