@@ -384,7 +384,9 @@ class StellarCoreStandIn:
             peers = list(self._links)
         for peer in peers:
             _close(peer.sock)
-        for thread in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(timeout=5)
         self._servers, self._threads = [], []
 
@@ -397,7 +399,8 @@ class StellarCoreStandIn:
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
-        self._threads.append(thread)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
     # what tests look at
 
@@ -656,7 +659,7 @@ class StellarCoreStandIn:
             with self._lock:
                 wanted = sorted(self._peer_db, key=lambda a: not self._peer_db[a])
             for address in wanted:
-                self._dial(address, quiet=True)
+                self._spawn(self._dial, address, True)  # a connection lives in its thread
             # jittered, so two nodes dialing each other do not keep colliding
             self._stopping.wait(self.redial_seconds * (0.5 + secrets.randbelow(1000) / 1000))
 
@@ -717,11 +720,11 @@ class StellarCoreStandIn:
         if hello.get("network") != network_id(self.network_passphrase):
             return "wrong network passphrase"
         with self._lock:
+            if not peer.outbound:
+                peer.address = f"{peer.address.rpartition(':')[0]}:{int(hello.get('port', 0))}"
             if any(p is not peer and p.key == key for p in self._links):
                 return "connecting already-connected peer"
             peer.key = key
-            if not peer.outbound:
-                peer.address = f"{peer.address.rpartition(':')[0]}:{int(hello.get('port', 0))}"
             peer.preferred = self._is_preferred(peer.address, key)
         return None
 
