@@ -618,7 +618,7 @@ class StellarCoreStandIn:
         )
 
     def _cmd_info(self, params: dict[str, str], booting: bool) -> str:
-        full = params.get("fullkeys") == "true"
+        # CommandHandler::info reads only `compact`: its quorum node is always the short key
         with self._lock:
             authenticated = sum(1 for p in self._links if p.authenticated)
             pending = len(self._links) - authenticated
@@ -638,7 +638,7 @@ class StellarCoreStandIn:
             "network": self.network_passphrase,
             "peers": {"authenticated_count": authenticated, "pending_count": pending},
             "protocol_version": 21,
-            "quorum": {"node": self.public_key if full else self.public_key[:5]},
+            "quorum": {"node": self.public_key[:5]},
             "startedOn": "2024-01-01T00:00:00Z",
             "state": "Booting" if booting else self.state,
         }
