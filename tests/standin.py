@@ -22,9 +22,13 @@ as `tests.standin` by the tests. What it copies, from stellar-core's source
   with sha256 of `NETWORK_PASSPHRASE`, the node key and the listening port, then `auth`), with
   stellar-core's drop reasons: `connecting to self`, `wrong network passphrase`,
   `connecting already-connected peer`, `peer rejected` (`PREFERRED_PEERS_ONLY` and not
-  preferred, or the inbound slots `MAX_ADDITIONAL_PEER_CONNECTIONS` full). `connect` writes the
-  peer into the peer database (re-dialed every `STANDIN_REDIAL_SECONDS`) and dials unless
-  already connected or the outbound slots (`TARGET_PEER_CONNECTIONS`) are full;
+  preferred, or the slots of its direction full: outbound `TARGET_PEER_CONNECTIONS`,
+  inbound `MAX_ADDITIONAL_PEER_CONNECTIONS`; a preferred peer evicts a non-preferred one
+  instead, `preferred peer selected instead`). `connect` writes the peer into the peer
+  database and dials unless already connected (or out of pending slots,
+  `MAX_PENDING_CONNECTIONS`/2); with the outbound slots full the dial is refused at
+  authentication. The database is re-dialed every `STANDIN_REDIAL_SECONDS` up to the
+  outbound slots (preferred peers always);
 - the node key is a `G` + 55 base32 characters derived from sha256 of `NODE_SEED` (stable per
   seed; not real ed25519/strkey), random without a seed;
 - every admin request is logged as one line on stdout, `<time> <GABCD> [Http INFO] <path>`.
@@ -283,6 +287,7 @@ class StellarCoreStandIn:
         preferred_peers_only: bool = False,
         target_peer_connections: int = 8,
         max_additional_peer_connections: int = -1,
+        max_pending_connections: int = 500,
         known_peers: Iterable[str] = (),
         version: str = "25.2.0",
         welcome_status: int | None = None,
@@ -314,6 +319,8 @@ class StellarCoreStandIn:
             if max_additional_peer_connections >= 0
             else target_peer_connections * 8
         )
+        # Config.cpp splits MAX_PENDING_CONNECTIONS between inbound and outbound
+        self.max_pending_outbound = max(1, max_pending_connections // 2)
         self.version = version
         self.welcome_status = welcome_status or (404 if version_at_least(version, (15, 2)) else 200)
         self.boot_answer = boot_answer or (
@@ -663,16 +670,26 @@ class StellarCoreStandIn:
             # jittered, so two nodes dialing each other do not keep colliding
             self._stopping.wait(self.redial_seconds * (0.5 + secrets.randbelow(1000) / 1000))
 
-    def _outbound_count(self) -> int:
-        return sum(1 for p in self._links if p.outbound)
+    def _dial(self, address: str, redial: bool = False) -> None:
+        """`connectToImpl`: dial unless already connected or out of pending slots.
 
-    def _dial(self, address: str, quiet: bool = False) -> None:
+        A full set of authenticated outbound slots stops only the redials (`tick` fills
+        up to TARGET_PEER_CONNECTIONS); a `connect` still dials, and the peer is then
+        refused at authentication ("peer rejected"), as stellar-core does.
+        """
         with self._lock:
             if any(p.address == address for p in self._links):
                 return  # already connected or connecting
-            if self._outbound_count() >= self.target_peer_connections:
-                if not quiet:
-                    self._event(address, "outbound slots full, not dialed")
+            pending = sum(1 for p in self._links if p.outbound and not p.authenticated)
+            if pending >= self.max_pending_outbound:
+                self._event(address, "all outbound pending connections taken, not dialed")
+                return
+            outbound = sum(1 for p in self._links if p.outbound and p.authenticated)
+            if (
+                redial
+                and outbound >= self.target_peer_connections
+                and not self._peer_db.get(address)
+            ):
                 return
             host, _, port = address.rpartition(":")
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -729,16 +746,30 @@ class StellarCoreStandIn:
         return None
 
     def _accept_authenticated(self, peer: Peer) -> str | None:
-        """`OverlayManagerImpl::acceptAuthenticatedPeer`: a refusal, or None (authenticated)."""
+        """`PeersList::acceptAuthenticatedPeer`: a refusal, or None (authenticated).
+
+        Each direction has its slots (outbound TARGET_PEER_CONNECTIONS, inbound
+        MAX_ADDITIONAL_PEER_CONNECTIONS); a preferred peer evicts a non-preferred one
+        when they are full; PREFERRED_PEERS_ONLY refuses every other peer.
+        """
+        victim: Peer | None = None
         with self._lock:
-            if self.preferred_peers_only and not peer.preferred:
-                return "peer rejected"
             same = [p for p in self._links if p.authenticated and p.outbound == peer.outbound]
             limit = self.target_peer_connections if peer.outbound else self.max_inbound
-            if len(same) >= limit and not peer.preferred:
+            if len(same) >= limit:
+                victim = (
+                    next((p for p in same if not p.preferred), None) if peer.preferred else None
+                )
+                if victim is None:
+                    return "peer rejected"
+            elif self.preferred_peers_only and not peer.preferred:
                 return "peer rejected"
             peer.authenticated = True
             peer.since = time.monotonic()
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                _send(victim.sock, {"type": "error", "message": "preferred peer selected instead"})
+            self._drop(victim, "preferred peer selected instead")
         self._logline("Overlay", f"authenticated {peer.address} {peer.key[:5]}")
         return None
 
@@ -864,6 +895,7 @@ def node_from_config(
         preferred_peers_only=bool(config.get("PREFERRED_PEERS_ONLY", False)),
         target_peer_connections=int(config.get("TARGET_PEER_CONNECTIONS", 8)),
         max_additional_peer_connections=int(config.get("MAX_ADDITIONAL_PEER_CONNECTIONS", -1)),
+        max_pending_connections=int(config.get("MAX_PENDING_CONNECTIONS", 500)),
         known_peers=list(config.get("KNOWN_PEERS", [])),
         version=sw.get("STANDIN_VERSION", "25.2.0"),
         welcome_status=int(sw["STANDIN_WELCOME_STATUS"])

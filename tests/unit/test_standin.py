@@ -304,7 +304,8 @@ def test_preferred_only_rejects_a_peer_that_is_not_preferred(stack: ExitStack) -
     wait_until(lambda: c.peer_address in a.authenticated(), message="a -> c authenticated")
 
 
-def test_full_outbound_slots_answer_connect_to_and_dial_nothing(stack: ExitStack) -> None:
+def test_full_outbound_slots_answer_connect_to_and_never_authenticate(stack: ExitStack) -> None:
+    # OverlayManagerImpl: `connect` still dials; the peer is refused at authentication.
     a = stack.enter_context(
         StellarCoreStandIn(host="127.0.0.38", port=0, target_peer_connections=1)
     )
@@ -313,10 +314,29 @@ def test_full_outbound_slots_answer_connect_to_and_dial_nothing(stack: ExitStack
     ask_connect(a, b)
     wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
     assert ask_connect(a, c) == f"Connect to: {c.peer_address}"
-    wait_until(lambda: reason_seen(a, "outbound slots full"), message="the skipped dial")
-    assert c.events() == []
-    assert c.authenticated() == set()
+    wait_until(lambda: reason_seen(a, "peer rejected"), message="a refuses c at authentication")
+    wait_until(lambda: reason_seen(c, "dropped by remote: peer rejected"), message="c told")
+    wait_until(lambda: c.authenticated() == set(), message="c left without a")
     assert a.authenticated() == {b.peer_address}
+
+
+def test_a_preferred_peer_evicts_a_non_preferred_one_from_full_slots(stack: ExitStack) -> None:
+    c = StellarCoreStandIn(host="127.0.0.50", port=0, peer_port=free_port("127.0.0.50"))
+    a = stack.enter_context(
+        StellarCoreStandIn(
+            host="127.0.0.48",
+            port=0,
+            target_peer_connections=1,
+            preferred_peers=[c.peer_address],  # not up yet: redialed
+            redial_seconds=0.3,
+        )
+    )
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.49", port=0))
+    ask_connect(a, b)
+    wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
+    stack.enter_context(c)
+    wait_until(lambda: a.authenticated() == {c.peer_address}, message="c evicts b")
+    wait_until(lambda: reason_seen(b, "preferred peer selected instead"), message="b told")
 
 
 def test_a_node_told_to_connect_to_itself_drops_it(node: StellarCoreStandIn) -> None:
