@@ -790,9 +790,9 @@ class StellarCoreStandIn:
                     if reason is None:
                         _send(peer.sock, {"type": "auth"} if peer.outbound else self._hello())
                 elif kind == "auth" and not peer.authenticated:
-                    reason = self._accept_authenticated(peer)
-                    if reason is None and not peer.outbound:
+                    if not peer.outbound:  # Peer::recvAuth answers AUTH before it decides
                         _send(peer.sock, {"type": "auth"})
+                    reason = self._accept_authenticated(peer)
                 if reason is not None:
                     _send(peer.sock, {"type": "error", "message": reason})
                     self._drop(peer, reason)

@@ -443,3 +443,28 @@ def test_config_binds_the_admin_port_like_stellar_core() -> None:
     assert (local.host, local.port, local.peer_port) == ("127.0.0.1", 11700, 11625)
     assert (public.host, public.port, public.welcome_status) == ("0.0.0.0", 11626, 200)
     assert public.boot_answer == "state"
+
+
+def test_version_and_new_db_run_without_a_node(tmp_path: Path) -> None:
+    version = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "version"], capture_output=True, text=True, timeout=30
+    )
+    assert (version.returncode, version.stdout) == (0, "v25.2.0 (standin)\n")
+    write_config(tmp_path / "stellar-core.cfg", 11626)
+    new_db = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "new-db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert new_db.returncode == 0
+    assert "Config from stellar-core.cfg" in new_db.stderr
+    missing = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "run", "--conf", str(tmp_path / "none.cfg")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 1
+    assert "No config file" in missing.stderr
