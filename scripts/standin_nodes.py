@@ -1,9 +1,10 @@
 """Serve stellar-core admin stand-ins on loopback addresses for the demo.
 
 `python -m scripts.standin_nodes --record FILE 127.0.0.10 127.0.0.11 ...`
-serves one stand-in per address on port 11626 until SIGTERM, and keeps FILE
-updated with the `connect` commands each one received, so the demo can show
-that running validators were told about their new peers.
+serves one stand-in per address (admin port 11626, peer port 11625) until
+SIGTERM, and keeps FILE updated with the `connect` commands each one received,
+so the demo can show that running validators were told about their new peers
+(and, told, really connect to each other).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.standin_nodes")
     parser.add_argument("--record", required=True, help="JSON file of connects received")
     parser.add_argument("--port", type=int, default=11626)
+    parser.add_argument("--peer-port", type=int, default=11625, help="PEER_PORT of each")
     parser.add_argument("addresses", nargs="+")
     args = parser.parse_args(argv)
     for address in args.addresses:
@@ -30,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    nodes = [StellarCoreStandIn(host=a, port=args.port).start() for a in args.addresses]
+    nodes = [
+        StellarCoreStandIn(host=a, port=args.port, peer_port=args.peer_port).start()
+        for a in args.addresses
+    ]
     record = Path(args.record)
     try:
         while not stop.wait(0.2):

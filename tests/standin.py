@@ -1,41 +1,80 @@
-"""A stand-in for stellar-core's admin HTTP interface, as far as the project uses it.
+#!/usr/bin/env python3
+"""A stand-in for stellar-core: its admin port, its `http-command`, and peers that authenticate.
 
-It mimics stellar-core's `src/main/CommandHandler.cpp` and `src/lib/http/server.cpp`:
+Standard library only (Python 3.11+), so it runs as a script in a container and is imported
+as `tests.standin` by the tests. What it copies, from stellar-core's source
+(`lib/http/server.cpp`, `lib/http/HttpClient.cpp`, `src/main/CommandHandler.cpp`,
+`ApplicationUtils.cpp`, `src/overlay/Peer.cpp`, `OverlayManagerImpl.cpp`):
 
-- the whole request URI is URL-decoded first (`server::url_decode`: `%XX` and
-  `+` -> space; a bad escape is a 400), then split at the first `?`;
-  parameters are parsed like `server::parseParams` (a trailing pair with an
-  empty name or value is dropped, earlier ones are kept even when empty);
-- every known command answers `{"error": "Core is booting, try again later"}`
-  until the node is ready (`CommandHandler::safeRouter`), and an exception in a
-  command answers `{"exception": "<what()>"}`;
-- `connect` answers `Connect to: PEER:PORT`, or without both parameters
-  `Must specify a peer and port: connect&peer=PEER&port=PORT`; the address is
-  then checked like `PeerBareAddress::resolve` (so `port=abc` answers
-  `{"exception": "Cannot parse peer address 'h:abc'"}`);
-- `peers` answers the JSON of `CommandHandler::peers`; like jsoncpp, a
-  direction with no peers is `null`, not `[]`;
-- an unknown command answers the "Welcome to stellar-core!" HTML page
-  (`CommandHandler::fileNotFound`). Versions before stellar-core PR #2822 sent
-  it with status 200 (issue #2495), later ones with 404: `welcome_status`
-  picks which.
+- admin port `HTTP_PORT` on 127.0.0.1 (`PUBLIC_HTTP_PORT=true`: 0.0.0.0), HTTP/1.0, closed after
+  each reply; the URI is %-decoded, split at `?`, params parsed like `server::parseParams`;
+  known commands answer 200 `application/json`; unknown ones the HTML welcome page, 404 (200
+  before v15.2); `connect` answers `Connect to: P:N` (or the must-specify text, or
+  `{"exception": ...}` for an address that does not parse or resolve, IPv4 only) before
+  anything is dialed; `peers` and `info` are jsoncpp `StyledWriter` text (`"key" : value`,
+  3 spaces, sorted keys, `null` for an empty direction);
+- starting: the socket is bound at once; for `STANDIN_HANG_SECONDS` a request is accepted and
+  answered only afterwards; then for `STANDIN_BOOT_SECONDS` / `STANDIN_BOOT_REQUESTS` it is
+  booting: v25.2+ answers every command `{"error": "Core is booting, try again later"}`,
+  older versions answer `info` with `"state" : "Booting"` (other commands work, nothing is
+  dialed until booted);
+- peers: `PEER_PORT` carries a small handshake of this stand-in's own (JSON lines: `hello`
+  with sha256 of `NETWORK_PASSPHRASE`, the node key and the listening port, then `auth`), with
+  stellar-core's drop reasons: `connecting to self`, `wrong network passphrase`,
+  `connecting already-connected peer`, `peer rejected` (`PREFERRED_PEERS_ONLY` and not
+  preferred, or the slots of its direction full: outbound `TARGET_PEER_CONNECTIONS`,
+  inbound `MAX_ADDITIONAL_PEER_CONNECTIONS`; a preferred peer evicts a non-preferred one
+  instead, `preferred peer selected instead`). `connect` writes the peer into the peer
+  database and dials unless already connected (or out of pending slots,
+  `MAX_PENDING_CONNECTIONS`/2); with the outbound slots full the dial is refused at
+  authentication. The database is re-dialed every `STANDIN_REDIAL_SECONDS` up to the
+  outbound slots (preferred peers always);
+- the node key is a `G` + 55 base32 characters derived from sha256 of `NODE_SEED` (stable per
+  seed; not real ed25519/strkey), random without a seed;
+- every admin request is logged as one line on stdout, `<time> <GABCD> [Http INFO] <path>`.
 
-Before `start()` nothing listens (connection refused); `booting_requests` /
-`booting_seconds` keep it answering the booting error after that; `delay_seconds`
-makes every answer slow. Every request's raw path is recorded.
+Command line, like stellar-core's (`--conf` defaults to `stellar-core.cfg`):
+`run [--conf F] [--console]`, `new-db [--conf F]`, `http-command CMD [--conf F]`, `version`.
+`http-command` reads `HTTP_PORT`, always dials 127.0.0.1, %-escapes every non-alphanumeric
+character after `?`, has no timeout; on 200 it prints the headers (`Name: value\\r`), a blank
+line and the body on stdout, else logs `http failed(CODE) port: P command: C` (1 = no answer);
+logs go to stderr (`Config from FILE` first); it exits 0 whatever happened.
+
+Switches (a `STANDIN_*` key in the config file; an environment variable of the same name wins):
+`STANDIN_VERSION` (25.2.0: picks the 404 and the boot answer), `STANDIN_WELCOME_STATUS` (404|200),
+`STANDIN_BOOT_ANSWER` (error|state), `STANDIN_HANG_SECONDS`, `STANDIN_BOOT_SECONDS`,
+`STANDIN_BOOT_REQUESTS`, `STANDIN_STATE` (after booting, default `Synced!`),
+`STANDIN_DELAY_SECONDS` (every answer), `STANDIN_REDIAL_SECONDS` (5), `STANDIN_RESOLVE`
+(system: the resolver, IPv4 only; table: only `STANDIN_HOSTS`), `STANDIN_HOSTS`
+(`name=ip,name=ip`), `STANDIN_BIND_HOST` (bind admin and peer sockets and dial from this
+address, for many stand-ins on one machine), `STANDIN_DIAL_ONLY` (networks it may dial,
+default `127.0.0.0/8,198.18.0.0/24`, `any` for all; others count as unreachable, no packet
+sent).
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import contextlib
+import hashlib
+import ipaddress
 import json
+import os
 import re
+import secrets
+import socket
+import socketserver
+import sys
 import threading
 import time
-from collections.abc import Iterable
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TextIO
 
+TESTNET = "Test SDF Network ; September 2015"
+PUBNET = "Public Global Stellar Network ; September 2015"
 BOOTING = '{"error": "Core is booting, try again later"}'
 MUST_SPECIFY = "Must specify a peer and port: connect&peer=PEER&port=PORT"
 WELCOME = (
@@ -45,18 +84,85 @@ WELCOME = (
     'commands.md#http-commands">docs</a> as well as in the man pages.</p>'
     "<p>Have fun!</p>"
 )
-# PeerBareAddress::resolve
+BAD_REQUEST = "<html><head><title>Bad Request</title></head></html>"
+DEFAULT_PEER_PORT = 11625
+DIAL_ONLY = "127.0.0.0/8,198.18.0.0/24"  # test addresses: nothing else is ever dialed
+OVERLAY_VERSION = 35
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found"}
 _ADDRESS = re.compile(r"^(?:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$")
 
 
-@dataclass(frozen=True)
-class Received:
-    """One request as it arrived: the raw path (with query) and its decoded command and params."""
+# jsoncpp's StyledWriter, which `Json::Value::toStyledString` uses
 
-    raw_path: str
-    command: str
-    params: dict[str, str]
-    at: float  # time.monotonic() when it arrived
+
+def styled(value: Any) -> str:
+    """`value` as jsoncpp's StyledWriter writes it: sorted keys, `"k" : v`, 3-space indent."""
+    doc: list[str] = []
+    _write(value, doc, "")
+    return "".join(doc) + "\n"
+
+
+def _indent(doc: list[str], indent: str) -> None:
+    last = doc[-1][-1:] if doc else ""
+    if last == " ":
+        return
+    if doc and last != "\n":
+        doc.append("\n")
+    doc.append(indent)
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, (dict, list)):
+        return None
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _write(value: Any, doc: list[str], indent: str) -> None:
+    if isinstance(value, dict):
+        if not value:
+            doc.append("{}")
+            return
+        _indent(doc, indent)
+        doc.append("{")
+        inner = indent + "   "
+        for i, key in enumerate(sorted(value)):
+            _indent(doc, inner)
+            doc.append(json.dumps(key) + " : ")
+            _write(value[key], doc, inner)
+            if i < len(value) - 1:
+                doc.append(",")
+        _indent(doc, indent)
+        doc.append("}")
+    elif isinstance(value, list):
+        _write_list(value, doc, indent)
+    else:
+        doc.append(str(_scalar(value)))
+
+
+def _write_list(value: list[Any], doc: list[str], indent: str) -> None:
+    if not value:
+        doc.append("[]")
+        return
+    flat = [_scalar(v) for v in value]
+    nested = any(isinstance(v, (dict, list)) and v for v in value)
+    if not nested and all(f is not None for f in flat):
+        length = 4 + (len(value) - 1) * 2 + sum(len(f or "") for f in flat)
+        if len(value) * 3 < 74 and length < 74:
+            doc.append("[ " + ", ".join(f or "" for f in flat) + " ]")
+            return
+    _indent(doc, indent)
+    doc.append("[")
+    inner = indent + "   "
+    for i, item in enumerate(value):
+        _indent(doc, inner)
+        _write(item, doc, inner)
+        if i < len(value) - 1:
+            doc.append(",")
+    _indent(doc, indent)
+    doc.append("]")
+
+
+# The admin protocol's pure parts
 
 
 def url_decode(raw: str) -> str | None:
@@ -100,66 +206,196 @@ def parse_params(params: str) -> dict[str, str]:
     return result
 
 
+def escape_command(command: str) -> str:
+    """`httpCommand`'s path: `/` + the command, every non-alphanumeric after `?` as `%xx`."""
+    head, sep, query = command.partition("?")
+    escaped = "".join(c if c.isascii() and c.isalnum() else f"%{ord(c):02x}" for c in query)
+    return "/" + head + sep + escaped
+
+
+def public_key(seed: str | None) -> str:
+    """A stable `G...` key (56 characters of the strkey alphabet) for a seed; random without."""
+    material = seed.split()[0].encode() if seed and seed.split() else secrets.token_bytes(32)
+    digest = hashlib.sha256(b"standin-node-key:" + material).digest()
+    return "G" + base64.b32encode(digest + digest[:3]).decode()[:55]
+
+
+def network_id(passphrase: str) -> str:
+    return hashlib.sha256(passphrase.encode()).hexdigest()
+
+
+def version_at_least(version: str, wanted: tuple[int, int]) -> bool:
+    parts = [int(p) for p in re.findall(r"\d+", version)[:2]] + [0, 0]
+    return (parts[0], parts[1]) >= wanted
+
+
 class CommandError(Exception):
     """A command threw; stellar-core answers `{"exception": "<message>"}`."""
 
 
+@dataclass(frozen=True)
+class Received:
+    """One admin request as it arrived: the raw path (with query), its command and params."""
+
+    raw_path: str
+    command: str
+    params: dict[str, str]
+    at: float  # time.monotonic() when it arrived
+
+
+@dataclass
+class Peer:
+    """One overlay connection, pending until both sides sent `auth`."""
+
+    sock: socket.socket
+    outbound: bool
+    address: str  # ip:port, the listening port once known (inbound pending: ip:0)
+    key: str = ""
+    authenticated: bool = False
+    since: float = 0.0
+    preferred: bool = False
+
+
+def _now_text() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(json.dumps(message).encode() + b"\n")
+
+
 class StellarCoreStandIn:
-    """A fake stellar-core admin port on `host:port`; use as a context manager or start()/stop()."""
+    """A fake stellar-core: admin port on `host:port`, overlay on `host:peer_port`.
+
+    Use as a context manager or start()/stop(). Port 0 picks a free one (see `.port`,
+    `.peer_port` once started).
+    """
 
     def __init__(
         self,
         *,
         host: str = "127.0.0.2",
         port: int = 11626,
-        booting_requests: int = 0,
+        peer_port: int = 0,
+        peer_host: str | None = None,
+        source_host: str | None = None,
+        network_passphrase: str = TESTNET,
+        node_seed: str | None = None,
+        preferred_peers: Iterable[str] = (),
+        preferred_peer_keys: Iterable[str] = (),
+        preferred_peers_only: bool = False,
+        target_peer_connections: int = 8,
+        max_additional_peer_connections: int = -1,
+        max_pending_connections: int = 500,
+        known_peers: Iterable[str] = (),
+        version: str = "25.2.0",
+        welcome_status: int | None = None,
+        boot_answer: str | None = None,
+        hang_seconds: float = 0.0,
         booting_seconds: float = 0.0,
+        booting_requests: int = 0,
+        state: str = "Synced!",
         delay_seconds: float = 0.0,
-        welcome_status: int = 200,
-        peers: Iterable[str] = (),
-        inbound: Iterable[str] = (),
+        redial_seconds: float = 5.0,
+        dial_only: str = DIAL_ONLY,
+        resolve: str = "table",
+        hosts: Mapping[str, str] | None = None,
+        log: TextIO | None = None,
     ) -> None:
-        """`peers`/`inbound`: addresses (`ip:port`) it is connected to from the start."""
         self.host = host
         self.port = port
-        self.booting_requests = booting_requests
+        self.peer_host = peer_host or host
+        self.peer_port = peer_port
+        self.source_host = source_host if source_host is not None else self.peer_host
+        self.network_passphrase = network_passphrase
+        self.public_key = public_key(node_seed)
+        self.preferred_peer_keys = set(preferred_peer_keys)
+        self.preferred_peers_only = preferred_peers_only
+        self.target_peer_connections = target_peer_connections
+        # Config.cpp: -1 means TARGET_PEER_CONNECTIONS * 8
+        self.max_inbound = (
+            max_additional_peer_connections
+            if max_additional_peer_connections >= 0
+            else target_peer_connections * 8
+        )
+        # Config.cpp splits MAX_PENDING_CONNECTIONS between inbound and outbound
+        self.max_pending_outbound = max(1, max_pending_connections // 2)
+        self.version = version
+        self.welcome_status = welcome_status or (404 if version_at_least(version, (15, 2)) else 200)
+        self.boot_answer = boot_answer or (
+            "error" if version_at_least(version, (25, 2)) else "state"
+        )
+        self.hang_seconds = hang_seconds
         self.booting_seconds = booting_seconds
+        self.state = state
         self.delay_seconds = delay_seconds
-        self.welcome_status = welcome_status
-        self._lock = threading.Lock()
+        self.redial_seconds = redial_seconds
+        self.dial_only = (
+            [ipaddress.ip_network(n.strip()) for n in dial_only.split(",") if n.strip() != "any"]
+            if dial_only.strip() != "any"
+            else None
+        )
+        self.resolve_mode = resolve
+        self.hosts = {"localhost": "127.0.0.1", **(hosts or {})}
+        self.log_stream = log
+        self._lock = threading.RLock()
         self._received: list[Received] = []
-        self._outbound: list[str] = list(peers)
         self._connects: list[str] = []
-        self._inbound: list[str] = list(inbound)
-        self._started_at = 0.0
+        self._events: list[tuple[str, str]] = []  # (address, what happened)
+        self._peer_db: dict[str, bool] = {}  # address -> preferred
+        self._links: list[Peer] = []
         self._booting_left = booting_requests
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._started_at = 0.0
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._servers: list[socketserver.TCPServer] = []
+        self._threads: list[threading.Thread] = []
+        self._preferred = set()
+        for address in preferred_peers:
+            self._preferred.add(self._resolve_quietly(address))
+            self._peer_db[self._resolve_quietly(address)] = True
+        for address in known_peers:
+            self._peer_db.setdefault(self._resolve_quietly(address), False)
 
     # lifecycle
+
     def start(self) -> StellarCoreStandIn:
-        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        server.daemon_threads = True
-        self.port = server.server_address[1]
+        node = self
+
+        class Admin(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                node._serve_admin(self.rfile, self.wfile)
+
+        class Overlay(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                node._serve_peer(self.request, self.client_address[0])
+
+        admin = _Server((self.host, self.port), Admin)
+        overlay = _Server((self.peer_host, self.peer_port), Overlay)
+        self.port = admin.server_address[1]
+        self.peer_port = overlay.server_address[1]
+        self._servers = [admin, overlay]
         self._started_at = time.monotonic()
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"standin-{self.host}:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        for server in self._servers:
+            self._spawn(server.serve_forever, 0.05)
+        self._spawn(self._main_loop)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._stopping.set()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        with self._lock:
+            peers = list(self._links)
+        for peer in peers:
+            _close(peer.sock)
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout=5)
+        self._servers, self._threads = [], []
 
     def __enter__(self) -> StellarCoreStandIn:
         return self.start()
@@ -167,11 +403,23 @@ class StellarCoreStandIn:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+
+    # what tests look at
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    # what tests look at
+    @property
+    def peer_address(self) -> str:
+        """`ip:port` other nodes dial (the overlay's listening address)."""
+        return f"{self.source_host or self.peer_host}:{self.peer_port}"
+
     @property
     def received(self) -> list[Received]:
         with self._lock:
@@ -182,144 +430,595 @@ class StellarCoreStandIn:
         return [r.raw_path for r in self.received]
 
     def connects(self) -> list[str]:
-        """`peer:port` of every `connect` that was answered `Connect to:`."""
+        """`ip:port` of every `connect` answered `Connect to:` (the address as resolved)."""
         with self._lock:
             return list(self._connects)
 
-    @property
-    def connected(self) -> set[str]:
+    def authenticated(self) -> set[str]:
+        """Addresses (`ip:listening port`) of the authenticated peers, both directions."""
         with self._lock:
-            return set(self._outbound) | set(self._inbound)
+            return {p.address for p in self._links if p.authenticated}
 
-    # behaviour
+    def events(self) -> list[tuple[str, str]]:
+        """(address, what happened) for every dial skipped, refused or dropped, in order."""
+        with self._lock:
+            return list(self._events)
+
+    def booted(self) -> bool:
+        return self._ready.is_set()
+
+    # logging
+
+    def _logline(self, partition: str, text: str) -> None:
+        if self.log_stream is not None:
+            line = f"{_now_text()} {self.public_key[:5]} [{partition} INFO] {text}\n"
+            with self._lock:
+                self.log_stream.write(line)
+                self.log_stream.flush()
+
+    def _event(self, address: str, what: str) -> None:
+        with self._lock:
+            self._events.append((address, what))
+        self._logline("Overlay", f"{address}: {what}")
+
+    # the admin port
+
+    def _phase(self) -> str:
+        """ "hang", "booting" or "ready", from the time since start."""
+        elapsed = time.monotonic() - self._started_at
+        if elapsed < self.hang_seconds:
+            return "hang"
+        with self._lock:
+            if elapsed < self.hang_seconds + self.booting_seconds or self._booting_left > 0:
+                return "booting"
+        return "ready"
+
+    def _serve_admin(self, rfile: Any, wfile: Any) -> None:
+        lines: list[bytes] = []
+        while len(lines) < 100:
+            line = rfile.readline(65537)
+            if not line or line in (b"\r\n", b"\n"):
+                break
+            lines.append(line)
+        while self._phase() == "hang" and not self._stopping.is_set():
+            self._stopping.wait(0.05)  # accepted, never read: like a node before its main loop
+        if self._stopping.is_set():
+            return
+        if self.delay_seconds:
+            self._stopping.wait(self.delay_seconds)
+        parts = lines[0].decode("latin-1").split() if lines else []
+        if len(parts) != 3 or parts[0] != "GET" or not parts[2].startswith("HTTP/"):
+            status, ctype, body = (
+                400,
+                "text/html",
+                "<html><head><title>Bad Request</title></head></html>",
+            )
+        else:
+            status, ctype, body = self.answer(parts[1])
+        data = body.encode()
+        head = (
+            f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\n"
+            f"Content-Length: {len(data)}\r\nContent-Type: {ctype}\r\n\r\n"
+        )
+        try:
+            wfile.write(head.encode() + data)
+            wfile.flush()
+        except OSError:
+            pass  # the caller gave up waiting, as a caller with a timeout does
+
     def answer(self, raw_path: str) -> tuple[int, str, str]:
-        """(status, content type, body) for one GET, exactly as stellar-core would."""
+        """(status, content type, body) for one GET, as stellar-core would."""
+        self._logline("Http", raw_path)
         decoded = url_decode(raw_path)
         if decoded is None:
-            return 400, "text/html", "<html><head><title>Bad Request</title></head></html>"
+            return 400, "text/html", BAD_REQUEST
         path = decoded[1:] if decoded.startswith("/") else decoded
         command, sep, rest = path.partition("?")
         params = parse_params(sep + rest)
         with self._lock:
             self._received.append(Received(raw_path, command, params, time.monotonic()))
-        if command not in _ROUTES:
+        route = _ROUTES.get(command)
+        if route is None:
             return self.welcome_status, "text/html", WELCOME
-        if self._booting():
+        booting = self._booting_now()
+        if booting and self.boot_answer == "error":
             return 200, "application/json", BOOTING
         try:
-            return 200, "application/json", _ROUTES[command](self, params)
+            return 200, "application/json", route(self, params, booting)
         except CommandError as exc:
             return 200, "application/json", json.dumps({"exception": str(exc)})
 
-    def _booting(self) -> bool:
-        with self._lock:
-            if time.monotonic() - self._started_at < self.booting_seconds:
-                return True
-            if self._booting_left > 0:
-                self._booting_left -= 1
-                return True
+    def _booting_now(self) -> bool:
+        """Whether this request finds the node booting (it counts towards `booting_requests`)."""
+        if self._phase() == "ready":
             return False
+        with self._lock:
+            self._booting_left = max(0, self._booting_left - 1)
+        return True
 
-    def _connect(self, params: dict[str, str]) -> str:
+    def _cmd_connect(self, params: dict[str, str], booting: bool) -> str:
         if "peer" not in params or "port" not in params:
             return MUST_SPECIFY
-        address = f"{params['peer']}:{params['port']}"
-        match = _ADDRESS.match(address)
+        given = f"{params['peer']}:{params['port']}"
+        address = self.resolve(given)
+        with self._lock:
+            self._connects.append(address)
+            self._peer_db.setdefault(address, address in self._preferred)
+        if self._ready.is_set():
+            self._spawn(self._dial, address)
+        return f"Connect to: {given}"
+
+    def resolve(self, given: str) -> str:
+        """`PeerBareAddress::resolve`: `ip:port` or CommandError, IPv4 only."""
+        match = _ADDRESS.match(given)
         if match is None:
-            raise CommandError(f"Cannot parse peer address '{address}'")
-        port = int(match.group(3) or 11625)
-        if match.group(2) is not None and match.group(2) != "localhost":
-            # The stand-in resolves no names (no DNS in tests).
-            raise CommandError(f"Could not resolve '{address}': Host not found (authoritative)")
+            raise CommandError(f"Cannot parse peer address '{given}'")
+        port = int(match.group(3) or DEFAULT_PEER_PORT)
+        ip = match.group(1)
+        if ip is None:
+            ip = self._resolve_name(match.group(2), given)
         if not 0 < port <= 65535:
-            raise CommandError(f"Could not resolve '{address}': Success")
-        host = match.group(1) or "127.0.0.1"
+            raise CommandError(f"Could not resolve '{given}': Success")
+        return f"{ip}:{port}"
+
+    def _resolve_name(self, name: str, given: str) -> str:
+        if name in self.hosts:
+            return self.hosts[name]
+        if self.resolve_mode == "system":
+            try:
+                return str(socket.getaddrinfo(name, None, socket.AF_INET)[0][4][0])
+            except socket.gaierror as exc:
+                if exc.errno == socket.EAI_AGAIN:
+                    raise CommandError(
+                        f"Could not resolve '{given}': Host not found (non-authoritative), "
+                        "try again later"
+                    ) from exc
+        raise CommandError(f"Could not resolve '{given}': Host not found (authoritative)")
+
+    def _resolve_quietly(self, given: str) -> str:
+        try:
+            return self.resolve(given)
+        except CommandError:
+            return given
+
+    def _peers(self, params: dict[str, str], booting: bool) -> str:
+        full = params.get("fullkeys") == "true"
+        now = time.monotonic()
         with self._lock:
-            self._connects.append(f"{host}:{port}")
-            if f"{host}:{port}" not in self._outbound:
-                self._outbound.append(f"{host}:{port}")
-        return f"Connect to: {address}"
+            peers = list(self._links)
 
-    def _peers(self, params: dict[str, str]) -> str:
-        with self._lock:
-            outbound = list(self._outbound)
-            inbound = list(self._inbound)
+        def entries(outbound: bool, authenticated: bool) -> list[Any] | None:
+            found: list[Any] = []
+            for p in peers:
+                if p.outbound != outbound or p.authenticated != authenticated:
+                    continue
+                if not authenticated:
+                    found.append(p.address)
+                    continue
+                found.append(
+                    {
+                        "address": p.address,
+                        "elapsed": int(now - p.since),
+                        "latency": 1,
+                        "ver": f"stellar-core {self.version} (standin)",
+                        "olver": OVERLAY_VERSION,
+                        "flow_control": {
+                            "local_capacity": {"flood": 200, "reading": 200},
+                            "peer_capacity": 200,
+                        },
+                        "id": p.key if full else p.key[:5],
+                    }
+                )
+            return found or None  # jsoncpp writes an empty Json::Value as null
 
-        def authenticated(addresses: list[str]) -> list[dict[str, Any]] | None:
-            return [
-                {
-                    "address": a,
-                    "elapsed": 3,
-                    "latency": 1,
-                    "olver": 35,
-                    "ver": "stellar-core 21.0.0",
-                    "id": f"GPEER{i:02d}",
-                }
-                for i, a in enumerate(addresses)
-            ] or None
-
-        body = {
-            "authenticated_peers": {
-                "inbound": authenticated(inbound),
-                "outbound": authenticated(outbound),
-            },
-            "pending_peers": {"inbound": None, "outbound": None},
-        }
-        return json.dumps(body, indent=3, sort_keys=True) + "\n"
-
-    def _info(self, params: dict[str, str]) -> str:
-        with self._lock:
-            count = len(self._outbound) + len(self._inbound)
-        body = {
-            "info": {
-                "build": "stellar-core 21.0.0 (standin)",
-                "history_failure_rate": "0",
-                "ledger": {
-                    "age": 3,
-                    "baseFee": 100,
-                    "baseReserve": 5000000,
-                    "closeTime": 1700000000,
-                    "hash": "0" * 64,
-                    "maxTxSetSize": 100,
-                    "num": 2,
-                    "version": 21,
+        return styled(
+            {
+                "authenticated_peers": {
+                    "inbound": entries(False, True),
+                    "outbound": entries(True, True),
                 },
-                "network": "Test SDF Network ; September 2015",
-                "peers": {"authenticated_count": count, "pending_count": 0},
-                "protocol_version": 21,
-                "startedOn": "2024-01-01T00:00:00Z",
-                "state": "Synced!",
+                "pending_peers": {
+                    "inbound": entries(False, False),
+                    "outbound": entries(True, False),
+                },
             }
+        )
+
+    def _cmd_info(self, params: dict[str, str], booting: bool) -> str:
+        # CommandHandler::info reads only `compact`: its quorum node is always the short key
+        with self._lock:
+            authenticated = sum(1 for p in self._links if p.authenticated)
+            pending = len(self._links) - authenticated
+        info = {
+            "build": f"v{self.version} (standin)",
+            "history_failure_rate": "0.0",
+            "ledger": {
+                "age": 3,
+                "baseFee": 100,
+                "baseReserve": 5000000,
+                "closeTime": 1700000000,
+                "hash": "0" * 64,
+                "maxTxSetSize": 100,
+                "num": 2,
+                "version": 21,
+            },
+            "network": self.network_passphrase,
+            "peers": {"authenticated_count": authenticated, "pending_count": pending},
+            "protocol_version": 21,
+            "quorum": {"node": self.public_key[:5]},
+            "startedOn": "2024-01-01T00:00:00Z",
+            "state": "Booting" if booting else self.state,
         }
-        return json.dumps(body, indent=3, sort_keys=True) + "\n"
+        return styled({"info": info})
+
+    def _cmd_quorum(self, params: dict[str, str], booting: bool) -> str:
+        key = self.public_key if params.get("fullkeys") == "true" else self.public_key[:5]
+        qset = {"agree": 1, "delayed": None, "disagree": None, "fail_at": 0, "missing": None}
+        return styled({"node": key, "qset": {**qset, "phase": "EXTERNALIZE"}})
+
+    # the overlay
+
+    def _main_loop(self) -> None:
+        while self._phase() != "ready" and not self._stopping.wait(0.05):
+            pass
+        self._ready.set()
+        while not self._stopping.is_set():
+            with self._lock:
+                wanted = sorted(self._peer_db, key=lambda a: not self._peer_db[a])
+            for address in wanted:
+                self._spawn(self._dial, address, True)  # a connection lives in its thread
+            # jittered, so two nodes dialing each other do not keep colliding
+            self._stopping.wait(self.redial_seconds * (0.5 + secrets.randbelow(1000) / 1000))
+
+    def _dial(self, address: str, redial: bool = False) -> None:
+        """`connectToImpl`: dial unless already connected or out of pending slots.
+
+        A full set of authenticated outbound slots stops only the redials (`tick` fills
+        up to TARGET_PEER_CONNECTIONS); a `connect` still dials, and the peer is then
+        refused at authentication ("peer rejected"), as stellar-core does.
+        """
+        with self._lock:
+            if any(p.address == address for p in self._links):
+                return  # already connected or connecting
+            pending = sum(1 for p in self._links if p.outbound and not p.authenticated)
+            if pending >= self.max_pending_outbound:
+                self._event(address, "all outbound pending connections taken, not dialed")
+                return
+            outbound = sum(1 for p in self._links if p.outbound and p.authenticated)
+            if (
+                redial
+                and outbound >= self.target_peer_connections
+                and not self._peer_db.get(address)
+            ):
+                return
+            host, _, port = address.rpartition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            peer = Peer(sock, True, address, preferred=self._is_preferred(address, ""))
+            self._links.append(peer)
+        if self.dial_only is not None and not any(
+            ipaddress.ip_address(host) in net for net in self.dial_only
+        ):
+            self._drop(peer, "unreachable: outside STANDIN_DIAL_ONLY, not dialed")
+            return
+        try:
+            sock.settimeout(5)
+            if self.source_host not in ("", "0.0.0.0"):
+                sock.bind((self.source_host, 0))
+            sock.connect((host, int(port)))
+            sock.settimeout(None)
+        except OSError as exc:
+            self._drop(peer, f"unreachable: {exc}")
+            return
+        self._run_peer(peer, first=self._hello())
+
+    def _serve_peer(self, sock: socket.socket, ip: str) -> None:
+        peer = Peer(sock, False, f"{ip}:0")
+        with self._lock:
+            self._links.append(peer)
+        self._run_peer(peer, first=None)
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "network": network_id(self.network_passphrase),
+            "key": self.public_key,
+            "port": self.peer_port,
+            "version": self.version,
+        }
+
+    def _is_preferred(self, address: str, key: str) -> bool:
+        return address in self._preferred or key in self.preferred_peer_keys
+
+    def _check_hello(self, peer: Peer, hello: dict[str, Any]) -> str | None:
+        """Peer::recvHello's drop reason, or None; fills in the peer's key and address."""
+        key = str(hello.get("key", ""))
+        if key == self.public_key:
+            return "connecting to self"
+        if hello.get("network") != network_id(self.network_passphrase):
+            return "wrong network passphrase"
+        with self._lock:
+            if not peer.outbound:
+                peer.address = f"{peer.address.rpartition(':')[0]}:{int(hello.get('port', 0))}"
+            if any(p is not peer and p.key == key for p in self._links):
+                return "connecting already-connected peer"
+            peer.key = key
+            peer.preferred = self._is_preferred(peer.address, key)
+        return None
+
+    def _accept_authenticated(self, peer: Peer) -> str | None:
+        """`PeersList::acceptAuthenticatedPeer`: a refusal, or None (authenticated).
+
+        Each direction has its slots (outbound TARGET_PEER_CONNECTIONS, inbound
+        MAX_ADDITIONAL_PEER_CONNECTIONS); a preferred peer evicts a non-preferred one
+        when they are full; PREFERRED_PEERS_ONLY refuses every other peer.
+        """
+        victim: Peer | None = None
+        with self._lock:
+            same = [p for p in self._links if p.authenticated and p.outbound == peer.outbound]
+            limit = self.target_peer_connections if peer.outbound else self.max_inbound
+            if len(same) >= limit:
+                victim = (
+                    next((p for p in same if not p.preferred), None) if peer.preferred else None
+                )
+                if victim is None:
+                    return "peer rejected"
+            elif self.preferred_peers_only and not peer.preferred:
+                return "peer rejected"
+            peer.authenticated = True
+            peer.since = time.monotonic()
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                _send(victim.sock, {"type": "error", "message": "preferred peer selected instead"})
+            self._drop(victim, "preferred peer selected instead")
+        self._logline("Overlay", f"authenticated {peer.address} {peer.key[:5]}")
+        return None
+
+    def _run_peer(self, peer: Peer, first: dict[str, Any] | None) -> None:
+        reader = peer.sock.makefile("rb")
+        try:
+            if first is not None:
+                _send(peer.sock, first)
+            for raw in reader:
+                message = json.loads(raw)
+                kind = message.get("type")
+                reason: str | None = None
+                if kind == "error":
+                    self._drop(peer, f"dropped by remote: {message.get('message')}")
+                    return
+                if kind == "hello":
+                    reason = self._check_hello(peer, message)
+                    if reason is None:
+                        _send(peer.sock, {"type": "auth"} if peer.outbound else self._hello())
+                elif kind == "auth" and not peer.authenticated:
+                    if not peer.outbound:  # Peer::recvAuth answers AUTH before it decides
+                        _send(peer.sock, {"type": "auth"})
+                    reason = self._accept_authenticated(peer)
+                if reason is not None:
+                    _send(peer.sock, {"type": "error", "message": reason})
+                    self._drop(peer, reason)
+                    return
+        except (OSError, ValueError):
+            pass
+        finally:
+            reader.close()
+        self._drop(peer, "closed")
+
+    def _drop(self, peer: Peer, why: str) -> None:
+        with self._lock:
+            if peer not in self._links:
+                return
+            self._links.remove(peer)
+        _close(peer.sock)
+        if not self._stopping.is_set():
+            self._event(peer.address, why)
 
 
-_ROUTES = {
-    "connect": StellarCoreStandIn._connect,
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # like asio's reuse_address on the acceptor
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
+
+
+_ROUTES: dict[str, Callable[[StellarCoreStandIn, dict[str, str], bool], str]] = {
+    "connect": StellarCoreStandIn._cmd_connect,
     "peers": StellarCoreStandIn._peers,
-    "info": StellarCoreStandIn._info,
+    "info": StellarCoreStandIn._cmd_info,
+    "quorum": StellarCoreStandIn._cmd_quorum,
 }
 
 
-def _handler_for(node: StellarCoreStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"  # one request per connection, like stellar-core
+# The command line
 
-        def do_GET(self) -> None:
-            if node.delay_seconds:
-                time.sleep(node.delay_seconds)
-            status, content_type, body = node.answer(self.path)
-            data = body.encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Content-Type", content_type)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the caller gave up waiting, as a caller with a timeout does
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+SWITCHES = (
+    "STANDIN_VERSION",
+    "STANDIN_WELCOME_STATUS",
+    "STANDIN_BOOT_ANSWER",
+    "STANDIN_HANG_SECONDS",
+    "STANDIN_BOOT_SECONDS",
+    "STANDIN_BOOT_REQUESTS",
+    "STANDIN_STATE",
+    "STANDIN_DELAY_SECONDS",
+    "STANDIN_REDIAL_SECONDS",
+    "STANDIN_RESOLVE",
+    "STANDIN_HOSTS",
+    "STANDIN_BIND_HOST",
+    "STANDIN_DIAL_ONLY",
+)
 
-    return Handler
+
+def load_config(path: str) -> dict[str, Any]:
+    """The config file (stellar-core's is TOML); ValueError saying what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ValueError(f"No config file {path} found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"Failed to parse '{path}' :{exc}") from exc
+
+
+def switches(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The `STANDIN_*` switches: the config file's, overridden by the environment's."""
+    found = {k: str(config[k]) for k in SWITCHES if k in config}
+    found.update({k: environ[k] for k in SWITCHES if k in environ})
+    return found
+
+
+def node_from_config(
+    config: Mapping[str, Any], environ: Mapping[str, str], log: TextIO | None
+) -> StellarCoreStandIn:
+    """A stand-in set up the way `stellar-core run` reads its config file."""
+    sw = switches(config, environ)
+    bind = sw.get("STANDIN_BIND_HOST", "")
+    public = bool(config.get("PUBLIC_HTTP_PORT", False))
+    hosts = dict(
+        item.split("=", 1) for item in sw.get("STANDIN_HOSTS", "").split(",") if "=" in item
+    )
+    return StellarCoreStandIn(
+        host=bind or ("0.0.0.0" if public else "127.0.0.1"),
+        port=int(config.get("HTTP_PORT", 11626)),
+        peer_host=bind or "0.0.0.0",
+        source_host=bind,
+        peer_port=int(config.get("PEER_PORT", DEFAULT_PEER_PORT)),
+        network_passphrase=str(config.get("NETWORK_PASSPHRASE", "")),
+        node_seed=config.get("NODE_SEED"),
+        preferred_peers=list(config.get("PREFERRED_PEERS", [])),
+        preferred_peer_keys=list(config.get("PREFERRED_PEER_KEYS", [])),
+        preferred_peers_only=bool(config.get("PREFERRED_PEERS_ONLY", False)),
+        target_peer_connections=int(config.get("TARGET_PEER_CONNECTIONS", 8)),
+        max_additional_peer_connections=int(config.get("MAX_ADDITIONAL_PEER_CONNECTIONS", -1)),
+        max_pending_connections=int(config.get("MAX_PENDING_CONNECTIONS", 500)),
+        known_peers=list(config.get("KNOWN_PEERS", [])),
+        version=sw.get("STANDIN_VERSION", "25.2.0"),
+        welcome_status=int(sw["STANDIN_WELCOME_STATUS"])
+        if "STANDIN_WELCOME_STATUS" in sw
+        else None,
+        boot_answer=sw.get("STANDIN_BOOT_ANSWER"),
+        hang_seconds=float(sw.get("STANDIN_HANG_SECONDS", 0)),
+        booting_seconds=float(sw.get("STANDIN_BOOT_SECONDS", 0)),
+        booting_requests=int(sw.get("STANDIN_BOOT_REQUESTS", 0)),
+        state=sw.get("STANDIN_STATE", "Synced!"),
+        delay_seconds=float(sw.get("STANDIN_DELAY_SECONDS", 0)),
+        redial_seconds=float(sw.get("STANDIN_REDIAL_SECONDS", 5)),
+        dial_only=sw.get("STANDIN_DIAL_ONLY", DIAL_ONLY),
+        resolve=sw.get("STANDIN_RESOLVE", "system"),
+        hosts=hosts,
+        log=log,
+    )
+
+
+def _stderr_log(text: str) -> None:
+    sys.stderr.write(f"{_now_text()} [default INFO] {text}\n")
+    sys.stderr.flush()
+
+
+def http_request(port: int, path: str) -> tuple[int, bytes, list[str]]:
+    """`http_request` of lib/http/HttpClient.cpp: (code, body, header lines); code 1 = no answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # no timeout, like it
+            sock.sendall(
+                f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: */*\r\n"
+                "Connection: close\r\n\r\n".encode("latin-1")
+            )
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+    except OSError:
+        return 1, b"", []
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split()
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return 1, b"", []
+    if int(parts[1]) != 200:
+        return int(parts[1]), b"", []
+    if not sep:
+        return 1, b"", []
+    return 200, body, lines[1:]
+
+
+def http_command(command: str, conf: str) -> int:
+    """`stellar-core http-command`: answer on stdout (headers first), failures logged; exit 0."""
+    try:
+        config = load_config(conf)
+    except ValueError as exc:
+        _stderr_log(f"Got an exception: {exc}")
+        return 1
+    _stderr_log(f"Config from {conf}")
+    port = int(config.get("HTTP_PORT", 11626))
+    code, body, headers = http_request(port, escape_command(command))
+    if code == 200:
+        out = sys.stdout.buffer
+        for line in headers:
+            out.write(line.encode("latin-1") + b"\r\n")  # getline kept the \r, then "\n"
+        out.write(b"\n" + body + b"\n")
+        out.flush()
+    else:
+        _stderr_log(f"http failed({code}) port: {port} command: {command}")
+    return 0
+
+
+def run(conf: str) -> int:
+    """`stellar-core run`: serve until SIGTERM or SIGINT."""
+    import signal
+
+    try:
+        config = load_config(conf)
+    except ValueError as exc:
+        _stderr_log(f"Got an exception: {exc}")
+        return 1
+    node = node_from_config(config, os.environ, sys.stdout)
+    node._logline("default", f"Config from {conf}")
+    node._logline("default", f"Starting stellar-core v{node.version} (standin)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    node.start()
+    node._logline("default", f"Listening on {node.host}:{node.port} for HTTP requests")
+    node._logline("Overlay", f"Binding to endpoint {node.peer_host}:{node.peer_port}")
+    try:
+        stop.wait()
+    finally:
+        node.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stellar-core", description="a stellar-core stand-in")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for verb in ("run", "new-db", "http-command"):
+        p = sub.add_parser(verb)
+        p.add_argument("--conf", default="stellar-core.cfg")
+        p.add_argument("--console", action="store_true")
+        p.add_argument("--ll", default="INFO")
+        if verb == "http-command":
+            p.add_argument("command")
+    sub.add_parser("version")
+    args = parser.parse_args(argv)
+    if args.verb == "version":
+        print(f"v{os.environ.get('STANDIN_VERSION', '25.2.0')} (standin)")
+        return 0
+    if args.verb == "http-command":
+        return http_command(args.command, args.conf)
+    if args.verb == "new-db":
+        try:
+            load_config(args.conf)
+        except ValueError as exc:
+            _stderr_log(f"Got an exception: {exc}")
+            return 1
+        _stderr_log(f"Config from {args.conf}")
+        _stderr_log("* The database has been initialized")
+        return 0
+    return run(args.conf)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,14 @@ the admin port directly), else `stellar-core http-command`. The last one has no
 port flag: it reads `HTTP_PORT` from its config file (`--conf`, default
 `stellar-core.cfg` in the working directory), so the script passes
 `--conf "$STELLAR_CORE_CONF"` when that is set. It also always talks to
-127.0.0.1.
+127.0.0.1, has no timeout and prints the response headers before the body.
+
+A starting node accepts connections and may answer nothing for a long time, so
+every request is bounded (curl `--max-time`, wget `-t 1 -T`, a watchdog that
+kills `http-command`). The node is ready once `info`'s `state` is past
+`Booting` (v25.2+ answers `{"error": ...}` instead while booting): the state is
+read from the JSON, whatever its spacing (jsoncpp writes `"state" : "Synced!"`).
+`Connect to:` means the node took the address ("asked"), not that it connected.
 
 `STELLAR_PEERS_ADMIN_HOST` (default 127.0.0.1) points curl/wget elsewhere; it
 exists for tests that run a stand-in admin port on another loopback address.
@@ -22,23 +29,41 @@ exists for tests that run a stand-in admin port on another loopback address.
 from __future__ import annotations
 
 from webhook import names
+from webhook.stellar_admin import PAST_BOOTING
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
 CONNECT_ATTEMPTS = 5
+ASK_SECONDS = 3  # one admin request; a starting node accepts and may answer nothing
+# `info.state` values past `Booting` (stellar_admin.PAST_BOOTING), as a sh case pattern
+READY_PATTERN = "|".join(f"'{state}'" for state in sorted(PAST_BOOTING))
 
 _SCRIPT = """\
 (
 deadline=$(( $(date +%s) + {timeout} ))
 host=${{STELLAR_PEERS_ADMIN_HOST:-127.0.0.1}}
 file=${{STELLAR_PEERS_FILE:-{peers_file}}}
+bounded() {{
+  "$@" & c=$!
+  ( sleep {ask_seconds}; kill "$c" ) >/dev/null 2>&1 & d=$!
+  wait "$c"; kill "$d" 2>/dev/null
+}}
 ask() {{
-  if command -v curl >/dev/null 2>&1; then curl -s --max-time 3 "http://$host:{port}/$1"
-  elif command -v wget >/dev/null 2>&1; then wget -q -T 3 -O - "http://$host:{port}/$1"
-  else stellar-core http-command ${{STELLAR_CORE_CONF:+--conf "$STELLAR_CORE_CONF"}} "$1"
+  if command -v curl >/dev/null 2>&1; then curl -s --max-time {ask_seconds} "http://$host:{port}/$1"
+  elif command -v wget >/dev/null 2>&1; then wget -q -t 1 -T {ask_seconds} -O - "http://$host:{port}/$1"
+  else bounded stellar-core http-command ${{STELLAR_CORE_CONF:+--conf "$STELLAR_CORE_CONF"}} "$1"
   fi
 }}
+state() {{
+  s=${{1#*'"state"'}}
+  [ "$s" != "$1" ] || return 0
+  s=${{s#"${{s%%[!$blank]*}}"}}
+  case "$s" in :*) s=${{s#:}} ;; *) return 0 ;; esac
+  s=${{s#"${{s%%[!$blank]*}}"}}
+  case "$s" in '"'*) s=${{s#'"'}}; printf '%s' "${{s%%'"'*}}" ;; esac
+}}
+blank=$(printf ' \\t\\r\\n_'); blank=${{blank%_}}
 in_time() {{ [ "$(date +%s)" -lt "$deadline" ]; }}
-until case "$(ask info)" in *'"state"'*) true ;; *) false ;; esac; do
+until case "$(state "$(ask info)")" in {ready}) true ;; *) false ;; esac; do
   in_time || exit 0
   sleep 1
 done
@@ -80,6 +105,11 @@ def poststart_command(*, http_port: int, timeout_seconds: int) -> list[str]:
     port = _checked_int(http_port, name="http_port", low=1, high=65535)
     timeout = _checked_int(timeout_seconds, name="timeout_seconds", low=1, high=MAX_TIMEOUT_SECONDS)
     script = _SCRIPT.format(
-        port=port, timeout=timeout, attempts=CONNECT_ATTEMPTS, peers_file=names.PEERS_FILE
+        port=port,
+        timeout=timeout,
+        attempts=CONNECT_ATTEMPTS,
+        ask_seconds=ASK_SECONDS,
+        ready=READY_PATTERN,
+        peers_file=names.PEERS_FILE,
     )
     return ["/bin/sh", "-c", script]

@@ -11,7 +11,15 @@ classified by its body (`src/main/CommandHandler.cpp`):
   node starts, which, like a refused connection or a timeout, means "later";
 - `peers` answers `{"pending_peers": {"outbound": [...], "inbound": [...]},
   "authenticated_peers": {"outbound": [{"address": ...}], "inbound": [...]}}`,
-  with `null` for an empty direction.
+  with `null` for an empty direction; only `authenticated_peers` are connected;
+- `info` answers `{"info": {"state": ..., "network": <passphrase>, "quorum": {"node": ...}}}`,
+  `state` `Booting` until the node can use its overlay (before v25.2);
+- `Connect to: P:N` means "asked": the node took the address, and may still never
+  connect (another network, preferred peers only, full slots).
+
+`stellar-core http-command` prints the response headers, a blank line and the body on
+stdout, logs `Config from FILE` (and, on failure, `http failed(CODE) ...`) to stderr, and
+exits 0 whatever happened: `parse_http_command_output` takes that apart.
 
 URLs are built only from a validated IP address and an integer port; query
 values are URL-encoded. The client is a plain HTTP/1.1 GET over asyncio with
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -34,8 +43,17 @@ import orjson
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 _PEER_HOST = re.compile(r"[A-Za-z0-9.-]+")
-# A stellar-core log line's prefix: `2024-05-01T10:00:00.123 GABCD [Default INFO] `.
-_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)? \S+ \[[^\]]*\] ")
+# A stellar-core log line's prefix: `2024-05-01T10:00:00.123 GABCD [Default INFO] `; the
+# node id is missing from lines logged before the config is read (`Config from FILE`).
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)? (?:\S+ )?\[[^\]]*\] ")
+_HTTP_FAILED = re.compile(r"^http failed\((-?\d+)\) port: ")
+_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*: ")
+NETWORK_NAMES = {
+    "Public Global Stellar Network ; September 2015": "pubnet",
+    "Test SDF Network ; September 2015": "testnet",
+}
+# `info.state` values in which the overlay runs (src/herder and ApplicationImpl::getStateHuman)
+PAST_BOOTING = frozenset({"Joining SCP", "Connected", "Catching up", "Synced!"})
 
 
 class Outcome(enum.Enum):
@@ -59,7 +77,7 @@ class Result:
         return self.outcome is Outcome.TRANSIENT
 
 
-CONNECTED = Result(Outcome.SUCCESS, "connected")
+ASKED = Result(Outcome.SUCCESS, "asked")  # `Connect to:`: taken, not yet connected
 
 
 class AnswerError(ValueError):
@@ -102,12 +120,12 @@ def classify_answer(status: int, body: str) -> Result | None:
 
 
 def classify_connect(status: int, body: str, *, host: str, port: int) -> Result:
-    """Success only for stellar-core's own success text for exactly this peer."""
+    """ "asked" only for stellar-core's own `Connect to:` text for exactly this peer."""
     verdict = classify_answer(status, body)
     if verdict is not None:
         return verdict
     if body.strip() == f"Connect to: {host}:{port}":
-        return CONNECTED
+        return ASKED
     if body.startswith("Must specify a peer and port"):
         return Result(Outcome.FAILED, "must-specify", _shorten(body))
     return Result(Outcome.FAILED, "unexpected-answer", _shorten(body))
@@ -136,12 +154,7 @@ def _addresses(entries: Any) -> Iterable[str]:
 
 def parse_peers(body: str) -> set[str]:
     """Addresses (`ip:port`) the node is connected or connecting to; AnswerError if not `peers`."""
-    verdict = classify_answer(200, body)
-    if verdict is not None:
-        raise AnswerError(verdict)
-    obj = _json_object(body)
-    if obj is None or not ({"pending_peers", "authenticated_peers"} & obj.keys()):
-        raise AnswerError(Result(Outcome.FAILED, "unexpected-answer", _shorten(body)))
+    obj = _peers_object(body)
     found: set[str] = set()
     for group in ("pending_peers", "authenticated_peers"):
         directions = obj.get(group) or {}
@@ -151,15 +164,140 @@ def parse_peers(body: str) -> set[str]:
     return found
 
 
-def command_answer(output: str) -> str:
-    """The admin answer inside what `stellar-core http-command` wrote.
+def authenticated_addresses(body: str) -> set[str]:
+    """Addresses (`ip:listening port`) of the peers the node is connected to, both directions."""
+    obj = _peers_object(body)
+    directions = obj.get("authenticated_peers") or {}
+    found: set[str] = set()
+    if isinstance(directions, dict):
+        for direction in ("outbound", "inbound"):
+            found.update(_addresses(directions.get(direction)))
+    return found
 
-    It loads its config file first and logs that to the console, and older
-    versions logged the answer instead of printing it: drop the log prefixes
-    and the config line, keep the rest.
+
+def _peers_object(body: str) -> dict[str, Any]:
+    verdict = classify_answer(200, body)
+    if verdict is not None:
+        raise AnswerError(verdict)
+    obj = _json_object(body)
+    if obj is None or not ({"pending_peers", "authenticated_peers"} & obj.keys()):
+        raise AnswerError(Result(Outcome.FAILED, "unexpected-answer", _shorten(body)))
+    return obj
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What `info` says of the node itself."""
+
+    state: str
+    network: str  # the NETWORK_PASSPHRASE
+    node: str  # its key's first 5 characters (`quorum?fullkeys=true` has the full key)
+
+    @property
+    def past_booting(self) -> bool:
+        return self.state in PAST_BOOTING
+
+
+def parse_info(body: str) -> NodeInfo:
+    """`info`'s state, network and key; AnswerError if the body is not an `info` answer."""
+    verdict = classify_answer(200, body)
+    if verdict is not None:
+        raise AnswerError(verdict)
+    obj = _json_object(body)
+    info = obj.get("info") if obj is not None else None
+    if not isinstance(info, dict) or not isinstance(info.get("state"), str):
+        raise AnswerError(Result(Outcome.FAILED, "unexpected-answer", _shorten(body)))
+    quorum = info.get("quorum")
+    node = quorum.get("node") if isinstance(quorum, dict) else None
+    return NodeInfo(
+        state=info["state"],
+        network=str(info.get("network") or ""),
+        node=node if isinstance(node, str) else "",
+    )
+
+
+def node_state(body: str) -> str:
+    """`info.state`, e.g. `Booting` or `Synced!`; AnswerError if not an `info` answer."""
+    return parse_info(body).state
+
+
+def node_key(body: str) -> str:
+    """The node's key from `quorum` (full with `?fullkeys=true`); AnswerError if absent."""
+    obj = _json_object(body)
+    if obj is None or not isinstance(obj.get("node"), str):
+        raise AnswerError(classify_answer(200, body) or Result(Outcome.FAILED, "unexpected-answer"))
+    return str(obj["node"])
+
+
+def network_name(passphrase: str) -> str:
+    """A short, bounded name for a network: `pubnet`, `testnet` or `net-<8 hex of sha256>`."""
+    known = NETWORK_NAMES.get(passphrase)
+    if known is not None:
+        return known
+    return "net-" + hashlib.sha256(passphrase.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What `stellar-core http-command` wrote, taken apart."""
+
+    status: int  # 200; the code of `http failed(CODE)` (1: no answer); 0: it wrote nothing
+    body: str
+    headers: dict[str, str]
+
+
+def parse_http_command_output(output: str) -> CommandOutput:
+    """Headers, body and failure code from `http-command`'s stdout (and stderr, if merged).
+
+    Log lines are dropped (`Config from FILE`) or read (`http failed(CODE)`); older
+    versions logged the answer instead of printing it, so another log line is body.
     """
-    lines = (_LOG_PREFIX.sub("", line) for line in output.splitlines())
-    return "\n".join(line for line in lines if not line.startswith("Config from ")).strip()
+    headers: dict[str, str] = {}
+    body: list[str] = []
+    failed: int | None = None
+    in_headers = True
+    for line in output.splitlines():
+        prefix = _LOG_PREFIX.match(line)
+        if prefix is not None:
+            message = line[prefix.end() :]
+            code = _HTTP_FAILED.match(message)
+            if code is not None:
+                failed = int(code.group(1))
+            elif not message.startswith("Config from "):
+                body.append(message)
+            continue
+        line = line.rstrip("\r")
+        if in_headers and not body and _HEADER.match(line):
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+            continue
+        if in_headers and headers and line == "":
+            in_headers = False
+            continue
+        body.append(line)
+    text = "\n".join(body).strip()
+    if failed is not None:
+        return CommandOutput(failed, text, headers)
+    return CommandOutput(200 if headers or text else 0, text, headers)
+
+
+def command_verdict(output: str) -> tuple[Result | None, str]:
+    """(the verdict common to every command, or None; the answer) from `http-command` output."""
+    parsed = parse_http_command_output(output)
+    if parsed.status == 1:
+        return Result(Outcome.TRANSIENT, "refused", "http failed(1)"), ""
+    if parsed.status == 0:
+        return Result(Outcome.TRANSIENT, "no-answer"), ""
+    if parsed.status == 404:
+        return Result(Outcome.FAILED, "unknown-command", "http failed(404)"), ""
+    if parsed.status != 200:
+        return Result(Outcome.FAILED, f"http-{parsed.status}"), ""
+    return classify_answer(200, parsed.body), parsed.body
+
+
+def command_answer(output: str) -> str:
+    """The admin answer inside what `stellar-core http-command` wrote ("" if none)."""
+    return parse_http_command_output(output).body
 
 
 # URLs
@@ -248,3 +386,15 @@ async def peers(*, ip: str, port: int, time_limit: float) -> tuple[Result, set[s
         return Result(Outcome.SUCCESS, "listed"), parse_peers(body)
     except (OSError, TimeoutError, AnswerError) as exc:
         return classify_error(exc), set()
+
+
+async def info(*, ip: str, port: int, time_limit: float) -> tuple[Result, NodeInfo | None]:
+    """The node's state, network and short key, with how asking went."""
+    try:
+        status, body = await get(ip=ip, port=port, path="/info", time_limit=time_limit)
+        verdict = classify_answer(status, body)
+        if verdict is not None:
+            return verdict, None
+        return Result(Outcome.SUCCESS, "info"), parse_info(body)
+    except (OSError, TimeoutError, AnswerError) as exc:
+        return classify_error(exc), None

@@ -2,8 +2,10 @@
 
 200 validator pods (private control plane) are Ready with IPs 127.0.1.1 to
 127.0.1.200, where stellar-core admin stand-ins listen (`tests/bench/standins.py`,
-their own process), each already connected to the 199 others. A round with
-the current set brings every node up to date (nothing to send); then one new
+their own process), each knowing the 199 others (KNOWN_PEERS) and, like
+stellar-core, connected to as many as its 8 outbound and inbound slots hold,
+so a round asks each node to `connect` the peers its full slots keep out
+(answered `Connect to:`, nothing dialed). A round with the current set; then one new
 peer joins the set, and `ReloadController.reconcile` runs the round as the
 controller does on a change: ask each node's `peers`, `connect` what it lacks,
 annotate the pod, record an Event. Measured: time from the start of the round

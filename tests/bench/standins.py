@@ -4,7 +4,9 @@
         --peer 127.0.1.1:11625 ...
 
 Runs `tests.standin.StellarCoreStandIn` on consecutive loopback addresses,
-each already connected to the `--peer` list (minus itself), prints `ready` and
+each with the `--peer` list (minus itself) as KNOWN_PEERS and its overlay on
+that list's port: each dials them as stellar-core does, up to its outbound
+slots (`--target`, TARGET_PEER_CONNECTIONS), and accepts as many inbound. It prints `ready` and
 then answers commands on stdin, one a line: `report` prints a JSON list of
 `[host, monotonic seconds, "peer:port"]` for every connect answered since the
 last report (time.monotonic is one clock for every process on the machine);
@@ -50,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first", default="127.0.1.1")
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--port", type=int, default=21626)
-    parser.add_argument("--peer", action="append", default=[], help="already connected")
+    parser.add_argument("--peer", action="append", default=[], help="KNOWN_PEERS, ip:port")
+    parser.add_argument("--peer-port", type=int, default=11625)
+    parser.add_argument("--target", type=int, default=8, help="TARGET_PEER_CONNECTIONS")
     args = parser.parse_args(argv)
     first = ipaddress.ip_address(args.first)
     if not first.is_loopback or not 0 < args.count <= 1000:
@@ -61,9 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for offset in range(args.count):
         host = str(first + offset)
         peers = [p for p in args.peer if not p.startswith(f"{host}:")]
-        nodes.append(
-            TimedStandIn(log=log, lock=lock, host=host, port=args.port, peers=peers).start()
+        node = TimedStandIn(
+            log=log,
+            lock=lock,
+            host=host,
+            port=args.port,
+            peer_port=args.peer_port,
+            known_peers=peers,
+            target_peer_connections=args.target,
+            max_additional_peer_connections=args.target,
+            redial_seconds=1.0,
         )
+        nodes.append(node.start())
     print("ready", flush=True)
     try:
         for line in sys.stdin:

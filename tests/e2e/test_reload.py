@@ -173,7 +173,8 @@ def start_node(
     annotations: dict[str, str] | None = None,
     **standin: Any,
 ) -> StellarCoreStandIn:
-    node = stack.enter_context(StellarCoreStandIn(host=ip, port=0, **standin))
+    standin.setdefault("redial_seconds", 0.5)
+    node = stack.enter_context(StellarCoreStandIn(host=ip, port=0, peer_port=11625, **standin))
     core.create_namespaced_pod(
         namespace, validator(name, http_port=node.port, annotations=annotations)
     )
@@ -204,7 +205,7 @@ def test_reload_sixth_node_reaches_the_five_and_learns_them(
     ips = [f"{block}{i}" for i in range(2, 8)]
     five = {}
     for i, ip in enumerate(ips[:5]):
-        # The five are already meshed: each lists the other four as connected.
+        # The five know each other (KNOWN_PEERS) and mesh before the controller starts.
         five[f"v{i}"] = start_node(
             nodes,
             core,
@@ -212,8 +213,13 @@ def test_reload_sixth_node_reaches_the_five_and_learns_them(
             namespace,
             f"v{i}",
             ip,
-            peers=[f"{o}:11625" for o in ips[:5] if o != ip],
+            known_peers=[f"{o}:11625" for o in ips[:5] if o != ip],
         )
+    wait_until(
+        lambda: all(len(n.authenticated()) == 4 for n in five.values()),
+        timeout=30,
+        message="the five to mesh",
+    )
     running = Running(make_controller(settings))
     try:
         first = snapshot_of(core, namespace)
@@ -277,7 +283,17 @@ def test_reload_retries_a_booting_node_until_it_answers(
     booting = start_node(
         nodes, core, kubelet, namespace, "booting", f"{block}2", booting_requests=3
     )
-    start_node(nodes, core, kubelet, namespace, "other", f"{block}3", peers=[f"{block}2:11625"])
+    # "other" dials nobody (no outbound slots), so only the first node's own connect links them.
+    start_node(
+        nodes,
+        core,
+        kubelet,
+        namespace,
+        "other",
+        f"{block}3",
+        target_peer_connections=0,
+        max_additional_peer_connections=8,
+    )
     snap = snapshot_of(core, namespace)
     controller = make_controller(dataclasses.replace(settings, reload_retries=5))
     assert asyncio.run(controller.reconcile(snap)) == 0
@@ -580,7 +596,17 @@ def test_reload_mode_none_leaves_the_node_alone(
         f"{block}2",
         annotations={names.RELOAD_MODE_ANNOTATION: "none"},
     )
-    start_node(nodes, core, kubelet, namespace, "other", f"{block}3", peers=[f"{block}2:11625"])
+    # "other" dials nobody (no outbound slots), so only the first node's own connect links them.
+    start_node(
+        nodes,
+        core,
+        kubelet,
+        namespace,
+        "other",
+        f"{block}3",
+        target_peer_connections=0,
+        max_additional_peer_connections=8,
+    )
     snap = snapshot_of(core, namespace)
     controller = make_controller(settings)
     assert asyncio.run(controller.reconcile(snap)) == 0

@@ -16,27 +16,21 @@ from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
 from webhook.hook import poststart_command
 
-# `stellar-core http-command [--conf FILE] COMMAND`, as src/main/CommandLine.cpp and
-# ApplicationUtils.cpp `httpCommand` do it: the port comes from HTTP_PORT in the config
-# file, the host is always 127.0.0.1, every non-alphanumeric character after '?' is
-# %-escaped, a 200 answer is printed, anything else is only logged; the exit code is 0.
-SHIM = """#!{python}
-import re, sys, urllib.request
-args = sys.argv[1:]
-assert args[0] == "http-command", args
-args = args[1:]
-conf = "stellar-core.cfg"
-if args[0] == "--conf":
-    conf, args = args[1], args[2:]
-port = int(re.search(r"^HTTP_PORT\\s*=\\s*(\\d+)", open(conf).read(), re.M).group(1))
-command, sep, query = args[0].partition("?")
-path = "/" + command + sep + "".join(c if c.isalnum() else "%%%02x" % ord(c) for c in query)
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{{port}}{{path}}", timeout=3) as answer:
-        print(answer.read().decode())
-except Exception as exc:
-    print(f"http failed({{exc}}) port: {{port}} command: {{args[0]}}", file=sys.stderr)
+# `stellar-core` is the stand-in's command line (tests/standin.py), which does what
+# `http-command` does: port from HTTP_PORT in the config file, host always 127.0.0.1, every
+# non-alphanumeric character after '?' %-escaped, headers then body on stdout, failures only
+# logged, no timeout, exit status 0.
+SHIM = """#!/bin/sh
+exec {python} -I {script} "$@"
 """
+STANDIN_SCRIPT = Path(__file__).resolve().parents[1] / "standin.py"
+
+
+def stellar_core_shim(bin_dir: Path) -> None:
+    shim = bin_dir / "stellar-core"
+    shim.write_text(SHIM.format(python=sys.executable, script=STANDIN_SCRIPT))
+    shim.chmod(0o755)
+
 
 PEERS = ["127.0.0.41:11625", "10.1.0.2:11625", "10.1.0.3:11700", "validator-2.example.org:11625"]
 MALFORMED = [
@@ -147,9 +141,7 @@ def test_hook_with_curl_connects_every_other_peer_once_booted(tmp_path: Path) ->
 
 def test_hook_with_only_stellar_core_uses_http_command(tmp_path: Path) -> None:
     bin_dir = tool_dir(tmp_path, ["date", "sleep"])
-    shim = bin_dir / "stellar-core"
-    shim.write_text(SHIM.format(python=sys.executable))
-    shim.chmod(0o755)
+    stellar_core_shim(bin_dir)
     port = free_port("127.0.0.1")
     conf = tmp_path / "stellar-core.cfg"
     conf.write_text(f'HTTP_PORT={port}\nNETWORK_PASSPHRASE="Test SDF Network ; September 2015"\n')
@@ -266,3 +258,100 @@ def test_hook_command_is_sh_c_and_interpolates_only_integers() -> None:
     assert ":11700/" in command[2]
     assert "+ 90 ))" in command[2]
     assert command[2].rstrip().endswith("&\nexit 0")
+
+
+def shells() -> list[str]:
+    found = ["/bin/sh"]
+    dash = shutil.which("dash")
+    if dash is not None and Path(dash).resolve() != Path("/bin/sh").resolve():
+        found.append(dash)
+    return found
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_hook_waits_for_a_state_past_booting_before_v25_2(tmp_path: Path, shell: str) -> None:
+    # Before v25.2 a starting node answers `info` with `"state" : "Booting"` (jsoncpp).
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep"])
+    peers = write_peers(tmp_path, ["10.1.0.2:11625"])
+    with StellarCoreStandIn(
+        host="127.0.0.46", port=0, version="25.1.0", booting_requests=3
+    ) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=node.port,
+            timeout_seconds=20,
+            shell=shell,
+            env={"STELLAR_PEERS_FILE": str(peers), "STELLAR_PEERS_ADMIN_HOST": node.host},
+        )
+        wait_until(lambda: node.connects() == ["10.1.0.2:11625"], timeout=15, message="connect")
+        wait_until(lambda: not processes_with(token), timeout=10, message="the hook to finish")
+        assert [r.command for r in node.received] == ["info"] * 4 + ["connect"]
+
+
+def test_hook_reads_the_state_whatever_the_json_spacing(tmp_path: Path) -> None:
+    # The state is parsed from the answer, not matched as text: `Booting` in any spacing
+    # is not ready, `"state":"Synced!"` is.
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep"])
+    command = poststart_command(http_port=1, timeout_seconds=5)[2]
+    script = command[: command.index("in_time()")] + 'state "$1"\n'
+    script = script[script.index("state()") :].replace("\n)", "\n")
+    cases = {
+        '{"info": {"state":"Synced!"}}': "Synced!",
+        '{\n   "info" : {\n      "state" : "Joining SCP"\n   }\n}\n': "Joining SCP",
+        '{"info":{"state"\t:\t"Booting"}}': "Booting",
+        '{"error": "Core is booting, try again later"}': "",
+        "<b>Welcome to stellar-core!</b>": "",
+    }
+    for answer, state in cases.items():
+        done = subprocess.run(
+            ["/bin/sh", "-c", script, "sh", answer],
+            env={"PATH": str(bin_dir)},
+            capture_output=True,
+            timeout=5,
+        )
+        assert (done.returncode, done.stdout.decode()) == (0, state), answer
+
+
+def test_hook_through_http_command_survives_a_node_that_accepts_and_hangs(
+    tmp_path: Path,
+) -> None:
+    # http-command has no timeout: without the hook's own bound it would wait forever.
+    bin_dir = tool_dir(tmp_path, ["date", "sleep"])
+    stellar_core_shim(bin_dir)
+    port = free_port("127.0.0.1")
+    conf = tmp_path / "stellar-core.cfg"
+    conf.write_text(f'HTTP_PORT={port}\nNETWORK_PASSPHRASE="Test SDF Network ; September 2015"\n')
+    peers = write_peers(tmp_path, ["10.1.0.2:11625"])
+    with StellarCoreStandIn(host="127.0.0.1", port=port, hang_seconds=3600) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=port,
+            timeout_seconds=2,
+            env={"STELLAR_PEERS_FILE": str(peers), "STELLAR_CORE_CONF": str(conf)},
+        )
+        wait_until(lambda: not processes_with(token), timeout=20, message="the hook to give up")
+        assert node.connects() == []
+    with StellarCoreStandIn(host="127.0.0.1", port=port, hang_seconds=4) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=port,
+            timeout_seconds=30,
+            env={"STELLAR_PEERS_FILE": str(peers), "STELLAR_CORE_CONF": str(conf)},
+        )
+        wait_until(lambda: node.connects() == ["10.1.0.2:11625"], timeout=20, message="connect")
+        wait_until(lambda: not processes_with(token), timeout=10, message="the hook to finish")
+
+
+def test_hook_with_wget_gives_up_on_a_node_that_accepts_and_hangs(tmp_path: Path) -> None:
+    # GNU wget retries a read timeout 20 times unless told `-t 1`.
+    bin_dir = tool_dir(tmp_path, ["wget", "date", "sleep"])
+    peers = write_peers(tmp_path, ["10.1.0.2:11625"])
+    with StellarCoreStandIn(host="127.0.0.47", port=0, hang_seconds=3600) as node:
+        token = run_hook(
+            bin_dir=bin_dir,
+            http_port=node.port,
+            timeout_seconds=2,
+            env={"STELLAR_PEERS_FILE": str(peers), "STELLAR_PEERS_ADMIN_HOST": node.host},
+        )
+        wait_until(lambda: not processes_with(token), timeout=20, message="the hook to give up")
+        assert node.connects() == []

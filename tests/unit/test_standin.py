@@ -1,28 +1,41 @@
-"""The stellar-core stand-in answers like stellar-core's admin port."""
+"""The stellar-core stand-in behaves as STELLAR.md says stellar-core does, unkind parts included."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.polling import wait_until
 from tests.standin import (
     BOOTING,
     MUST_SPECIFY,
+    PUBNET,
+    TESTNET,
     WELCOME,
     StellarCoreStandIn,
+    escape_command,
+    node_from_config,
     parse_params,
+    public_key,
+    styled,
     url_decode,
 )
 
 HOST = "127.0.0.31"
+SCRIPT = Path(__file__).resolve().parents[1] / "standin.py"
 
 
-def get(node: StellarCoreStandIn, path: str, timeout: float = 2.0) -> tuple[int, str]:
+def get(node: StellarCoreStandIn, path: str, timeout: float = 5.0) -> tuple[int, str]:
     conn = http.client.HTTPConnection(node.host, node.port, timeout=timeout)
     try:
         conn.request("GET", path)
@@ -32,112 +45,207 @@ def get(node: StellarCoreStandIn, path: str, timeout: float = 2.0) -> tuple[int,
         conn.close()
 
 
+def raw_get(host: str, port: int, path: str) -> bytes:
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    return data
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
-def node() -> StellarCoreStandIn:
+def node() -> Iterator[StellarCoreStandIn]:
     with StellarCoreStandIn(host=HOST, port=0) as standin:
         yield standin
 
 
-def test_standin_connect_answers_connect_to_and_adds_the_peer(node: StellarCoreStandIn) -> None:
-    assert get(node, "/connect?peer=10.0.0.7&port=11625") == (200, "Connect to: 10.0.0.7:11625")
-    status, body = get(node, "/peers")
-    peers = json.loads(body)
-    assert status == 200
-    assert [p["address"] for p in peers["authenticated_peers"]["outbound"]] == ["10.0.0.7:11625"]
-    assert set(peers["authenticated_peers"]["outbound"][0]) == {
-        "address",
-        "elapsed",
-        "latency",
-        "ver",
-        "olver",
-        "id",
-    }
-    assert node.connects() == ["10.0.0.7:11625"]
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as s:
+        yield s
 
 
-def test_standin_peers_with_no_peers_are_null_like_jsoncpp(node: StellarCoreStandIn) -> None:
-    peers = json.loads(get(node, "/peers")[1])
-    assert peers == {
+def peers_of(node: StellarCoreStandIn, query: str = "") -> dict[str, Any]:
+    return dict(json.loads(get(node, "/peers" + query)[1]))
+
+
+def authenticated_out(node: StellarCoreStandIn) -> list[str]:
+    return [p["address"] for p in peers_of(node)["authenticated_peers"]["outbound"] or []]
+
+
+def ask_connect(node: StellarCoreStandIn, other: StellarCoreStandIn) -> str:
+    host, _, port = other.peer_address.rpartition(":")
+    return get(node, f"/connect?peer={host}&port={port}")[1]
+
+
+def reason_seen(node: StellarCoreStandIn, text: str) -> bool:
+    return any(text in what for _, what in node.events())
+
+
+# the admin port
+
+
+def test_connect_answers_connect_to_and_the_peer_authenticates_later(
+    stack: ExitStack,
+) -> None:
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.31", port=0, node_seed="SA"))
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.32", port=0, node_seed="SB"))
+    assert ask_connect(a, b) == f"Connect to: {b.peer_address}"
+    wait_until(lambda: authenticated_out(a) == [b.peer_address], message="a -> b authenticated")
+    entry = peers_of(a)["authenticated_peers"]["outbound"][0]
+    assert set(entry) == {"address", "elapsed", "latency", "ver", "olver", "flow_control", "id"}
+    assert entry["id"] == b.public_key[:5]
+    assert peers_of(a, "?fullkeys=true")["authenticated_peers"]["outbound"][0]["id"] == (
+        b.public_key
+    )
+    inbound = wait_until(lambda: peers_of(b)["authenticated_peers"]["inbound"], message="inbound")
+    assert [p["address"] for p in inbound] == [a.peer_address]  # ip:listening port
+    assert a.connects() == [b.peer_address]
+
+
+def test_peers_with_no_peers_are_null_like_jsoncpp(node: StellarCoreStandIn) -> None:
+    assert peers_of(node) == {
         "authenticated_peers": {"inbound": None, "outbound": None},
         "pending_peers": {"inbound": None, "outbound": None},
     }
+
+
+def test_answers_are_jsoncpp_styled_with_a_space_before_the_colon(node: StellarCoreStandIn) -> None:
+    body = get(node, "/info")[1]
+    assert '\n      "state" : "Synced!"' in body
+    assert body.startswith('{\n   "info" : {\n      "build" : ')
+    assert '"inbound" : null' in get(node, "/peers")[1]
+
+
+def test_styled_writes_like_jsoncpp_styledwriter() -> None:
+    assert styled({"b": [1, 2], "a": {}, "c": [], "d": [{"x": None}]}) == (
+        '{\n   "a" : {},\n   "b" : [ 1, 2 ],\n   "c" : [],\n   "d" : [\n      {\n'
+        '         "x" : null\n      }\n   ]\n}\n'
+    )
+
+
+def test_replies_are_http_1_0_and_close(node: StellarCoreStandIn) -> None:
+    reply = raw_get(node.host, node.port, "/info")
+    assert reply.startswith(b"HTTP/1.0 200 OK\r\nContent-Length: ")
+    assert b"\r\nContent-Type: application/json\r\n\r\n{" in reply
+
+
+def test_info_carries_network_state_and_node_key(stack: ExitStack) -> None:
+    node = stack.enter_context(
+        StellarCoreStandIn(host=HOST, port=0, network_passphrase=PUBNET, node_seed="SX")
+    )
+    info = json.loads(get(node, "/info")[1])["info"]
+    assert info["network"] == PUBNET
+    assert info["state"] == "Synced!"
+    assert info["quorum"]["node"] == public_key("SX")[:5]
+    assert json.loads(get(node, "/quorum?fullkeys=true")[1])["node"] == public_key("SX")
+    assert json.loads(get(node, "/quorum")[1])["node"] == public_key("SX")[:5]
+    assert (
+        json.loads(get(node, "/info?fullkeys=true")[1])["info"]["quorum"]["node"]
+        == (public_key("SX")[:5])
+    )
+
+
+def test_node_key_is_stable_per_seed_and_looks_like_a_strkey() -> None:
+    key = public_key("SABC self")
+    assert key == public_key("SABC")
+    assert key != public_key("SABD")
+    assert len(key) == 56
+    assert key[0] == "G"
+    assert set(key) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
 
 @pytest.mark.parametrize(
     "path",
     ["/connect", "/connect?peer=10.0.0.7", "/connect?port=1", "/connect?peer=10.0.0.7&port="],
 )
-def test_standin_connect_without_both_params_must_specify(
-    node: StellarCoreStandIn, path: str
-) -> None:
+def test_connect_without_both_params_must_specify(node: StellarCoreStandIn, path: str) -> None:
     assert get(node, path) == (200, MUST_SPECIFY)
 
 
-def test_standin_connect_with_a_bad_port_answers_an_exception(node: StellarCoreStandIn) -> None:
+def test_connect_with_a_bad_port_answers_an_exception(node: StellarCoreStandIn) -> None:
     status, body = get(node, "/connect?peer=10.0.0.7&port=abc")
     assert status == 200
     assert json.loads(body) == {"exception": "Cannot parse peer address '10.0.0.7:abc'"}
     assert node.connects() == []
 
 
-def test_standin_decodes_the_whole_uri_like_http_command_sends_it(node: StellarCoreStandIn) -> None:
-    # `stellar-core http-command` escapes every non-alphanumeric character after '?'.
-    assert get(node, "/connect?peer%3d10%2e0%2e0%2e8%26port%3d11625") == (
-        200,
-        "Connect to: 10.0.0.8:11625",
+def test_connect_resolves_names_itself(stack: ExitStack) -> None:
+    node = stack.enter_context(
+        StellarCoreStandIn(host=HOST, port=0, hosts={"core-1.example": "127.0.0.99"})
     )
+    assert json.loads(get(node, "/connect?peer=nowhere.example&port=11625")[1]) == {
+        "exception": "Could not resolve 'nowhere.example:11625': Host not found (authoritative)"
+    }
+    assert get(node, "/connect?peer=core-1.example&port=11625")[1] == (
+        "Connect to: core-1.example:11625"
+    )
+    assert node.connects() == ["127.0.0.99:11625"]
 
 
-def test_standin_unknown_command_is_the_welcome_page(node: StellarCoreStandIn) -> None:
+def test_decodes_the_whole_uri_like_http_command_sends_it(node: StellarCoreStandIn) -> None:
+    path = escape_command("connect?peer=10.0.0.8&port=11625")
+    assert path == "/connect?peer%3d10%2e0%2e0%2e8%26port%3d11625"
+    assert get(node, path) == (200, "Connect to: 10.0.0.8:11625")
+
+
+def test_unknown_command_is_the_welcome_page_with_404(node: StellarCoreStandIn) -> None:
+    assert get(node, "/config-reload") == (404, WELCOME)
+    reply = raw_get(node.host, node.port, "/")
+    assert reply.startswith(b"HTTP/1.0 404 Not Found\r\n")
+    assert b"Content-Type: text/html" in reply
+
+
+def test_before_v15_2_the_welcome_page_is_200(stack: ExitStack) -> None:
+    node = stack.enter_context(StellarCoreStandIn(host=HOST, port=0, version="15.1.0"))
     assert get(node, "/config-reload") == (200, WELCOME)
-    node.welcome_status = 404
-    assert get(node, "/") == (404, WELCOME)
 
 
-def test_standin_info_is_json_with_a_state(node: StellarCoreStandIn) -> None:
-    info = json.loads(get(node, "/info")[1])
-    assert info["info"]["state"] == "Synced!"
-
-
-def test_standin_refuses_connections_until_started() -> None:
-    node = StellarCoreStandIn(host=HOST, port=0)
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        free_port = probe.getsockname()[1]
-    node.port = free_port
+def test_refuses_connections_until_started() -> None:
+    node = StellarCoreStandIn(host=HOST, port=free_port(HOST))
     with pytest.raises(ConnectionRefusedError):
         get(node, "/info")
     with node:
         assert get(node, "/info")[0] == 200
 
 
-def test_standin_boots_for_a_number_of_requests() -> None:
+def test_v25_2_boots_with_the_error_answer_for_every_command() -> None:
     with StellarCoreStandIn(host=HOST, port=0, booting_requests=2) as node:
         assert get(node, "/info") == (200, BOOTING)
         assert get(node, "/connect?peer=10.0.0.7&port=11625") == (200, BOOTING)
-        assert get(node, "/info")[1].startswith("{")
-        assert "Synced!" in get(node, "/info")[1]
+        assert json.loads(get(node, "/info")[1])["info"]["state"] == "Synced!"
         assert node.connects() == []
 
 
-def test_standin_boots_for_some_seconds() -> None:
+def test_before_v25_2_info_says_booting() -> None:
+    with StellarCoreStandIn(host=HOST, port=0, version="25.1.0", booting_requests=2) as node:
+        assert json.loads(get(node, "/info")[1])["info"]["state"] == "Booting"
+        assert '"state" : "Booting"' in get(node, "/info")[1]
+        assert json.loads(get(node, "/info")[1])["info"]["state"] == "Synced!"
+
+
+def test_boots_for_some_seconds() -> None:
     with StellarCoreStandIn(host=HOST, port=0, booting_seconds=0.3) as node:
         assert get(node, "/info") == (200, BOOTING)
-        deadline = time.monotonic() + 3
-        while get(node, "/info")[1] == BOOTING:
-            assert time.monotonic() < deadline, "still booting after its boot time"
+        wait_until(lambda: get(node, "/info")[1] != BOOTING, timeout=5, message="booted")
         assert "Synced!" in get(node, "/info")[1]
 
 
-def test_standin_delay_makes_answers_slow() -> None:
-    with StellarCoreStandIn(host=HOST, port=0, delay_seconds=0.3) as node:
-        started = time.monotonic()
+def test_a_hanging_boot_accepts_and_answers_nothing_then_answers() -> None:
+    with StellarCoreStandIn(host=HOST, port=0, hang_seconds=1.5) as node:
         with pytest.raises(TimeoutError):
-            get(node, "/info", timeout=0.1)
-        assert time.monotonic() - started < 0.3
+            get(node, "/info", timeout=0.3)  # accepted (not refused), no answer
+        wait_until(lambda: get(node, "/info", timeout=1)[0] == 200, timeout=10, message="answers")
 
 
-def test_standin_records_every_request_from_many_threads(node: StellarCoreStandIn) -> None:
+def test_records_every_request_from_many_threads(node: StellarCoreStandIn) -> None:
     threads = [
         threading.Thread(target=get, args=(node, f"/connect?peer=10.0.1.{i}&port=11625"))
         for i in range(20)
@@ -147,7 +255,8 @@ def test_standin_records_every_request_from_many_threads(node: StellarCoreStandI
     for t in threads:
         t.join()
     assert sorted(node.paths) == sorted(f"/connect?peer=10.0.1.{i}&port=11625" for i in range(20))
-    assert len(node.connected) == 20
+    # 10.0.1.x is outside STANDIN_DIAL_ONLY: no packet leaves, nothing authenticates.
+    assert node.authenticated() == set()
 
 
 def test_url_decode_and_parse_params_follow_stellar_core() -> None:
@@ -155,3 +264,207 @@ def test_url_decode_and_parse_params_follow_stellar_core() -> None:
     assert url_decode("/a%zz") is None
     assert parse_params("?peer=&port=1") == {"peer": "", "port": "1"}
     assert parse_params("?peer=x&port=") == {"peer": "x"}
+
+
+# peers that authenticate, or say why not
+
+
+def test_nodes_of_another_network_never_authenticate(stack: ExitStack) -> None:
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.33", port=0, redial_seconds=0.2))
+    b = stack.enter_context(
+        StellarCoreStandIn(host="127.0.0.34", port=0, network_passphrase=PUBNET)
+    )
+    assert ask_connect(a, b) == f"Connect to: {b.peer_address}"
+    wait_until(lambda: reason_seen(a, "wrong network passphrase"), message="the remote's drop")
+    wait_until(lambda: sum("wrong network" in w for _, w in b.events()) >= 3, message="redials")
+    assert a.authenticated() == set()
+    assert b.authenticated() == set()
+    assert peers_of(a)["authenticated_peers"] == {"inbound": None, "outbound": None}
+
+
+def test_preferred_only_rejects_a_peer_that_is_not_preferred(stack: ExitStack) -> None:
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.35", port=0, node_seed="SA"))
+    b = stack.enter_context(
+        StellarCoreStandIn(host="127.0.0.36", port=0, preferred_peers_only=True)
+    )
+    assert ask_connect(a, b).startswith("Connect to: ")
+    wait_until(lambda: reason_seen(b, "peer rejected"), message="b rejects a")
+    assert a.authenticated() == set()
+    assert b.authenticated() == set()
+    # Preferred by key, the same peer is accepted.
+    c = stack.enter_context(
+        StellarCoreStandIn(
+            host="127.0.0.37",
+            port=0,
+            preferred_peers_only=True,
+            preferred_peer_keys=[public_key("SA")],
+        )
+    )
+    ask_connect(a, c)
+    wait_until(lambda: c.peer_address in a.authenticated(), message="a -> c authenticated")
+
+
+def test_full_outbound_slots_answer_connect_to_and_never_authenticate(stack: ExitStack) -> None:
+    # OverlayManagerImpl: `connect` still dials; the peer is refused at authentication.
+    a = stack.enter_context(
+        StellarCoreStandIn(host="127.0.0.38", port=0, target_peer_connections=1)
+    )
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.39", port=0))
+    c = stack.enter_context(StellarCoreStandIn(host="127.0.0.40", port=0))
+    ask_connect(a, b)
+    wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
+    assert ask_connect(a, c) == f"Connect to: {c.peer_address}"
+    wait_until(lambda: reason_seen(a, "peer rejected"), message="a refuses c at authentication")
+    wait_until(lambda: reason_seen(c, "dropped by remote: peer rejected"), message="c told")
+    wait_until(lambda: c.authenticated() == set(), message="c left without a")
+    assert a.authenticated() == {b.peer_address}
+
+
+def test_a_preferred_peer_evicts_a_non_preferred_one_from_full_slots(stack: ExitStack) -> None:
+    c = StellarCoreStandIn(host="127.0.0.50", port=0, peer_port=free_port("127.0.0.50"))
+    a = stack.enter_context(
+        StellarCoreStandIn(
+            host="127.0.0.48",
+            port=0,
+            target_peer_connections=1,
+            preferred_peers=[c.peer_address],  # not up yet: redialed
+            redial_seconds=0.3,
+        )
+    )
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.49", port=0))
+    ask_connect(a, b)
+    wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
+    stack.enter_context(c)
+    wait_until(lambda: a.authenticated() == {c.peer_address}, message="c evicts b")
+    wait_until(lambda: reason_seen(b, "preferred peer selected instead"), message="b told")
+
+
+def test_a_node_told_to_connect_to_itself_drops_it(node: StellarCoreStandIn) -> None:
+    ask_connect(node, node)
+    wait_until(lambda: reason_seen(node, "connecting to self"), message="the self drop")
+    assert node.authenticated() == set()
+
+
+def test_the_same_node_key_twice_is_dropped(stack: ExitStack) -> None:
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.41", port=0))
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.42", port=0, node_seed="SAME"))
+    c = stack.enter_context(StellarCoreStandIn(host="127.0.0.43", port=0, node_seed="SAME"))
+    ask_connect(a, b)
+    wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
+    ask_connect(a, c)
+    wait_until(lambda: reason_seen(a, "connecting already-connected peer"), message="dup drop")
+    assert a.authenticated() == {b.peer_address}
+
+
+def test_a_stopped_peer_leaves_the_list(stack: ExitStack) -> None:
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.44", port=0))
+    b = StellarCoreStandIn(host="127.0.0.45", port=0).start()
+    ask_connect(a, b)
+    wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
+    b.stop()
+    wait_until(lambda: a.authenticated() == set(), message="b gone")
+
+
+# the command line
+
+
+def write_config(path: Path, port: int, **extra: str) -> Path:
+    lines = [f"HTTP_PORT={port}", f'NETWORK_PASSPHRASE="{TESTNET}"']
+    lines += [f"{k}={v}" for k, v in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def http_command(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "http-command", *args],
+        cwd=cwd,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def test_http_command_prints_headers_then_the_body(tmp_path: Path) -> None:
+    with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
+        write_config(tmp_path / "stellar-core.cfg", node.port)
+        done = http_command(tmp_path, "connect?peer=10.0.0.9&port=11625")
+        assert done.returncode == 0
+        body = "Connect to: 10.0.0.9:11625"
+        assert done.stdout == (
+            f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n\n{body}\n".encode()
+        )
+        assert b"Config from stellar-core.cfg" in done.stderr
+        assert node.paths == ["/connect?peer%3d10%2e0%2e0%2e9%26port%3d11625"]
+
+
+def test_http_command_failures_are_logged_and_exit_0(tmp_path: Path) -> None:
+    port = free_port("127.0.0.1")
+    conf = write_config(tmp_path / "other.cfg", port)
+    refused = http_command(tmp_path, "info", "--conf", str(conf))
+    assert (refused.returncode, refused.stdout) == (0, b"")
+    assert f"http failed(1) port: {port} command: info".encode() in refused.stderr
+    with StellarCoreStandIn(host="127.0.0.1", port=port):
+        unknown = http_command(tmp_path, "bogus", "--conf", str(conf))
+    assert (unknown.returncode, unknown.stdout) == (0, b"")
+    assert f"http failed(404) port: {port} command: bogus".encode() in unknown.stderr
+
+
+def test_run_reads_the_config_and_logs_each_request(tmp_path: Path) -> None:
+    port = free_port("127.0.0.46")
+    conf = write_config(
+        tmp_path / "stellar-core.cfg",
+        port,
+        PEER_PORT=str(free_port("127.0.0.46")),
+        NODE_SEED='"SRUN self"',
+        STANDIN_BIND_HOST='"127.0.0.46"',
+        STANDIN_VERSION='"25.1.0"',
+    )
+    with subprocess.Popen(
+        [sys.executable, "-I", str(SCRIPT), "run", "--console"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            node = StellarCoreStandIn(host="127.0.0.46", port=port)
+            info = wait_until(lambda: json.loads(get(node, "/info?x=1")[1]), message="run answers")
+            assert info["info"]["quorum"]["node"] == public_key("SRUN")[:5]
+        finally:
+            proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert conf.exists()
+    assert proc.returncode == 0
+    assert "[Http INFO] /info?x=1" in out
+
+
+def test_config_binds_the_admin_port_like_stellar_core() -> None:
+    local = node_from_config({"HTTP_PORT": 11700}, {}, None)
+    public = node_from_config({"PUBLIC_HTTP_PORT": True}, {"STANDIN_VERSION": "15.1.0"}, None)
+    assert (local.host, local.port, local.peer_port) == ("127.0.0.1", 11700, 11625)
+    assert (public.host, public.port, public.welcome_status) == ("0.0.0.0", 11626, 200)
+    assert public.boot_answer == "state"
+
+
+def test_version_and_new_db_run_without_a_node(tmp_path: Path) -> None:
+    version = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "version"], capture_output=True, text=True, timeout=30
+    )
+    assert (version.returncode, version.stdout) == (0, "v25.2.0 (standin)\n")
+    write_config(tmp_path / "stellar-core.cfg", 11626)
+    new_db = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "new-db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert new_db.returncode == 0
+    assert "Config from stellar-core.cfg" in new_db.stderr
+    missing = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "run", "--conf", str(tmp_path / "none.cfg")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 1
+    assert "No config file" in missing.stderr

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.standin import BOOTING, MUST_SPECIFY, WELCOME, StellarCoreStandIn
+from tests.polling import wait_until
+from tests.standin import (
+    BOOTING,
+    MUST_SPECIFY,
+    PUBNET,
+    TESTNET,
+    WELCOME,
+    StellarCoreStandIn,
+    styled,
+)
 from webhook import stellar_admin
 from webhook.stellar_admin import Outcome, classify_connect, parse_peers
 
 HOST = "127.0.0.32"
+STANDIN_SCRIPT = Path(__file__).resolve().parents[1] / "standin.py"
 
 
 def test_classify_connect_success_only_for_its_own_text() -> None:
@@ -80,17 +93,30 @@ def test_get_refuses_a_host_that_is_not_an_ip(ip: str) -> None:
 
 
 def test_client_connects_and_lists_peers_on_the_standin() -> None:
-    async def scenario(node: StellarCoreStandIn) -> tuple[stellar_admin.Result, set[str]]:
-        result = await stellar_admin.connect(
-            ip=node.host, port=node.port, peer_host="10.0.0.5", peer_port=11625, time_limit=2
+    with (
+        StellarCoreStandIn(host=HOST, port=0) as node,
+        StellarCoreStandIn(host="127.0.0.33", port=0) as other,
+    ):
+        peer_host, _, peer_port = other.peer_address.rpartition(":")
+        result = asyncio.run(
+            stellar_admin.connect(
+                ip=node.host,
+                port=node.port,
+                peer_host=peer_host,
+                peer_port=int(peer_port),
+                time_limit=2,
+            )
         )
         assert result.ok
-        return await stellar_admin.peers(ip=node.host, port=node.port, time_limit=2)
 
-    with StellarCoreStandIn(host=HOST, port=0) as node:
-        listed, connected = asyncio.run(scenario(node))
-    assert listed.ok
-    assert connected == {"10.0.0.5:11625"}
+        def listed() -> set[str]:
+            found, addresses = asyncio.run(
+                stellar_admin.peers(ip=node.host, port=node.port, time_limit=2)
+            )
+            assert found.ok
+            return addresses
+
+        assert wait_until(listed, message="the peer listed") == {other.peer_address}
 
 
 def test_client_reports_booting_refused_and_timeout_as_transient() -> None:
@@ -141,3 +167,162 @@ def test_command_answer_drops_http_command_log_lines() -> None:
     )
     answer = stellar_admin.command_answer(printed.splitlines()[0] + "\n" + peers_json)
     assert parse_peers(answer) == {"10.0.0.2:11625"}
+
+
+# What the node says of its peers and itself, as the stand-in writes it (jsoncpp)
+
+
+def test_connect_to_is_asked_not_connected() -> None:
+    result = classify_connect(200, "Connect to: 10.0.0.1:11625", host="10.0.0.1", port=11625)
+    assert (result.outcome, result.reason) == (Outcome.SUCCESS, "asked")
+
+
+def test_authenticated_addresses_leave_out_pending_and_read_null() -> None:
+    body = styled(
+        {
+            "authenticated_peers": {
+                "inbound": [{"address": "10.0.0.4:11625", "id": "GAAAA"}],
+                "outbound": None,
+            },
+            "pending_peers": {"inbound": ["10.0.0.9:0"], "outbound": ["10.0.0.3:11625"]},
+        }
+    )
+    assert stellar_admin.authenticated_addresses(body) == {"10.0.0.4:11625"}
+    assert parse_peers(body) == {"10.0.0.4:11625", "10.0.0.9:0", "10.0.0.3:11625"}
+    empty = styled(
+        {
+            "authenticated_peers": {"inbound": None, "outbound": None},
+            "pending_peers": {"inbound": None, "outbound": None},
+        }
+    )
+    assert stellar_admin.authenticated_addresses(empty) == set()
+    with pytest.raises(stellar_admin.AnswerError) as booting:
+        stellar_admin.authenticated_addresses(BOOTING)
+    assert booting.value.result.reason == "booting"
+
+
+def test_authenticated_addresses_of_real_peers_on_the_standin() -> None:
+    with (
+        StellarCoreStandIn(host="127.0.0.34", port=0) as node,
+        StellarCoreStandIn(host="127.0.0.35", port=0) as good,
+        StellarCoreStandIn(host="127.0.0.36", port=0, network_passphrase=PUBNET) as other,
+    ):
+        for peer in (good, other):
+            host, _, port = peer.peer_address.rpartition(":")
+            asyncio.run(
+                stellar_admin.get(
+                    ip=node.host, port=node.port, path=f"/connect?peer={host}&port={port}",
+                    time_limit=2,
+                )
+            )  # fmt: skip
+
+        def connected() -> set[str]:
+            _, body = asyncio.run(
+                stellar_admin.get(ip=node.host, port=node.port, path="/peers", time_limit=2)
+            )
+            return stellar_admin.authenticated_addresses(body)
+
+        assert wait_until(connected, message="the good peer") == {good.peer_address}
+        wait_until(lambda: any("wrong network" in w for _, w in node.events()), message="drop")
+        assert connected() == {good.peer_address}
+
+
+def test_parse_info_reads_state_network_and_key_from_jsoncpp() -> None:
+    with StellarCoreStandIn(host=HOST, port=0, version="25.1.0", booting_requests=1) as node:
+        _, booting = asyncio.run(
+            stellar_admin.get(ip=node.host, port=node.port, path="/info", time_limit=2)
+        )
+        result, info = asyncio.run(stellar_admin.info(ip=node.host, port=node.port, time_limit=2))
+        _, quorum = asyncio.run(
+            stellar_admin.get(
+                ip=node.host, port=node.port, path="/quorum?fullkeys=true", time_limit=2
+            )
+        )
+    assert '"state" : "Booting"' in booting
+    assert stellar_admin.node_state(booting) == "Booting"
+    assert not stellar_admin.parse_info(booting).past_booting
+    assert result.ok
+    assert info == stellar_admin.NodeInfo(
+        state="Synced!", network=TESTNET, node=node.public_key[:5]
+    )
+    assert info.past_booting
+    assert stellar_admin.node_key(quorum) == node.public_key
+
+
+@pytest.mark.parametrize("body", [BOOTING, WELCOME, '{"info": {}}', "[]"])
+def test_parse_info_refuses_anything_else(body: str) -> None:
+    with pytest.raises(stellar_admin.AnswerError):
+        stellar_admin.parse_info(body)
+
+
+def test_network_name_is_short_and_bounded() -> None:
+    assert stellar_admin.network_name(PUBNET) == "pubnet"
+    assert stellar_admin.network_name(TESTNET) == "testnet"
+    name = stellar_admin.network_name("Standalone Network ; February 2017")
+    assert name.startswith("net-")
+    assert len(name) == 12
+    assert name == stellar_admin.network_name("Standalone Network ; February 2017")
+    assert name != stellar_admin.network_name("Standalone Network ; February 2018")
+
+
+# What `stellar-core http-command` writes (the stand-in's command line does it like the real one)
+
+
+def run_http_command(tmp_path: Path, port: int, command: str) -> tuple[str, str]:
+    conf = tmp_path / "stellar-core.cfg"
+    conf.write_text(f"HTTP_PORT={port}\n")
+    done = subprocess.run(
+        [sys.executable, "-I", str(STANDIN_SCRIPT), "http-command", command, "--conf", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0  # whatever happened
+    return done.stdout, done.stderr
+
+
+def test_http_command_output_with_headers_and_logs(tmp_path: Path) -> None:
+    with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
+        out, err = run_http_command(tmp_path, node.port, "connect?peer=10.0.0.1&port=11625")
+        peers_out, peers_err = run_http_command(tmp_path, node.port, "peers")
+    assert out.startswith("Content-Length: ")
+    for merged in (out, err + out, out + err):
+        parsed = stellar_admin.parse_http_command_output(merged)
+        assert parsed.status == 200
+        assert parsed.body == "Connect to: 10.0.0.1:11625"
+        assert parsed.headers["content-type"] == "application/json"
+        assert classify_connect(200, parsed.body, host="10.0.0.1", port=11625).ok
+    verdict, answer = stellar_admin.command_verdict(peers_err + peers_out)
+    assert verdict is None
+    assert stellar_admin.authenticated_addresses(answer) == set()
+    # What exec mode reads today (command_answer) drops the headers too.
+    assert stellar_admin.command_answer(peers_out) == answer
+
+
+def test_http_command_failures_are_read_from_the_log(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    out, err = run_http_command(tmp_path, closed, "info")
+    assert out == ""
+    refused, _ = stellar_admin.command_verdict(err)
+    assert refused is not None
+    assert (refused.outcome, refused.reason) == (Outcome.TRANSIENT, "refused")
+    with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
+        out, err = run_http_command(tmp_path, node.port, "config-reload")
+    unknown, _ = stellar_admin.command_verdict(out + err)
+    assert unknown is not None
+    assert (unknown.outcome, unknown.reason) == (Outcome.FAILED, "unknown-command")
+    nothing, _ = stellar_admin.command_verdict("")
+    assert nothing is not None
+    assert nothing.reason == "no-answer"
+
+
+def test_http_command_output_of_versions_that_logged_the_answer() -> None:
+    output = (
+        "2024-05-01T10:00:00.123 [default INFO] Config from /config/stellar-core.cfg\n"
+        "Content-Length: 26\r\nContent-Type: application/json\r\n\n"
+        "2024-05-01T10:00:00.130 GABCD [default INFO] Connect to: 10.0.0.1:11625\n"
+    )
+    parsed = stellar_admin.parse_http_command_output(output)
+    assert (parsed.status, parsed.body) == (200, "Connect to: 10.0.0.1:11625")
