@@ -13,7 +13,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from webhook import __version__, hook, names, patch
+from webhook import __version__, names, patch
+from webhook.core import hook
 from webhook.settings import Settings
 
 Reason = Literal[

@@ -40,11 +40,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from webhook import injection, names, peers, stellar_admin
+from webhook import injection, names, peers
+from webhook.core import stellar_admin
+from webhook.core.stellar_admin import Outcome, Result
 from webhook.metrics import Metrics
 from webhook.peers import Peer, PeerSet
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
-from webhook.stellar_admin import Outcome, Result
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ from tests.bench import pods, procs
 from tests.bench.cluster import api_client, private_cluster
 from tests.bench.fleet import RawClient, ready_status
 from tests.bench.report import Row, emit, not_run
-from webhook import names, stellar_admin
+from webhook import names
+from webhook.core import stellar_admin
 from webhook.metrics import Metrics
 from webhook.peers import Peer, PeerSet
 from webhook.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 
 from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
-from webhook.hook import poststart_command
+from webhook.core.hook import poststart_command
 
 # `stellar-core http-command [--conf FILE] COMMAND`, as src/main/CommandLine.cpp and
 # ApplicationUtils.cpp `httpCommand` do it: the port comes from HTTP_PORT in the config

@@ -11,7 +11,8 @@ from hypothesis import event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from webhook import __version__, hook, injection, names, patch
+from webhook import __version__, injection, names, patch
+from webhook.core import hook
 from webhook.settings import Settings
 
 SETTINGS = Settings()

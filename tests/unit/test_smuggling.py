@@ -25,7 +25,8 @@ from tests.unit.test_hook_script import (
     tool_dir,
     write_peers,
 )
-from webhook import injection, names, peers, reload, stellar_admin
+from webhook import injection, names, peers, reload
+from webhook.core import stellar_admin
 from webhook.peers import Peer, PeerSet
 from webhook.settings import Settings, SettingsError
 

@@ -8,8 +8,8 @@ import socket
 import pytest
 
 from tests.standin import BOOTING, MUST_SPECIFY, WELCOME, StellarCoreStandIn
-from webhook import stellar_admin
-from webhook.stellar_admin import Outcome, classify_connect, parse_peers
+from webhook.core import stellar_admin
+from webhook.core.stellar_admin import Outcome, classify_connect, parse_peers
 
 HOST = "127.0.0.32"
 
