@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook.server import tls_context
+from webhook.admission.server import tls_context
 
 
 def build(answer: bytes) -> Starlette:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from webhook import names
-from webhook.peers import (
+from webhook.core.peers import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,
@@ -24,7 +24,6 @@ from webhook.peers import (
     encoded_size,
     fold,
     fold_all,
-    image_repository,
     peer_set,
     pod_peer,
     render,
@@ -33,6 +32,7 @@ from webhook.peers import (
     trim,
     validators,
 )
+from webhook.core.pod import image_repository
 
 READY = [{"type": "Ready", "status": "True"}]
 

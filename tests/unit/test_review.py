@@ -7,7 +7,7 @@ import base64
 import orjson
 import pytest
 
-from webhook import review
+from webhook.admission import review
 
 REQUEST = {
     "uid": "u-1",

@@ -25,9 +25,11 @@ from tests.unit.test_hook_script import (
     tool_dir,
     write_peers,
 )
-from webhook import injection, names, peers, reload
-from webhook.core import stellar_admin
-from webhook.peers import Peer, PeerSet
+from webhook import names
+from webhook.controllers import reload
+from webhook.core import peers, stellar_admin
+from webhook.core.peers import Peer, PeerSet
+from webhook.core.pod import port_number
 from webhook.settings import Settings, SettingsError
 
 SMUGGLED = [
@@ -146,7 +148,7 @@ def test_pod_peer_refuses_a_port_annotation_that_is_no_port(bad: str) -> None:
 
 def test_pod_peer_port_annotation_agrees_with_injection_on_unicode_digits() -> None:
     fullwidth = "\uff18\uff10"
-    assert injection.port_number(fullwidth) is None
+    assert port_number(fullwidth) is None
     peer = peers.pod_peer(_pod(ip="10.0.0.1", port_annotation=fullwidth, port=None))
     assert peer is None or peer.port == names.DEFAULT_PEER_PORT
 

@@ -16,16 +16,30 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import ipaddress
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
-from webhook import injection, names
-from webhook.injection import image_repository, port_number
+from webhook import names
+from webhook.address import static_address
+from webhook.core import injection
+from webhook.core.pod import (
+    as_dict as _dict,
+)
+from webhook.core.pod import (
+    as_list as _list,
+)
+from webhook.core.pod import (
+    as_str as _str,
+)
+from webhook.core.pod import ip as _ip
+from webhook.core.pod import (
+    is_ready,
+    port_number,
+    target_container,
+)
 from webhook.settings import Settings
 
 Source = Literal["pod", "stellarnode", "static"]
@@ -92,64 +106,6 @@ class PeerSet:
 # --- Reading raw objects defensively ---------------------------------------
 
 
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _ip(value: Any) -> str | None:
-    try:
-        return str(ipaddress.ip_address(_str(value)))
-    except ValueError:
-        return None
-
-
-def is_ready(pod: Obj) -> bool:
-    """Ready condition True and not terminating: what the kubelet says counts."""
-    if _dict(pod.get("metadata")).get("deletionTimestamp"):
-        return False
-    conditions = _list(_dict(pod.get("status")).get("conditions"))
-    return any(
-        _dict(c).get("type") == "Ready" and _dict(c).get("status") == "True" for c in conditions
-    )
-
-
-def target_container(pod: Obj) -> Mapping[str, Any] | None:
-    """The container the webhook injected (its status annotation says which), else by
-    DESIGN.md's rules: the annotated one, else the first stellar-core one, else the first."""
-    containers = [_dict(c) for c in _list(_dict(pod.get("spec")).get("containers"))]
-    if not containers:
-        return None
-    annotations = _dict(_dict(pod.get("metadata")).get("annotations"))
-    injected = _injected_container(annotations)
-    for container in containers if injected else ():
-        if container.get("name") == injected:
-            return container
-    wanted = _str(annotations.get(names.CONTAINER_ANNOTATION))
-    if wanted:
-        # As the webhook decides: a named container that is missing means none.
-        return next((c for c in containers if c.get("name") == wanted), None)
-    for container in containers:
-        if image_repository(container.get("image")).endswith("stellar-core"):
-            return container
-    return containers[0]
-
-
-def _injected_container(annotations: Mapping[str, Any]) -> str:
-    try:
-        status = orjson.loads(_str(annotations.get(names.STATUS_ANNOTATION)) or "{}")
-    except orjson.JSONDecodeError:
-        return ""
-    return _str(status.get("container")) if isinstance(status, dict) else ""
-
-
 def pod_peer_port(pod: Obj) -> int | None:
     """Port named `peer`, else the `stellar.org/peer-port` annotation, else 11625.
 
@@ -207,48 +163,10 @@ def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | N
     )
 
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
-
-
 def static_peer(text: str) -> Peer:
-    """Parse `host:port` (IPv4, RFC 1123 DNS name, or `[IPv6]:port`), or raise ValueError.
-
-    These strings end up in shell commands and config files, so anything
-    beyond the strict grammar is refused rather than cleaned up.
-    """
-    if not isinstance(text, str) or not text:
-        raise ValueError("static peer: expected host:port, got an empty value")
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"static peer {text!r}: expected [IPv6]:port")
-        try:
-            ip = str(ipaddress.IPv6Address(host))
-        except ValueError as exc:
-            raise ValueError(f"static peer {text!r}: {host!r} is not an IPv6 address") from exc
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"static peer {text!r}: expected host:port")
-        ip = _static_host(text, host)
-    if not (port_text.isascii() and port_text.isdigit()) or port_number(port_text) is None:
-        raise ValueError(f"static peer {text!r}: port must be a number from 1 to 65535")
-    port = int(port_text)
+    """Parse `host:port` (IPv4, RFC 1123 DNS name, or `[IPv6]:port`), or raise ValueError."""
+    ip, port = static_address(text)
     return Peer(namespace="", name=text, node_type="validator", ip=ip, port=port, source="static")
-
-
-def _static_host(text: str, host: str) -> str:
-    labels = host.split(".")
-    if all(label.isascii() and label.isdigit() for label in labels):
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError as exc:
-            raise ValueError(f"static peer {text!r}: {host!r} is not an IPv4 address") from exc
-    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
-        raise ValueError(
-            f"static peer {text!r}: {host!r} is neither an IPv4 address nor a DNS name"
-        )
-    return host.lower()
 
 
 def admitted_uninjected(pod: Obj, *, settings: Settings) -> bool:

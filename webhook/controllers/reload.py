@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import ipaddress
 import logging
 import random
 import time
@@ -40,11 +39,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from webhook import injection, names, peers
+from webhook import names
 from webhook.core import stellar_admin
+from webhook.core.peers import Peer, PeerSet
+from webhook.core.pod import named_port, pod_ip, target_container
 from webhook.core.stellar_admin import Outcome, Result
 from webhook.metrics import Metrics
-from webhook.peers import Peer, PeerSet
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
 log = logging.getLogger(__name__)
@@ -97,24 +97,6 @@ def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> Reloa
     return default
 
 
-def http_port(container: Mapping[str, Any]) -> int:
-    for port in container.get("ports") or ():
-        if isinstance(port, dict) and port.get("name") == "http":
-            number = injection.port_number(port.get("containerPort"))
-            if number is not None:
-                return number
-    return names.DEFAULT_HTTP_PORT
-
-
-def pod_ip(pod: Mapping[str, Any]) -> str | None:
-    """The pod's IP from its status, or None when it has no valid one."""
-    raw = (pod.get("status") or {}).get("podIP")
-    try:
-        return str(ipaddress.ip_address(raw)) if isinstance(raw, str) else None
-    except ValueError:
-        return None
-
-
 def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
     for ref in metadata.get("ownerReferences") or ():
         if isinstance(ref, dict) and ref.get("controller"):
@@ -131,7 +113,7 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         annotations = metadata.get("annotations") or {}
         ip = pod_ip(pod)
         # The container the webhook injected, as the watcher reads it.
-        container = peers.target_container(pod)
+        container = target_container(pod)
         if ip is None or container is None:
             continue
         mode = reload_mode(annotations, default=settings.reload_mode)
@@ -141,7 +123,7 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
                 name=str(metadata.get("name", "")),
                 uid=str(metadata.get("uid", "")),
                 ip=ip,
-                http_port=http_port(container),
+                http_port=named_port(container, "http") or names.DEFAULT_HTTP_PORT,
                 container=str(container.get("name", "")),
                 mode=mode,
                 hash=digest,

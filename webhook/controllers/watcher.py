@@ -36,9 +36,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.configmaps import ConfigMapWriter
-from webhook.metrics import Metrics
-from webhook.peers import (
+from webhook.controllers.publisher import ConfigMapWriter
+from webhook.core.peers import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,
@@ -57,8 +56,9 @@ from webhook.peers import (
     trim,
     validators,
 )
+from webhook.kube.watch import backoff_delay, watch_events
+from webhook.metrics import Metrics
 from webhook.settings import Settings
-from webhook.watch import backoff_delay, watch_events
 
 log = logging.getLogger(__name__)
 

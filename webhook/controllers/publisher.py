@@ -25,8 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.metrics import Metrics
-from webhook.peers import (
+from webhook.core.peers import (
     KIND_CONFIGMAP,
     PeerSet,
     State,
@@ -36,6 +35,7 @@ from webhook.peers import (
     is_owned,
     render,
 )
+from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 
 from certs import authority, install
-from webhook import kube, names
+from webhook import names
+from webhook.kube import api as kube
 from webhook.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
@@ -233,11 +234,13 @@ def find_certificate(api: client.ApiClient, settings: Settings) -> tuple[bytes, 
     core = client.CoreV1Api(api)
     try:
         secret = _read_json(
-            core.read_namespaced_secret, install.secret_name(settings), settings.namespace
+            core.read_namespaced_secret,
+            install.secret_name(settings.service_name),
+            settings.namespace,
         )
         encoded = (secret.get("data") or {}).get("tls.crt")
         if encoded:
-            source = f"Secret {settings.namespace}/{install.secret_name(settings)}"
+            source = f"Secret {settings.namespace}/{install.secret_name(settings.service_name)}"
             return base64.b64decode(encoded), source
     except ApiException as exc:
         if exc.status not in (403, 404):
@@ -264,7 +267,7 @@ def check_certificate(
         return Result(
             name,
             False,
-            f"no serving certificate: no Secret {install.secret_name(settings)} in "
+            f"no serving certificate: no Secret {install.secret_name(settings.service_name)} in "
             f"{settings.namespace}, no file {settings.cert_file}, no webhook URL to ask",
         )
     pem, source = found
