@@ -10,7 +10,8 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from webhook.kube.watch import backoff_delay, classify, item_kind, resource_version, watch_events
+from webhook.kube.backoff import backoff_delay
+from webhook.kube.watch import classify, item_kind, resource_version, watch_events
 from webhook.metrics import Metrics
 
 

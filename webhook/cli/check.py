@@ -35,7 +35,6 @@ from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
 import orjson
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
@@ -43,6 +42,7 @@ from kubernetes.config import ConfigException
 from certs import authority, install
 from webhook import names
 from webhook.kube import api as kube
+from webhook.kube import leader
 from webhook.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
@@ -50,12 +50,8 @@ REQUEST_TIMEOUT_SECONDS: Final = 10.0
 # renews 30 days ahead, so reaching this means rotation is not running.
 MIN_CERT_VALIDITY: Final = dt.timedelta(days=7)
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
-FAILURES: Final[tuple[type[BaseException], ...]] = (
-    ApiException,
-    urllib3.exceptions.HTTPError,
-    OSError,
-    ValueError,
-)
+# The API's failures, and answers that do not parse.
+FAILURES: Final[tuple[type[BaseException], ...]] = (*kube.FAILURES, ValueError)
 
 
 @dataclass(frozen=True)
@@ -290,16 +286,6 @@ def check_certificate(
 # --- lease ------------------------------------------------------------------
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 def check_lease(
     api: client.ApiClient, settings: Settings, *, now: dt.datetime | None = None
 ) -> Result:
@@ -319,7 +305,7 @@ def check_lease(
         return Result(name, False, f"cannot read Lease {where}: {_api_error(exc)}")
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity") or ""
-    renewed = _parse_time(spec.get("renewTime"))
+    renewed = leader.parse_time(spec.get("renewTime"))
     duration = spec.get("leaseDurationSeconds") or 0
     if not holder:
         return Result(name, False, f"Lease {where} has no holder: no replica leads")

@@ -13,14 +13,12 @@ good one stays.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -35,13 +33,14 @@ from webhook.core.peers import (
     is_owned,
     render,
 )
+from webhook.kube.api import FAILURES
+from webhook.kube.events import event_body
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Verb = Literal["write", "delete", "conflict"]
-FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
 WRITE_CONCURRENCY = 8
 CONFLICT_RETRIES = 3
 
@@ -107,10 +106,6 @@ def _digest(configmap: Mapping[str, Any]) -> str:
     """A watched (trimmed) ConfigMap carries its content digest; a fresh read is hashed."""
     known = configmap.get("digest")
     return known if isinstance(known, str) else content_digest(configmap)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ConfigMapWriter:
@@ -329,24 +324,15 @@ class ConfigMapWriter:
             log.warning("configmap.event-failed", extra={"error": repr(exc)[:300]})
 
     def _event(self, *, namespace: str, uid: str, reason: str, message: str) -> None:
-        now = _now()
-        body = {
-            "metadata": {"generateName": f"{names.CONFIGMAP_NAME}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "name": names.CONFIGMAP_NAME,
-                "namespace": namespace,
-                "uid": uid,
-            },
-            "reason": reason,
-            "message": message,
-            "type": "Warning",
-            "source": {"component": names.FIELD_MANAGER},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = event_body(
+            kind="ConfigMap",
+            name=names.CONFIGMAP_NAME,
+            namespace=namespace,
+            uid=uid,
+            reason=reason,
+            message=message,
+            event_type="Warning",
+        )
         try:
             self._core.create_namespaced_event(namespace, body)
         except FAILURES as exc:

@@ -25,10 +25,8 @@ pure (`plan_round`, `missing_peers`); this module's class does the I/O.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +42,8 @@ from webhook.core import stellar_admin
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import named_port, pod_ip, target_container
 from webhook.core.stellar_admin import Outcome, Result
+from webhook.kube.backoff import backoff_delay
+from webhook.kube.events import event_body
 from webhook.metrics import Metrics
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
@@ -55,7 +55,6 @@ RETRY_BASE_SECONDS = 0.1
 RETRY_CAP_SECONDS = 2.0
 ROUND_RETRY_BASE_SECONDS = 1.0
 ROUND_RETRY_CAP_SECONDS = 60.0
-EVENT_SOURCE = "stellar-peer-injector"
 
 
 class Snapshot(Protocol):
@@ -501,33 +500,19 @@ class ReloadController:
             log.warning("reload.annotate-failed", extra={"pod": plan.name, "status": exc.status})
 
     async def _event(self, plan: NodePlan, *, reason: str, kind: str, message: str) -> None:
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "metadata": {"generateName": f"{plan.name}.", "namespace": plan.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": plan.name,
-                "namespace": plan.namespace,
-                "uid": plan.uid,
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": kind,
-            "source": {"component": EVENT_SOURCE},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = event_body(
+            kind="Pod",
+            name=plan.name,
+            namespace=plan.namespace,
+            uid=plan.uid,
+            reason=reason,
+            message=message[:1024],
+            event_type=kind,
+        )
         try:
             await asyncio.to_thread(self._core.create_namespaced_event, plan.namespace, body)
         except ApiException as exc:
             log.warning("reload.event-failed", extra={"pod": plan.name, "status": exc.status})
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential from `base`, capped at `cap`, jittered so retries do not fall in step."""
-    return min(cap, base * 2.0 ** min(attempt, 16)) * (0.5 + random.random() / 2)  # noqa: S311
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:

@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import urllib3
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from webhook import names
 from webhook.controllers.publisher import ConfigMapWriter
@@ -56,7 +54,9 @@ from webhook.core.peers import (
     trim,
     validators,
 )
-from webhook.kube.watch import backoff_delay, watch_events
+from webhook.kube.api import FAILURES
+from webhook.kube.backoff import backoff_delay
+from webhook.kube.watch import watch_events
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -69,7 +69,6 @@ NODE_SOURCES = frozenset({"stellarnodes", "stellarnode-pods", "services"})
 WATCH_THREADS = 12
 # How often enabled namespaces are searched for validators admitted without injection.
 AUDIT_INTERVAL_SECONDS = 60.0
-FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import urllib3
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from webhook.settings import Settings
 
 # The watcher holds about seven long-lived watch connections and writes mirrors
 # in parallel; urllib3's default pool of 4 would drop and re-open connections.
 POOL_SIZE = 32
+
+# What a call to the API server can raise when the server or the network fails.
+FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 def api_client(settings: Settings) -> client.ApiClient:
