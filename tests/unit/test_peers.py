@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -18,11 +19,11 @@ from webhook.core.peers import (
     KIND_STELLARNODE,
     Peer,
     PeerSet,
+    State,
     configmap_body,
     content_digest,
     enabled_namespaces,
     encoded_size,
-    fold,
     fold_all,
     peer_set,
     pod_peer,
@@ -33,6 +34,12 @@ from webhook.core.peers import (
     validators,
 )
 from webhook.core.pod import image_repository
+
+
+def fold(state: State, event: Mapping[str, Any]) -> State:
+    """One event at a time, as the tests below reason about it."""
+    return fold_all(state, (event,))
+
 
 READY = [{"type": "Ready", "status": "True"}]
 

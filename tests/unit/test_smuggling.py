@@ -166,7 +166,7 @@ def test_peer_set_survives_a_pod_with_a_superscript_port_annotation() -> None:
     hostile = peers.trim(_pod(ip="10.0.0.2", port_annotation="\u00b2", port=None), kind="Pod")
     hostile["metadata"]["name"] = "hostile"
     good = peers.trim(_pod(ip="10.0.0.1"), kind="Pod")
-    state = peers.fold({}, {"type": "LISTED", "kind": "Pod", "objects": [good, hostile]})
+    state = peers.fold_all({}, ({"type": "LISTED", "kind": "Pod", "objects": [good, hostile]},))
     found = peers.peer_set(state, enabled_namespaces=frozenset({"n"}))
     assert found.strings == ("10.0.0.1:11625",)
 

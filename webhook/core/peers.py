@@ -291,18 +291,14 @@ def key_of(obj: Obj) -> Key | None:
     return (kind, _str(metadata.get("namespace")), name)
 
 
-def fold(state: State, event: Mapping[str, Any]) -> State:
-    """Apply one watch event; return the same state when nothing changed.
+def fold_all(state: State, events: Iterable[Mapping[str, Any]]) -> State:
+    """Apply watch events; return the same state when nothing changed.
 
     `ADDED`/`MODIFIED`/`DELETED` carry `object` (with `kind`); `LISTED` carries
     `kind` and `objects`, a full list that replaces everything of that kind
     (so objects deleted while no watch was open disappear on relist).
-    """
-    return fold_all(state, (event,))
 
-
-def fold_all(state: State, events: Iterable[Mapping[str, Any]]) -> State:
-    """`fold` over many events, copying the state once rather than once per event.
+    The state is copied once rather than once per event.
 
     The watcher folds everything that arrived during a debounce window in one
     go: with thousands of pods, a copy per event would dominate a burst.
