@@ -26,8 +26,7 @@ from tests.unit.test_hook_script import (
     write_peers,
 )
 from webhook import names
-from webhook.controllers import reload
-from webhook.core import peers, stellar_admin
+from webhook.core import peers, reload_plan, stellar_admin
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import port_number
 from webhook.settings import Settings, SettingsError
@@ -297,14 +296,14 @@ def test_connect_path_and_exec_command_refuse_a_smuggled_host(host: str) -> None
     with pytest.raises(ValueError, match="not a peer host"):
         stellar_admin.connect_path(host=host, port=11625)
     with pytest.raises(ValueError, match="not a peer host"):
-        reload.exec_command(host=host, port=11625)
+        reload_plan.exec_command(host=host, port=11625)
 
 
 @settings(max_examples=600, derandomize=True, database=None)
 @given(host=st.text(max_size=30), port=st.integers(min_value=1, max_value=65535))
 def test_exec_command_is_one_argv_word_of_safe_characters(host: str, port: int) -> None:
     try:
-        argv = reload.exec_command(host=host, port=port)
+        argv = reload_plan.exec_command(host=host, port=port)
     except ValueError:
         return
     assert argv[:2] == ["stellar-core", "http-command"]
@@ -345,7 +344,7 @@ def test_plan_round_skips_validators_whose_ip_is_no_ip() -> None:
     bad = [_pod(ip=ip) for ip in ("http://evil/", "10.0.0.8; rm -rf /", "evil.example", None, 7)]
     for number, pod in enumerate([good, *bad]):
         pod["metadata"]["name"] = f"v{number}"
-    plans = reload.plan_round(_Snapshot(PeerSet(peers=()), [good, *bad]), settings=Settings())
+    plans = reload_plan.plan_round(_Snapshot(PeerSet(peers=()), [good, *bad]), settings=Settings())
     assert [(p.name, p.ip) for p in plans] == [("v0", "10.0.0.7")]
 
 
@@ -355,7 +354,7 @@ def test_missing_peers_never_offers_a_host_stellar_core_would_not_parse() -> Non
         for i, ip in enumerate(["1.2.3.4/../x", "a b", "$(id)", "evil.example&port=1", "::1"])
     ]
     plain = Peer("n", "ok", "validator", "10.0.0.9", 11625, "pod")
-    missing = reload.missing_peers(PeerSet(peers=(*crafted, plain)), set(), own_ip="10.0.0.1")
+    missing = reload_plan.missing_peers(PeerSet(peers=(*crafted, plain)), set(), own_ip="10.0.0.1")
     assert missing == [plain]
 
 

@@ -19,7 +19,7 @@ and a `PeersReloaded` Event; a node that could not be gets `PeersReloadFailed`.
 Rounds are rate-limited to one per `debounce_seconds`; changes during a round
 collapse into one more round with the latest snapshot. A round with failures
 is retried later with backoff. Only the leader runs rounds. The planning is
-pure (`plan_round`, `missing_peers`); this module's class does the I/O.
+pure (`webhook.core.reload_plan`); this module's class does the I/O.
 """
 
 from __future__ import annotations
@@ -28,142 +28,38 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
 from webhook import names
+from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, Rollout
 from webhook.core import stellar_admin
 from webhook.core.peers import Peer, PeerSet
-from webhook.core.pod import named_port, pod_ip, target_container
+from webhook.core.reload_plan import (
+    PEERS_EXEC_COMMAND,
+    NodeOutcome,
+    NodePlan,
+    Snapshot,
+    exec_command,
+    missing_peers,
+    plan_round,
+)
 from webhook.core.stellar_admin import Outcome, Result
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.events import event_body
 from webhook.metrics import Metrics
-from webhook.settings import RELOAD_MODES, ReloadMode, Settings
+from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RETRY_BASE_SECONDS = 0.1
-RETRY_CAP_SECONDS = 2.0
 ROUND_RETRY_BASE_SECONDS = 1.0
 ROUND_RETRY_CAP_SECONDS = 60.0
-
-
-class Snapshot(Protocol):
-    """What the peer watcher hands over: the set, and the Ready injected validators."""
-
-    @property
-    def peers(self) -> PeerSet: ...
-
-    @property
-    def validators(self) -> Sequence[Mapping[str, Any]]: ...
-
-
-@dataclass(frozen=True)
-class NodePlan:
-    """One validator to bring up to `hash`, and how."""
-
-    namespace: str
-    name: str
-    uid: str
-    ip: str  # from the pod's status, validated; the only host ever dialled
-    http_port: int
-    container: str
-    mode: ReloadMode
-    hash: str
-    owner: tuple[str, str] | None  # (kind, name) of the controlling owner
-    current: bool  # the pod's observed-hash annotation is `hash` already
-    rolled_out: bool  # the pod was created from a template with `hash` (rollout mode)
-
-
-# Planning (pure)
-
-
-def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> ReloadMode:
-    """The pod's annotation when it names a mode, else the default."""
-    wanted = str(annotations.get(names.RELOAD_MODE_ANNOTATION, "")).strip().lower()
-    for mode in RELOAD_MODES:
-        if wanted == mode:
-            return mode  # type: ignore[return-value]
-    return default
-
-
-def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
-    for ref in metadata.get("ownerReferences") or ():
-        if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind")), str(ref.get("name"))
-    return None
-
-
-def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
-    """One plan per validator with a valid IP and a target container, in snapshot order."""
-    digest = snapshot.peers.hash
-    plans = []
-    for pod in snapshot.validators:
-        metadata = pod.get("metadata") or {}
-        annotations = metadata.get("annotations") or {}
-        ip = pod_ip(pod)
-        # The container the webhook injected, as the watcher reads it.
-        container = target_container(pod)
-        if ip is None or container is None:
-            continue
-        mode = reload_mode(annotations, default=settings.reload_mode)
-        plans.append(
-            NodePlan(
-                namespace=str(metadata.get("namespace", "")),
-                name=str(metadata.get("name", "")),
-                uid=str(metadata.get("uid", "")),
-                ip=ip,
-                http_port=named_port(container, "http") or names.DEFAULT_HTTP_PORT,
-                container=str(container.get("name", "")),
-                mode=mode,
-                hash=digest,
-                owner=controller_owner(metadata),
-                current=annotations.get(names.OBSERVED_HASH_ANNOTATION) == digest,
-                rolled_out=annotations.get(names.PEERS_HASH_ANNOTATION) == digest,
-            )
-        )
-    return plans
-
-
-def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str) -> list[Peer]:
-    """Peers of the set the node lacks: not itself, not connected, one per address."""
-    seen: set[str] = set()
-    missing = []
-    for address, peer in peer_set.by_address:
-        if peer.ip == own_ip or address in connected or address in seen:
-            continue
-        if not stellar_admin.is_peer_host(peer.ip):
-            continue  # stellar-core would refuse it; it must never reach a URL or a command
-        seen.add(address)
-        missing.append(peer)
-    return missing
-
-
-def exec_command(*, host: str, port: int) -> list[str]:
-    """`stellar-core http-command 'connect?peer=..&port=..'` as an exec argv (no shell)."""
-    return ["stellar-core", "http-command", stellar_admin.connect_command(host=host, port=port)]
-
-
-PEERS_EXEC_COMMAND = ("stellar-core", "http-command", "peers")
-
-
-# The controller (I/O)
-
-
-@dataclass(frozen=True)
-class NodeOutcome:
-    plan: NodePlan
-    result: Result
-    connected: int = 0  # connects sent and accepted
 
 
 class ReloadController:
@@ -178,7 +74,7 @@ class ReloadController:
         self._settings = settings
         self._api_client = api_client
         self._core = client.CoreV1Api(api_client)
-        self._apps = client.AppsV1Api(api_client)
+        self._rollout = Rollout(apps=client.AppsV1Api(api_client), retries=settings.reload_retries)
         self._metrics = metrics
         self._is_leader = is_leader
         self._latest: Snapshot | None = None
@@ -258,7 +154,7 @@ class ReloadController:
         rollout = [p for p in todo if p.mode == "rollout" and not p.rolled_out]
         others = [p for p in todo if p not in rollout]
         outcomes = list(await asyncio.gather(*(one(p) for p in others)))
-        outcomes += await self._rollout(rollout)
+        outcomes += await self._rollout.run(rollout)
         await asyncio.gather(*(self._record(outcome) for outcome in outcomes))
         behind = sum(not outcome.result.ok for outcome in outcomes)
         self._metrics.nodes_behind.set(behind)
@@ -374,88 +270,6 @@ class ReloadController:
             return Result(Outcome.TRANSIENT if transient else Outcome.FAILED, f"exec-{exc.status}")
         except (OSError, TimeoutError) as exc:
             return stellar_admin.classify_error(exc)
-
-    # Rollout
-
-    async def _rollout(self, plans: list[NodePlan]) -> list[NodeOutcome]:
-        """Patch each owning workload once, then report on every pod it owns."""
-        by_workload: dict[tuple[str, str, str], list[NodePlan]] = {}
-        outcomes = []
-        for plan in plans:
-            workload = await self._workload(plan)
-            if workload is None:
-                outcomes.append(NodeOutcome(plan, Result(Outcome.FAILED, "no-workload")))
-            else:
-                by_workload.setdefault(workload, []).append(plan)
-        for (namespace, kind, name), owned in by_workload.items():
-            result = await self._patch_template(
-                namespace=namespace, kind=kind, name=name, digest=owned[0].hash
-            )
-            outcomes += [NodeOutcome(plan, result) for plan in owned]
-        return outcomes
-
-    async def _workload(self, plan: NodePlan) -> tuple[str, str, str] | None:
-        """(namespace, kind, name) of the Deployment or StatefulSet that owns the pod."""
-        if plan.owner is None:
-            return None
-        kind, name = plan.owner
-        if kind == "StatefulSet":
-            return plan.namespace, kind, name
-        if kind != "ReplicaSet":
-            return None
-        try:
-            replica_set = await self._read(
-                self._apps.read_namespaced_replica_set, name, plan.namespace
-            )
-        except ApiException as exc:
-            log.warning("reload.owner-unreadable", extra={"pod": plan.name, "status": exc.status})
-            return None
-        owner = controller_owner(replica_set.get("metadata") or {})
-        if owner is None or owner[0] != "Deployment":
-            return None
-        return plan.namespace, "Deployment", owner[1]
-
-    async def _patch_template(self, *, namespace: str, kind: str, name: str, digest: str) -> Result:
-        """Set the template annotation to `digest` unless it is already; 409 -> read again."""
-        apps = self._apps
-        read, patch = (
-            (apps.read_namespaced_deployment, apps.patch_namespaced_deployment)
-            if kind == "Deployment"
-            else (apps.read_namespaced_stateful_set, apps.patch_namespaced_stateful_set)
-        )
-        for attempt in range(self._settings.reload_retries + 1):
-            try:
-                workload = await self._read(read, name, namespace)
-                template = (workload.get("spec") or {}).get("template") or {}
-                annotations = (template.get("metadata") or {}).get("annotations") or {}
-                if annotations.get(names.PEERS_HASH_ANNOTATION) == digest:
-                    return Result(Outcome.SUCCESS, "rolled-out")
-                version = (workload.get("metadata") or {}).get("resourceVersion")
-                annotation = {names.PEERS_HASH_ANNOTATION: digest}
-                body = {
-                    "metadata": {"resourceVersion": version},  # a conflict answers 409
-                    "spec": {"template": {"metadata": {"annotations": annotation}}},
-                }
-                await asyncio.to_thread(patch, name, namespace, body)
-                log.info(
-                    "reload.rollout",
-                    extra={"namespace": namespace, "kind": kind, "name": name, "hash": digest},
-                )
-                return Result(Outcome.SUCCESS, "rolled-out")
-            except ApiException as exc:
-                if exc.status != 409 or attempt >= self._settings.reload_retries:
-                    return Result(Outcome.FAILED, f"rollout-{exc.status}")
-            await asyncio.sleep(
-                backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
-            )
-        return Result(Outcome.FAILED, "rollout-conflict")
-
-    @staticmethod
-    async def _read(method: Callable[..., Any], name: str, namespace: str) -> dict[str, Any]:
-        """GET one object as a plain dict, off the event loop."""
-        response = await asyncio.to_thread(method, name, namespace, _preload_content=False)
-        obj: dict[str, Any] = orjson.loads(response.data)
-        return obj
 
     # Recording
 
