@@ -27,7 +27,7 @@ from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
 from webhook.cli import check
-from webhook.core import peers
+from webhook.core import peers, publish
 from webhook.settings import Settings
 
 
@@ -154,7 +154,7 @@ def test_check_fails_without_a_webhook_configuration(check_settings: Settings) -
 def _write_configmap(
     core: client.CoreV1Api, namespace: str, peer_set: peers.PeerSet, **changes: str
 ) -> None:
-    body = peers.configmap_body(peer_set, name=names.CONFIGMAP_NAME, namespace=namespace)
+    body = publish.configmap_body(peer_set, name=names.CONFIGMAP_NAME, namespace=namespace)
     body["data"].update(changes)
     core.create_namespaced_config_map(namespace, body)
 

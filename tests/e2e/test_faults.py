@@ -285,7 +285,7 @@ def test_faults_uninjected_validators_are_reported(
     killed_rollout: Rollout, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The watcher's audit finds every validator admitted while the webhook was dead."""
-    caplog.set_level(logging.WARNING, logger="webhook.controllers.watcher")
+    caplog.set_level(logging.WARNING, logger="webhook.controllers.audit")
     with components(killed_rollout.settings, audit_interval_seconds=1.0) as running:
         gauge = running.watcher.metrics.uninjected_validators
         wait_until(

@@ -24,7 +24,8 @@ from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
 from webhook.controllers.watcher import CRD_NAME, PeerWatcher, Snapshot
-from webhook.core.peers import PeerSet, encoded_size, render, static_peer
+from webhook.core.peers import PeerSet, static_peer
+from webhook.core.publish import encoded_size, render
 from webhook.kube import api as kube
 from webhook.metrics import Metrics
 from webhook.settings import Settings

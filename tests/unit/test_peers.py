@@ -10,30 +10,23 @@ import orjson
 import pytest
 
 from webhook import names
-from webhook.core.peers import (
+from webhook.core.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer
+from webhook.core.pod import image_repository
+from webhook.core.publish import configmap_body, content_digest, encoded_size, render
+from webhook.core.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,
     KIND_POD,
     KIND_SERVICE,
     KIND_STELLARNODE,
-    Peer,
-    PeerSet,
     State,
-    configmap_body,
-    content_digest,
     enabled_namespaces,
-    encoded_size,
     fold_all,
     peer_set,
-    pod_peer,
-    render,
-    static_peer,
-    stellarnode_peer,
     trim,
     validators,
 )
-from webhook.core.pod import image_repository
 
 
 def fold(state: State, event: Mapping[str, Any]) -> State:

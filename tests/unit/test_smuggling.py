@@ -26,7 +26,7 @@ from tests.unit.test_hook_script import (
     write_peers,
 )
 from webhook import names
-from webhook.core import peers, reload_plan, stellar_admin
+from webhook.core import peers, publish, reload_plan, stellar_admin, watched
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import port_number
 from webhook.settings import Settings, SettingsError
@@ -162,17 +162,17 @@ def test_pod_peer_either_refuses_or_yields_a_safe_string(ip: str, port: str) -> 
 
 
 def test_peer_set_survives_a_pod_with_a_superscript_port_annotation() -> None:
-    hostile = peers.trim(_pod(ip="10.0.0.2", port_annotation="\u00b2", port=None), kind="Pod")
+    hostile = watched.trim(_pod(ip="10.0.0.2", port_annotation="\u00b2", port=None), kind="Pod")
     hostile["metadata"]["name"] = "hostile"
-    good = peers.trim(_pod(ip="10.0.0.1"), kind="Pod")
-    state = peers.fold_all({}, ({"type": "LISTED", "kind": "Pod", "objects": [good, hostile]},))
-    found = peers.peer_set(state, enabled_namespaces=frozenset({"n"}))
+    good = watched.trim(_pod(ip="10.0.0.1"), kind="Pod")
+    state = watched.fold_all({}, ({"type": "LISTED", "kind": "Pod", "objects": [good, hostile]},))
+    found = watched.peer_set(state, enabled_namespaces=frozenset({"n"}))
     assert found.strings == ("10.0.0.1:11625",)
 
 
 def _rendered(*texts: str) -> dict[str, str]:
     static = [peers.static_peer(t) for t in texts]
-    return peers.render(peers.peer_set({}, enabled_namespaces=frozenset(), static=static))
+    return publish.render(watched.peer_set({}, enabled_namespaces=frozenset(), static=static))
 
 
 def test_render_writes_only_safe_peer_strings() -> None:
@@ -199,7 +199,7 @@ def test_settings_static_peers_with_smuggled_text_never_reach_the_configmap(
             kept.append(peers.static_peer(text))
         except ValueError:
             assert text in SMUGGLED
-    data = peers.render(peers.peer_set({}, enabled_namespaces=frozenset(), static=kept))
+    data = publish.render(watched.peer_set({}, enabled_namespaces=frozenset(), static=kept))
     for line in data[names.KEY_TXT].splitlines():
         assert SAFE_PEER.fullmatch(line)
     assert "\n" not in data[names.KEY_CSV]
