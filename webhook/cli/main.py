@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stellar-peers: {exc}", file=sys.stderr)
         return 2
 
+    # Each command imports what it needs (downward, never a cycle): `inject` and
+    # `explain -f` then start without loading the Kubernetes client or the server.
     if args.command == "serve":
         from webhook.cli.serve import run
 

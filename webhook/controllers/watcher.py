@@ -7,15 +7,15 @@ of events into one reconcile, and the hand-over to the ConfigMap writer (on
 the leader only) and to `on_change` listeners (on every replica).
 
 Watch loops only trim objects and queue events; the publish loop folds the
-queue into one state with `peers.fold_all` once per debounce window (one copy
+queue into one state with `watched.fold_all` once per debounce window (one copy
 of the state per burst, not per event), computes the peer set from it, and
 hands it on. The state is replaced, never mutated, so a reconcile always
 reads a consistent picture. Nothing is written before every source has
 listed once: a half-listed cluster would publish a half peer set.
 
-An audit loop also lists each enabled namespace now and then for validators
-admitted without injection (the webhook was down under failurePolicy
-Ignore), counts them, and with `evict_uninjected` evicts them on the leader.
+Once the sources have listed, the watcher also runs the audit
+(`webhook.controllers.audit`) over the enabled namespaces it sees: validators
+admitted without injection, counted, and evicted on the leader when asked.
 """
 
 from __future__ import annotations
