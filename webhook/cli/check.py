@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import hashlib
 import socket
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
-import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
@@ -65,21 +63,8 @@ class Result:
         return f"{'PASS' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
-def _api_error(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        message = exc.reason or ""
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-            message = str(orjson.loads(exc.body or b"").get("message") or message)
-        return f"HTTP {exc.status}: {message}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
-
-
 def _read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    response = call(
-        *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs
-    )
-    data: dict[str, Any] = orjson.loads(response.data)
-    return data
+    return kube.read_json(call, *args, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
 
 
 def _not_found(exc: BaseException) -> bool:
@@ -158,11 +143,13 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
                 False,
                 f"MutatingWebhookConfiguration {settings.webhook_config_name} not found",
             )
-        return Result(name, False, f"cannot read the webhook configuration: {_api_error(exc)}")
+        return Result(
+            name, False, f"cannot read the webhook configuration: {kube.describe_failure(exc)}"
+        )
     try:
         namespaces = enabled_namespaces(core, settings)
     except FAILURES as exc:
-        return Result(name, False, f"cannot list namespaces: {_api_error(exc)}")
+        return Result(name, False, f"cannot list namespaces: {kube.describe_failure(exc)}")
     if not namespaces:
         return Result(
             name,
@@ -175,7 +162,9 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
     try:
         pod = _read_json(core.create_namespaced_pod, namespace, probe_pod(pod_name), dry_run="All")
     except FAILURES as exc:
-        return Result(name, False, f"dry-run create in {namespace} failed: {_api_error(exc)}")
+        return Result(
+            name, False, f"dry-run create in {namespace} failed: {kube.describe_failure(exc)}"
+        )
     missing = injected(pod)
     if missing is not None:
         return Result(
@@ -256,7 +245,9 @@ def check_certificate(
     try:
         found = find_certificate(api, settings)
     except FAILURES as exc:
-        return Result(name, False, f"cannot get the serving certificate: {_api_error(exc)}")
+        return Result(
+            name, False, f"cannot get the serving certificate: {kube.describe_failure(exc)}"
+        )
     except ssl.SSLError as exc:  # an OSError too, but say what it means
         return Result(name, False, f"the served certificate is not trusted: {exc}")
     if found is None:
@@ -302,7 +293,7 @@ def check_lease(
     except FAILURES as exc:
         if _not_found(exc):
             return Result(name, False, f"Lease {where} not found: no replica ever led")
-        return Result(name, False, f"cannot read Lease {where}: {_api_error(exc)}")
+        return Result(name, False, f"cannot read Lease {where}: {kube.describe_failure(exc)}")
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity") or ""
     renewed = leader.parse_time(spec.get("renewTime"))
@@ -353,7 +344,7 @@ def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
         namespaces = enabled_namespaces(core, settings)
         mirrors = {namespace: _configmap(core, namespace) for namespace in namespaces}
     except FAILURES as exc:
-        return Result(name, False, f"cannot read ConfigMaps: {_api_error(exc)}")
+        return Result(name, False, f"cannot read ConfigMaps: {kube.describe_failure(exc)}")
     if canonical is None:
         return Result(name, False, f"canonical ConfigMap {where} not found")
     data = canonical.get("data") or {}

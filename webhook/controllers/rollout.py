@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
 
-import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
 from webhook.core.reload_plan import NodeOutcome, NodePlan, controller_owner
 from webhook.core.stellar_admin import Outcome, Result
+from webhook.kube.api import read_json
 from webhook.kube.backoff import backoff_delay
 
 log = logging.getLogger("webhook.controllers.reload")  # its lines are the reload controller's
@@ -62,8 +60,8 @@ class Rollout:
         if kind != "ReplicaSet":
             return None
         try:
-            replica_set = await self._read(
-                self._apps.read_namespaced_replica_set, name, plan.namespace
+            replica_set = await asyncio.to_thread(
+                read_json, self._apps.read_namespaced_replica_set, name, plan.namespace
             )
         except ApiException as exc:
             log.warning("reload.owner-unreadable", extra={"pod": plan.name, "status": exc.status})
@@ -83,7 +81,7 @@ class Rollout:
         )
         for attempt in range(self._retries + 1):
             try:
-                workload = await self._read(read, name, namespace)
+                workload = await asyncio.to_thread(read_json, read, name, namespace)
                 template = (workload.get("spec") or {}).get("template") or {}
                 annotations = (template.get("metadata") or {}).get("annotations") or {}
                 if annotations.get(names.PEERS_HASH_ANNOTATION) == digest:
@@ -107,10 +105,3 @@ class Rollout:
                 backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
             )
         return Result(Outcome.FAILED, "rollout-conflict")
-
-    @staticmethod
-    async def _read(method: Callable[..., Any], name: str, namespace: str) -> dict[str, Any]:
-        """GET one object as a plain dict, off the event loop."""
-        response = await asyncio.to_thread(method, name, namespace, _preload_content=False)
-        obj: dict[str, Any] = orjson.loads(response.data)
-        return obj

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -34,8 +36,22 @@ def api_client(settings: Settings) -> client.ApiClient:
     return api
 
 
+def read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a client method for its raw answer, parsed as a plain dict (no model objects)."""
+    response = call(*args, _preload_content=False, **kwargs)
+    data: dict[str, Any] = orjson.loads(response.data)
+    return data
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failed call: the API's status and message, else the exception."""
+    if isinstance(exc, ApiException):
+        message = exc.reason or ""
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            message = str(orjson.loads(exc.body or b"").get("message") or message)
+        return f"HTTP {exc.status}: {message}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 def read_pod(settings: Settings, *, namespace: str, name: str) -> dict[str, Any]:
-    api = client.CoreV1Api(api_client(settings))
-    response = api.read_namespaced_pod(name, namespace, _preload_content=False)
-    pod: dict[str, Any] = orjson.loads(response.data)
-    return pod
+    return read_json(client.CoreV1Api(api_client(settings)).read_namespaced_pod, name, namespace)
