@@ -21,11 +21,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from certs import authority, files, rotation
-from webhook.settings import Settings
 
 
-def secret_name(settings: Settings) -> str:
-    return f"{settings.service_name}-tls"
+def secret_name(service: str) -> str:
+    """The TLS Secret's name for the injector's Service."""
+    return f"{service}-tls"
 
 
 def _decoded(data: dict[str, str] | None, key: str) -> bytes | None:
@@ -38,15 +38,15 @@ def _decoded(data: dict[str, str] | None, key: str) -> bytes | None:
         return None
 
 
-def read_secret(core: client.CoreV1Api, *, settings: Settings) -> files.Bundle | None:
-    """The bundle stored in our Secret, or None when it is missing or incomplete."""
+def read_secret(core: client.CoreV1Api, *, namespace: str, secret: str) -> files.Bundle | None:
+    """The bundle stored in Secret `namespace/secret`, or None when missing or incomplete."""
     try:
-        secret = core.read_namespaced_secret(secret_name(settings), settings.namespace)
+        found = core.read_namespaced_secret(secret, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
-    data = secret.data
+    data = found.data
     ca_cert = _decoded(data, files.CA_CERT)
     cert = _decoded(data, files.TLS_CERT)
     key = _decoded(data, files.TLS_KEY)
@@ -59,7 +59,7 @@ def read_secret(core: client.CoreV1Api, *, settings: Settings) -> files.Bundle |
     )
 
 
-def secret_body(*, settings: Settings, bundle: files.Bundle) -> dict[str, Any]:
+def secret_body(*, namespace: str, secret: str, bundle: files.Bundle) -> dict[str, Any]:
     data = {
         files.TLS_CERT: bundle.serving.cert_pem,
         files.TLS_KEY: bundle.serving.key_pem,
@@ -72,27 +72,29 @@ def secret_body(*, settings: Settings, bundle: files.Bundle) -> dict[str, Any]:
         "kind": "Secret",
         "type": "kubernetes.io/tls",
         "metadata": {
-            "name": secret_name(settings),
-            "namespace": settings.namespace,
+            "name": secret,
+            "namespace": namespace,
             "labels": {"app.kubernetes.io/name": "stellar-peer-injector"},
         },
         "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
     }
 
 
-def write_secret(core: client.CoreV1Api, *, settings: Settings, bundle: files.Bundle) -> None:
+def write_secret(
+    core: client.CoreV1Api, *, namespace: str, secret: str, bundle: files.Bundle
+) -> None:
     """Replace the Secret, or create it when missing.
 
     Replace comes first: in the cluster the injector may update its own Secret
     but not create Secrets.
     """
-    body = secret_body(settings=settings, bundle=bundle)
+    body = secret_body(namespace=namespace, secret=secret, bundle=bundle)
     try:
-        core.replace_namespaced_secret(secret_name(settings), settings.namespace, body)
+        core.replace_namespaced_secret(secret, namespace, body)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        core.create_namespaced_secret(settings.namespace, body)
+        core.create_namespaced_secret(namespace, body)
 
 
 def ca_bundle_ops(configuration: dict[str, Any], *, new_ca: bytes) -> list[dict[str, Any]]:
@@ -117,10 +119,10 @@ def ca_bundle_ops(configuration: dict[str, Any], *, new_ca: bytes) -> list[dict[
 
 
 def patch_ca_bundle(
-    admreg: client.AdmissionregistrationV1Api, *, settings: Settings, new_ca: bytes
+    admreg: client.AdmissionregistrationV1Api, *, configuration_name: str, new_ca: bytes
 ) -> int:
     """Put `new_ca` in front of every webhook's caBundle; returns how many webhooks changed."""
-    name = settings.webhook_config_name
+    name = configuration_name
     raw = admreg.read_mutating_webhook_configuration(name, _preload_content=False)
     configuration: dict[str, Any] = orjson.loads(raw.data)
     ops = ca_bundle_ops(configuration, new_ca=new_ca)
@@ -133,7 +135,9 @@ def ensure(
     core: client.CoreV1Api,
     admreg: client.AdmissionregistrationV1Api,
     *,
-    settings: Settings,
+    namespace: str,
+    secret: str,
+    configuration_name: str,
     dns: list[str],
     ips: list[str],
     renew_before: timedelta = rotation.RENEW_BEFORE,
@@ -144,9 +148,12 @@ def ensure(
     already trusts a new CA when the replicas start serving its certificate.
     """
     bundle, action = rotation.refresh(
-        read_secret(core, settings=settings), dns=dns, ips=ips, renew_before=renew_before
+        read_secret(core, namespace=namespace, secret=secret),
+        dns=dns,
+        ips=ips,
+        renew_before=renew_before,
     )
-    patched = patch_ca_bundle(admreg, settings=settings, new_ca=bundle.ca_cert)
+    patched = patch_ca_bundle(admreg, configuration_name=configuration_name, new_ca=bundle.ca_cert)
     if action != "unchanged":
-        write_secret(core, settings=settings, bundle=bundle)
+        write_secret(core, namespace=namespace, secret=secret, bundle=bundle)
     return bundle, action, patched

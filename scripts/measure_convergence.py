@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client, watch  # noqa: E402
 
 from tests.kubelet import FakeKubelet  # noqa: E402
-from webhook import kube, names  # noqa: E402
-from webhook.discovery import PeerWatcher  # noqa: E402
+from webhook import names  # noqa: E402
+from webhook.controllers.watcher import PeerWatcher  # noqa: E402
+from webhook.kube import api as kube  # noqa: E402
 from webhook.metrics import Metrics  # noqa: E402
 from webhook.settings import Settings  # noqa: E402
 

@@ -30,10 +30,11 @@ from kubernetes import client  # noqa: E402
 from tests.kube import validator_pod  # noqa: E402
 from tests.kubelet import FakeKubelet  # noqa: E402
 from tests.standin import StellarCoreStandIn  # noqa: E402
-from webhook import kube, names  # noqa: E402
-from webhook.discovery import PeerWatcher  # noqa: E402
+from webhook import names  # noqa: E402
+from webhook.controllers.reload import ReloadController  # noqa: E402
+from webhook.controllers.watcher import PeerWatcher  # noqa: E402
+from webhook.kube import api as kube  # noqa: E402
 from webhook.metrics import Metrics  # noqa: E402
-from webhook.reload import ReloadController  # noqa: E402
 from webhook.settings import Settings  # noqa: E402
 
 BASE = 5

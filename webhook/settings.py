@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from webhook import names
+from webhook.address import static_address
 
 ReloadMode = Literal["http", "exec", "rollout", "none"]
 RELOAD_MODES: tuple[str, ...] = get_args(ReloadMode)
@@ -109,11 +110,9 @@ class Settings:
             raise SettingsError(
                 "--lease-renew-seconds must be shorter than --lease-duration-seconds"
             )
-        from webhook.peers import static_peer  # here: peers reads Settings, so no top import
-
         for text in self.static_peers:
             try:
-                static_peer(text)
+                static_address(text)
             except ValueError as exc:
                 raise SettingsError(f"--static-peers: {exc}") from exc
 

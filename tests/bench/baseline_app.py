@@ -3,7 +3,7 @@
 `POST /mutate` reads the request body and answers a fixed AdmissionReview
 (the bytes our service answered for the same request), so the difference to
 our service is exactly the work our handler does. Same TLS context, socket
-backlog and uvicorn options as `webhook.server`.
+backlog and uvicorn options as `webhook.admission.server`.
 
     python -m tests.bench.baseline_app --port 9443 --cert tls.crt --key tls.key --answer a.json
 """
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webhook.server import tls_context
+from webhook.admission.server import tls_context
 
 
 def build(answer: bytes) -> Starlette:

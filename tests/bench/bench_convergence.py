@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print("== peer convergence and scale (private control plane)")
     try:
-        from webhook import discovery  # noqa: F401
+        from webhook.controllers import watcher as discovery  # noqa: F401
     except ImportError as exc:
         emit([Row(benchmark="convergence", unit="", ours=None, note=f"not run: {exc}")])
         return 0

@@ -18,7 +18,7 @@ import orjson
 
 from tests.bench import pods
 from tests.bench.report import Row, emit
-from webhook import injection
+from webhook.core import injection
 from webhook.settings import Settings
 
 TARGET_TYPICAL_US = 100.0

@@ -38,9 +38,10 @@ from tests.bench import pods, procs
 from tests.bench.cluster import api_client, private_cluster
 from tests.bench.fleet import RawClient, ready_status
 from tests.bench.report import Row, emit, not_run
-from webhook import names, stellar_admin
+from webhook import names
+from webhook.core import stellar_admin
+from webhook.core.peers import Peer, PeerSet
 from webhook.metrics import Metrics
-from webhook.peers import Peer, PeerSet
 from webhook.settings import Settings
 
 FIRST = ipaddress.ip_address("127.0.1.1")
@@ -177,7 +178,7 @@ async def naive(validators: Sequence[dict[str, Any]], joiner: str, *, ask: bool)
 
 
 def measure(*, kubeconfig: str, count: int, rounds: int) -> list[Row]:
-    from webhook.reload import ReloadController
+    from webhook.controllers.reload import ReloadController
 
     api = api_client(kubeconfig, qps_pool=32)
     raw = RawClient(api)
@@ -292,9 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print("== reload fan-out")
     try:
-        from webhook import reload  # noqa: F401
+        from webhook.controllers import reload  # noqa: F401
     except ImportError as exc:
-        emit([not_run("reload", f"webhook.reload is not there: {exc}")])
+        emit([not_run("reload", f"webhook.controllers.reload is not there: {exc}")])
         return 0
     with private_cluster() as kubeconfig:
         rows = measure(kubeconfig=kubeconfig, count=args.count, rounds=1 if args.quick else 3)

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import uvloop
 
-from webhook import kube
 from webhook import log as logs
-from webhook.discovery import PeerWatcher
+from webhook.controllers.watcher import PeerWatcher
+from webhook.kube import api as kube
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

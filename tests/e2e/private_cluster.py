@@ -29,9 +29,9 @@ import orjson
 from kubernetes import client, config
 
 from tests.polling import wait_until
-from webhook import kube
-from webhook.discovery import PeerWatcher
-from webhook.leader import LeaderElector
+from webhook.controllers.watcher import PeerWatcher
+from webhook.kube import api as kube
+from webhook.kube.leader import LeaderElector
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

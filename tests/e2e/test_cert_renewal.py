@@ -16,14 +16,16 @@ from kubernetes import client
 
 from certs import authority, files, install
 from tests.e2e.conftest import Cluster
-from webhook import service
-from webhook.leader import LeaderElector
+from webhook.cli import serve as service
+from webhook.kube.leader import LeaderElector
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 
 def _secret_cert(core: client.CoreV1Api, settings: Settings) -> bytes:
-    secret = core.read_namespaced_secret(install.secret_name(settings), settings.namespace)
+    secret = core.read_namespaced_secret(
+        install.secret_name(settings.service_name), settings.namespace
+    )
     return base64.b64decode(secret.data[files.TLS_CERT])
 
 
@@ -38,7 +40,8 @@ def test_renewal_replaces_a_certificate_near_expiry(
     expiring = authority.make_serving(ca=ca, dns_names=dns, validity=timedelta(days=1))
     install.write_secret(
         core,
-        settings=settings,
+        namespace=settings.namespace,
+        secret=install.secret_name(settings.service_name),
         bundle=files.Bundle(ca_cert=ca.cert_pem, serving=expiring, ca_key=ca.key_pem),
     )
     body = service.webhook_configuration(

@@ -10,8 +10,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from certs import authority, command, install
-from webhook.service import webhook_configuration
+from certs import authority, install
+from webhook.cli import certs as command
+from webhook.cli.serve import webhook_configuration
 from webhook.settings import Settings
 
 
@@ -37,7 +38,9 @@ def ca_bundle(admreg: client.AdmissionregistrationV1Api, settings: Settings) -> 
 
 
 def secret_data(core: client.CoreV1Api, settings: Settings) -> dict[str, bytes]:
-    secret = core.read_namespaced_secret(install.secret_name(settings), settings.namespace)
+    secret = core.read_namespaced_secret(
+        install.secret_name(settings.service_name), settings.namespace
+    )
     assert secret.type == "kubernetes.io/tls"
     return {key: base64.b64decode(value) for key, value in secret.data.items()}
 
@@ -69,7 +72,7 @@ def test_install_writes_secret_and_keeps_previous_ca(
     assert "unchanged" in capsys.readouterr().out
 
     # A new CA pushes the oldest one out: never more than two.
-    core.delete_namespaced_secret(install.secret_name(settings), settings.namespace)
+    core.delete_namespaced_secret(install.secret_name(settings.service_name), settings.namespace)
     assert run_install(settings) == 0
     newest = secret_data(core, settings)["ca.crt"]
     assert newest != data["ca.crt"]

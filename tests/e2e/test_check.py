@@ -25,7 +25,9 @@ from tests.e2e.private_cluster import STELLAR_PEERS, ServeProcess, settings_args
 from tests.kube import label_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from webhook import check, names, peers
+from webhook import names
+from webhook.cli import check
+from webhook.core import peers, publish
 from webhook.settings import Settings
 
 
@@ -152,7 +154,7 @@ def test_check_fails_without_a_webhook_configuration(check_settings: Settings) -
 def _write_configmap(
     core: client.CoreV1Api, namespace: str, peer_set: peers.PeerSet, **changes: str
 ) -> None:
-    body = peers.configmap_body(peer_set, name=names.CONFIGMAP_NAME, namespace=namespace)
+    body = publish.configmap_body(peer_set, name=names.CONFIGMAP_NAME, namespace=namespace)
     body["data"].update(changes)
     core.create_namespaced_config_map(namespace, body)
 
@@ -228,7 +230,11 @@ def test_check_certificate_from_the_secret_and_near_expiry(
     long = authority.make_serving(ca=ca, dns_names=["x"])
     core.create_namespaced_secret(
         check_settings.namespace,
-        install.secret_body(settings=check_settings, bundle=files.Bundle(ca.cert_pem, long)),
+        install.secret_body(
+            namespace=check_settings.namespace,
+            secret=install.secret_name(check_settings.service_name),
+            bundle=files.Bundle(ca.cert_pem, long),
+        ),
     )
     result = check.check_certificate(cluster.api_client, from_file)
     assert result.ok, result.detail

@@ -37,7 +37,10 @@ from tests.e2e.private_cluster import (
 from tests.kube import label_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from webhook import check, names, server, service
+from webhook import names
+from webhook.admission import server
+from webhook.cli import check
+from webhook.cli import serve as service
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -282,7 +285,7 @@ def test_faults_uninjected_validators_are_reported(
     killed_rollout: Rollout, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The watcher's audit finds every validator admitted while the webhook was dead."""
-    caplog.set_level(logging.WARNING, logger="webhook.discovery")
+    caplog.set_level(logging.WARNING, logger="webhook.controllers.audit")
     with components(killed_rollout.settings, audit_interval_seconds=1.0) as running:
         gauge = running.watcher.metrics.uninjected_validators
         wait_until(
@@ -415,7 +418,11 @@ def test_faults_certificate_rotation_under_admission_load_fails_nothing(
                 wait_until(lambda b=before: answered[0] >= b + 20, timeout=20, message="load")
                 if new_ca:
                     ca = authority.make_ca()
-                    install.patch_ca_bundle(admreg, settings=settings, new_ca=ca.cert_pem)
+                    install.patch_ca_bundle(
+                        admreg,
+                        configuration_name=settings.webhook_config_name,
+                        new_ca=ca.cert_pem,
+                    )
                     # The old pair is still served while the API server takes up the bundle.
                     before = answered[0]
                     wait_until(lambda b=before: answered[0] >= b + 20, timeout=20, message="load")

@@ -15,7 +15,8 @@ import pytest
 from kubernetes import client
 
 from tests.unit.test_golden import cases, input_pod
-from webhook import injection, names
+from webhook import names
+from webhook.core import injection
 from webhook.settings import Settings
 
 SETTINGS = Settings()

@@ -14,9 +14,9 @@ from kubernetes import client
 from tests.e2e.test_watcher import add_validator, app_namespace, settings, wait_for_peers
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from webhook import kube
-from webhook.discovery import PeerWatcher
-from webhook.leader import LeaderElector, micro_time, now_utc
+from webhook.controllers.watcher import PeerWatcher
+from webhook.kube import api as kube
+from webhook.kube.leader import LeaderElector, micro_time, now_utc
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

@@ -28,10 +28,10 @@ from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
 from webhook import names
-from webhook.discovery import PeerWatcher
+from webhook.controllers.reload import ReloadController
+from webhook.controllers.watcher import PeerWatcher
+from webhook.core.peers import Peer, PeerSet
 from webhook.metrics import Metrics
-from webhook.peers import Peer, PeerSet
-from webhook.reload import ReloadController
 from webhook.settings import Settings
 
 IMAGE = "stellar/stellar-core:22.1.0"

@@ -22,10 +22,12 @@ from tests.e2e.conftest import make_namespace
 from tests.kube import label_enabled, unlabel_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from webhook import kube, names
-from webhook.discovery import CRD_NAME, PeerWatcher, Snapshot
+from webhook import names
+from webhook.controllers.watcher import CRD_NAME, PeerWatcher, Snapshot
+from webhook.core.peers import PeerSet, static_peer
+from webhook.core.publish import encoded_size, render
+from webhook.kube import api as kube
 from webhook.metrics import Metrics
-from webhook.peers import PeerSet, encoded_size, render, static_peer
 from webhook.settings import Settings
 
 CRD_FILE = "manifests/crds/stellarnode.yaml"

@@ -31,9 +31,10 @@ from certs import authority, files
 from tests.e2e.conftest import Cluster, make_namespace
 from tests.kube import label_enabled, validator_pod
 from tests.polling import wait_until
-from webhook import names, server
+from webhook import names
+from webhook.admission import server
+from webhook.cli.serve import webhook_configuration
 from webhook.metrics import Metrics
-from webhook.service import webhook_configuration
 from webhook.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -31,7 +31,7 @@ from tests.e2e.test_faults import (
 from tests.kube import label_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from webhook import check
+from webhook.cli import check
 
 RESTARTS = 3
 KILLS = 3

@@ -12,8 +12,9 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from webhook import injection, names
-from webhook.admission import FAIL_OPEN_WARNING, build_app
+from webhook import names
+from webhook.admission.app import FAIL_OPEN_WARNING, build_app
+from webhook.core import injection
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

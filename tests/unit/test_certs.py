@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certs import authority, command, files, install, rotation
+from certs import authority, files, install, rotation
+from webhook.cli import certs as command
 from webhook.settings import Settings
 
 
@@ -175,7 +176,9 @@ def test_ca_bundle_ops_put_new_ca_first_and_skip_current() -> None:
 
 def test_secret_body_is_a_tls_secret() -> None:
     bundle, _ = rotation.refresh(None, dns=DNS, ips=[])
-    body = install.secret_body(settings=Settings(namespace="ops"), bundle=bundle)
+    body = install.secret_body(
+        namespace="ops", secret=install.secret_name(Settings().service_name), bundle=bundle
+    )
     assert body["type"] == "kubernetes.io/tls"
     assert body["metadata"] == {
         "name": "stellar-peer-injector-tls",

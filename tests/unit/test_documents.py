@@ -10,7 +10,10 @@ import jsonpatch
 import pytest
 import yaml
 
-from webhook import cli, documents, injection, names
+from webhook import names
+from webhook.cli import main as cli
+from webhook.cli import offline as documents
+from webhook.core import injection
 from webhook.settings import Settings
 
 SETTINGS = Settings()

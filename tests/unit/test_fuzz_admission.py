@@ -28,8 +28,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from webhook import injection, names
-from webhook.admission import FAIL_OPEN_WARNING, build_app
+from webhook import names
+from webhook.admission.app import FAIL_OPEN_WARNING, build_app
+from webhook.core import injection
 from webhook.log import JsonFormatter
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -582,7 +583,7 @@ def test_mutate_odd_namespace_still_writes_one_json_log_line(metrics: Metrics) -
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("webhook.admission")
+    logger = logging.getLogger("webhook.admission.app")
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.INFO)

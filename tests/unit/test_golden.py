@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook import __version__, documents, injection
+from webhook import __version__
+from webhook.cli import offline as documents
+from webhook.core import injection
 from webhook.settings import Settings
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

@@ -11,7 +11,9 @@ from hypothesis import event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from webhook import __version__, hook, injection, names, patch
+from webhook import __version__, names
+from webhook.core import hook, injection, patch
+from webhook.core.pod import image_repository
 from webhook.settings import Settings
 
 SETTINGS = Settings()
@@ -108,7 +110,7 @@ def test_decide_label_watcher_is_not_a_validator() -> None:
 def test_image_repository_strips_tag_and_digest_keeps_registry_port(
     image: str, repository: str
 ) -> None:
-    assert injection.image_repository(image) == repository
+    assert image_repository(image) == repository
 
 
 @pytest.mark.parametrize(

@@ -3,36 +3,36 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import pytest
 
 from webhook import names
-from webhook.peers import (
+from webhook.core.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer
+from webhook.core.pod import image_repository
+from webhook.core.publish import configmap_body, content_digest, encoded_size, render
+from webhook.core.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,
     KIND_POD,
     KIND_SERVICE,
     KIND_STELLARNODE,
-    Peer,
-    PeerSet,
-    configmap_body,
-    content_digest,
+    State,
     enabled_namespaces,
-    encoded_size,
-    fold,
     fold_all,
-    image_repository,
     peer_set,
-    pod_peer,
-    render,
-    static_peer,
-    stellarnode_peer,
     trim,
     validators,
 )
+
+
+def fold(state: State, event: Mapping[str, Any]) -> State:
+    """One event at a time, as the tests below reason about it."""
+    return fold_all(state, (event,))
+
 
 READY = [{"type": "Ready", "status": "True"}]
 

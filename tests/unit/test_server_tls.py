@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certs import authority, files
 from tests.polling import wait_until
-from webhook import server
+from webhook.admission import server
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

@@ -25,8 +25,10 @@ from tests.unit.test_hook_script import (
     tool_dir,
     write_peers,
 )
-from webhook import injection, names, peers, reload, stellar_admin
-from webhook.peers import Peer, PeerSet
+from webhook import names
+from webhook.core import peers, publish, reload_plan, stellar_admin, watched
+from webhook.core.peers import Peer, PeerSet
+from webhook.core.pod import port_number
 from webhook.settings import Settings, SettingsError
 
 SMUGGLED = [
@@ -145,7 +147,7 @@ def test_pod_peer_refuses_a_port_annotation_that_is_no_port(bad: str) -> None:
 
 def test_pod_peer_port_annotation_agrees_with_injection_on_unicode_digits() -> None:
     fullwidth = "\uff18\uff10"
-    assert injection.port_number(fullwidth) is None
+    assert port_number(fullwidth) is None
     peer = peers.pod_peer(_pod(ip="10.0.0.1", port_annotation=fullwidth, port=None))
     assert peer is None or peer.port == names.DEFAULT_PEER_PORT
 
@@ -160,17 +162,17 @@ def test_pod_peer_either_refuses_or_yields_a_safe_string(ip: str, port: str) -> 
 
 
 def test_peer_set_survives_a_pod_with_a_superscript_port_annotation() -> None:
-    hostile = peers.trim(_pod(ip="10.0.0.2", port_annotation="\u00b2", port=None), kind="Pod")
+    hostile = watched.trim(_pod(ip="10.0.0.2", port_annotation="\u00b2", port=None), kind="Pod")
     hostile["metadata"]["name"] = "hostile"
-    good = peers.trim(_pod(ip="10.0.0.1"), kind="Pod")
-    state = peers.fold({}, {"type": "LISTED", "kind": "Pod", "objects": [good, hostile]})
-    found = peers.peer_set(state, enabled_namespaces=frozenset({"n"}))
+    good = watched.trim(_pod(ip="10.0.0.1"), kind="Pod")
+    state = watched.fold_all({}, ({"type": "LISTED", "kind": "Pod", "objects": [good, hostile]},))
+    found = watched.peer_set(state, enabled_namespaces=frozenset({"n"}))
     assert found.strings == ("10.0.0.1:11625",)
 
 
 def _rendered(*texts: str) -> dict[str, str]:
     static = [peers.static_peer(t) for t in texts]
-    return peers.render(peers.peer_set({}, enabled_namespaces=frozenset(), static=static))
+    return publish.render(watched.peer_set({}, enabled_namespaces=frozenset(), static=static))
 
 
 def test_render_writes_only_safe_peer_strings() -> None:
@@ -197,7 +199,7 @@ def test_settings_static_peers_with_smuggled_text_never_reach_the_configmap(
             kept.append(peers.static_peer(text))
         except ValueError:
             assert text in SMUGGLED
-    data = peers.render(peers.peer_set({}, enabled_namespaces=frozenset(), static=kept))
+    data = publish.render(watched.peer_set({}, enabled_namespaces=frozenset(), static=kept))
     for line in data[names.KEY_TXT].splitlines():
         assert SAFE_PEER.fullmatch(line)
     assert "\n" not in data[names.KEY_CSV]
@@ -294,14 +296,14 @@ def test_connect_path_and_exec_command_refuse_a_smuggled_host(host: str) -> None
     with pytest.raises(ValueError, match="not a peer host"):
         stellar_admin.connect_path(host=host, port=11625)
     with pytest.raises(ValueError, match="not a peer host"):
-        reload.exec_command(host=host, port=11625)
+        reload_plan.exec_command(host=host, port=11625)
 
 
 @settings(max_examples=600, derandomize=True, database=None)
 @given(host=st.text(max_size=30), port=st.integers(min_value=1, max_value=65535))
 def test_exec_command_is_one_argv_word_of_safe_characters(host: str, port: int) -> None:
     try:
-        argv = reload.exec_command(host=host, port=port)
+        argv = reload_plan.exec_command(host=host, port=port)
     except ValueError:
         return
     assert argv[:2] == ["stellar-core", "http-command"]
@@ -342,7 +344,7 @@ def test_plan_round_skips_validators_whose_ip_is_no_ip() -> None:
     bad = [_pod(ip=ip) for ip in ("http://evil/", "10.0.0.8; rm -rf /", "evil.example", None, 7)]
     for number, pod in enumerate([good, *bad]):
         pod["metadata"]["name"] = f"v{number}"
-    plans = reload.plan_round(_Snapshot(PeerSet(peers=()), [good, *bad]), settings=Settings())
+    plans = reload_plan.plan_round(_Snapshot(PeerSet(peers=()), [good, *bad]), settings=Settings())
     assert [(p.name, p.ip) for p in plans] == [("v0", "10.0.0.7")]
 
 
@@ -352,7 +354,7 @@ def test_missing_peers_never_offers_a_host_stellar_core_would_not_parse() -> Non
         for i, ip in enumerate(["1.2.3.4/../x", "a b", "$(id)", "evil.example&port=1", "::1"])
     ]
     plain = Peer("n", "ok", "validator", "10.0.0.9", 11625, "pod")
-    missing = reload.missing_peers(PeerSet(peers=(*crafted, plain)), set(), own_ip="10.0.0.1")
+    missing = reload_plan.missing_peers(PeerSet(peers=(*crafted, plain)), set(), own_ip="10.0.0.1")
     assert missing == [plain]
 
 

@@ -20,8 +20,8 @@ from tests.standin import (
     StellarCoreStandIn,
     styled,
 )
-from webhook import stellar_admin
-from webhook.stellar_admin import Outcome, classify_connect, parse_peers
+from webhook.core import stellar_admin
+from webhook.core.stellar_admin import Outcome, classify_connect, parse_peers
 
 HOST = "127.0.0.32"
 STANDIN_SCRIPT = Path(__file__).resolve().parents[1] / "standin.py"

@@ -29,7 +29,7 @@ import pytest
 
 from certs import authority, files
 from tests.polling import wait_until
-from webhook import server
+from webhook.admission import server
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

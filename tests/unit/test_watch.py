@@ -10,8 +10,9 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from webhook.kube.backoff import backoff_delay
+from webhook.kube.watch import classify, item_kind, resource_version, watch_events
 from webhook.metrics import Metrics
-from webhook.watch import backoff_delay, classify, item_kind, resource_version, watch_events
 
 
 @pytest.mark.parametrize(
@@ -201,7 +202,7 @@ def test_watch_connection_errors_back_off_and_resume(
     async def no_sleep(delay: float) -> None:
         delays.append(delay)
 
-    monkeypatch.setattr("webhook.watch.asyncio.sleep", no_sleep)
+    monkeypatch.setattr("webhook.kube.watch.asyncio.sleep", no_sleep)
     metrics = Metrics()
     script = Script(
         ConnectionResetError("list refused"),

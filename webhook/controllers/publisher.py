@@ -13,104 +13,28 @@ good one stays.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
+from webhook.core.peers import PeerSet
+from webhook.core.publish import configmap_body, content_digest, encoded_size, render
+from webhook.core.publish_plan import Step, canonical_ref, is_ours, observed_digest, plan
+from webhook.core.watched import State
+from webhook.kube.api import FAILURES
+from webhook.kube.events import event_body
 from webhook.metrics import Metrics
-from webhook.peers import (
-    KIND_CONFIGMAP,
-    PeerSet,
-    State,
-    configmap_body,
-    content_digest,
-    encoded_size,
-    is_owned,
-    render,
-)
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Verb = Literal["write", "delete", "conflict"]
-FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
 WRITE_CONCURRENCY = 8
 CONFLICT_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class Step:
-    verb: Verb
-    namespace: str
-    uid: str = ""
-    # What the watch last saw there (trimmed): a write trusts it instead of reading first.
-    observed: Mapping[str, Any] | None = field(default=None, compare=False)
-
-
-def canonical_ref(settings: Settings) -> str:
-    return f"{settings.namespace}/{names.CONFIGMAP_NAME}"
-
-
-def plan(
-    state: State,
-    *,
-    desired_digest: str,
-    system_namespace: str,
-    enabled: Iterable[str],
-    canonical: str,
-) -> list[Step]:
-    """What to do so every target namespace holds our content and no stray mirror is left.
-
-    Targets are the system namespace and every enabled one. Only mirrors of
-    this canonical ConfigMap (by annotation) are ever deleted, so two
-    installations in one cluster never remove each other's.
-    """
-    targets = {system_namespace, *enabled}
-    steps: list[Step] = []
-    for namespace in sorted(targets):
-        observed = state.get((KIND_CONFIGMAP, namespace, names.CONFIGMAP_NAME))
-        if observed is None:
-            steps.append(Step("write", namespace))
-        elif not is_ours(observed, canonical=canonical):
-            steps.append(Step("conflict", namespace, str(observed["metadata"].get("uid") or "")))
-        elif observed.get("digest") != desired_digest:
-            steps.append(Step("write", namespace, observed=observed))
-    for (kind, namespace, name), observed in sorted(state.items()):
-        if kind != KIND_CONFIGMAP or name != names.CONFIGMAP_NAME or namespace in targets:
-            continue
-        annotations = observed["metadata"].get("annotations") or {}
-        if is_owned(observed) and annotations.get(names.CANONICAL_ANNOTATION) == canonical:
-            steps.append(Step("delete", namespace, str(observed["metadata"].get("uid") or "")))
-    return steps
-
-
-def is_ours(configmap: Mapping[str, Any], *, canonical: str) -> bool:
-    """Owner labels, and not a mirror of another installation's canonical ConfigMap.
-
-    Two installations whose namespace selectors overlap would otherwise rewrite
-    each other's mirror forever; the first one there keeps it.
-    """
-    annotations = (configmap.get("metadata") or {}).get("annotations") or {}
-    claimed = annotations.get(names.CANONICAL_ANNOTATION)
-    return is_owned(configmap) and claimed in (None, canonical)
-
-
-def _digest(configmap: Mapping[str, Any]) -> str:
-    """A watched (trimmed) ConfigMap carries its content digest; a fresh read is hashed."""
-    known = configmap.get("digest")
-    return known if isinstance(known, str) else content_digest(configmap)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ConfigMapWriter:
@@ -246,7 +170,7 @@ class ConfigMapWriter:
             if current is not None and not is_ours(current, canonical=canonical_ref(self.settings)):
                 self._conflict(namespace, str(current["metadata"].get("uid") or ""))
                 return
-            if current is not None and _digest(current) == digest:
+            if current is not None and observed_digest(current) == digest:
                 return
             wanted = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
             try:
@@ -329,24 +253,15 @@ class ConfigMapWriter:
             log.warning("configmap.event-failed", extra={"error": repr(exc)[:300]})
 
     def _event(self, *, namespace: str, uid: str, reason: str, message: str) -> None:
-        now = _now()
-        body = {
-            "metadata": {"generateName": f"{names.CONFIGMAP_NAME}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "name": names.CONFIGMAP_NAME,
-                "namespace": namespace,
-                "uid": uid,
-            },
-            "reason": reason,
-            "message": message,
-            "type": "Warning",
-            "source": {"component": names.FIELD_MANAGER},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = event_body(
+            kind="ConfigMap",
+            name=names.CONFIGMAP_NAME,
+            namespace=namespace,
+            uid=uid,
+            reason=reason,
+            message=message,
+            event_type="Warning",
+        )
         try:
             self._core.create_namespaced_event(namespace, body)
         except FAILURES as exc:

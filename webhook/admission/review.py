@@ -1,7 +1,7 @@
 """AdmissionReview (`admission.k8s.io/v1`): its shapes, its parsing, its answers.
 
-The answers follow controller-runtime's constructors: `allowed`, `patched`,
-`denied` and `errored` each return a whole review that echoes the request's
+The answers follow controller-runtime's constructors: `allowed`, `patched`
+and `errored` each return a whole review that echoes the request's
 `uid`, so the handler never builds response dicts by hand. No I/O here.
 """
 
@@ -127,12 +127,6 @@ def patched(uid: str, ops: list[dict[str, Any]], *, warnings: list[str] | None =
     if warnings:
         response["warnings"] = warnings
     return _review(response)
-
-
-def denied(uid: str, message: str, code: int = 403) -> Review:
-    """Refuse by policy: the request is understood and not allowed."""
-    status: Status = {"code": code, "message": message, "reason": "Forbidden"}
-    return _review({"uid": uid, "allowed": False, "status": status})
 
 
 def errored(uid: str, message: str, code: int = 400) -> Review:

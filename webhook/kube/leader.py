@@ -22,17 +22,16 @@ import time
 from typing import Any, Literal
 
 import orjson
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from webhook.kube.api import FAILURES
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Action = Literal["create", "renew", "takeover", "wait"]
-FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 def now_utc() -> dt.datetime:
@@ -45,12 +44,14 @@ def micro_time(moment: dt.datetime) -> str:
 
 
 def parse_time(value: Any) -> dt.datetime | None:
+    """An API timestamp (`...Z` or with offset; none means UTC), or None when unreadable."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def decide(lease: dict[str, Any] | None, *, identity: str, now: dt.datetime) -> Action:

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 
 from certs import authority, files, install, rotation
-from webhook import kube
+from webhook.kube import api as kube
 from webhook.settings import Settings
 
 
@@ -53,12 +53,14 @@ def install_in_cluster(*, settings: Settings, dns: list[str], ips: list[str]) ->
         api_client = kube.api_client(settings)
     except ConfigException as exc:
         return _fail(f"no cluster connection: {exc}")
-    where = f"{settings.namespace}/{install.secret_name(settings)}"
+    where = f"{settings.namespace}/{install.secret_name(settings.service_name)}"
     try:
         bundle, action, patched = install.ensure(
             client.CoreV1Api(api_client),
             client.AdmissionregistrationV1Api(api_client),
-            settings=settings,
+            namespace=settings.namespace,
+            secret=install.secret_name(settings.service_name),
+            configuration_name=settings.webhook_config_name,
             dns=dns,
             ips=ips,
         )

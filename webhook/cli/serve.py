@@ -25,12 +25,13 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 
 from certs import authority, files, install, rotation
-from webhook import kube, server
 from webhook import log as logs
-from webhook.discovery import PeerWatcher
-from webhook.leader import LeaderElector
+from webhook.admission import server
+from webhook.controllers.reload import ReloadController
+from webhook.controllers.watcher import PeerWatcher
+from webhook.kube import api as kube
+from webhook.kube.leader import LeaderElector
 from webhook.metrics import Metrics
-from webhook.reload import ReloadController
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,9 @@ def renew_certificates_once(
     _, action, _ = install.ensure(
         client.CoreV1Api(api_client),
         client.AdmissionregistrationV1Api(api_client),
-        settings=settings,
+        namespace=settings.namespace,
+        secret=install.secret_name(settings.service_name),
+        configuration_name=settings.webhook_config_name,
         dns=authority.service_dns_names(
             service=settings.service_name, namespace=settings.namespace
         ),

@@ -19,169 +19,47 @@ and a `PeersReloaded` Event; a node that could not be gets `PeersReloadFailed`.
 Rounds are rate-limited to one per `debounce_seconds`; changes during a round
 collapse into one more round with the latest snapshot. A round with failures
 is retried later with backoff. Only the leader runs rounds. The planning is
-pure (`plan_round`, `missing_peers`); this module's class does the I/O.
+pure (`webhook.core.reload_plan`); this module's class does the I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
-import ipaddress
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from webhook import injection, names, peers, stellar_admin
+from webhook import names
+from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, Rollout
+from webhook.core import stellar_admin
+from webhook.core.peers import Peer, PeerSet
+from webhook.core.reload_plan import (
+    PEERS_EXEC_COMMAND,
+    NodeOutcome,
+    NodePlan,
+    Snapshot,
+    exec_command,
+    missing_peers,
+    plan_round,
+)
+from webhook.core.stellar_admin import Outcome, Result
+from webhook.kube.backoff import backoff_delay
+from webhook.kube.events import event_body
 from webhook.metrics import Metrics
-from webhook.peers import Peer, PeerSet
-from webhook.settings import RELOAD_MODES, ReloadMode, Settings
-from webhook.stellar_admin import Outcome, Result
+from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RETRY_BASE_SECONDS = 0.1
-RETRY_CAP_SECONDS = 2.0
 ROUND_RETRY_BASE_SECONDS = 1.0
 ROUND_RETRY_CAP_SECONDS = 60.0
-EVENT_SOURCE = "stellar-peer-injector"
-
-
-class Snapshot(Protocol):
-    """What the peer watcher hands over: the set, and the Ready injected validators."""
-
-    @property
-    def peers(self) -> PeerSet: ...
-
-    @property
-    def validators(self) -> Sequence[Mapping[str, Any]]: ...
-
-
-@dataclass(frozen=True)
-class NodePlan:
-    """One validator to bring up to `hash`, and how."""
-
-    namespace: str
-    name: str
-    uid: str
-    ip: str  # from the pod's status, validated; the only host ever dialled
-    http_port: int
-    container: str
-    mode: ReloadMode
-    hash: str
-    owner: tuple[str, str] | None  # (kind, name) of the controlling owner
-    current: bool  # the pod's observed-hash annotation is `hash` already
-    rolled_out: bool  # the pod was created from a template with `hash` (rollout mode)
-
-
-# Planning (pure)
-
-
-def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> ReloadMode:
-    """The pod's annotation when it names a mode, else the default."""
-    wanted = str(annotations.get(names.RELOAD_MODE_ANNOTATION, "")).strip().lower()
-    for mode in RELOAD_MODES:
-        if wanted == mode:
-            return mode  # type: ignore[return-value]
-    return default
-
-
-def http_port(container: Mapping[str, Any]) -> int:
-    for port in container.get("ports") or ():
-        if isinstance(port, dict) and port.get("name") == "http":
-            number = injection.port_number(port.get("containerPort"))
-            if number is not None:
-                return number
-    return names.DEFAULT_HTTP_PORT
-
-
-def pod_ip(pod: Mapping[str, Any]) -> str | None:
-    """The pod's IP from its status, or None when it has no valid one."""
-    raw = (pod.get("status") or {}).get("podIP")
-    try:
-        return str(ipaddress.ip_address(raw)) if isinstance(raw, str) else None
-    except ValueError:
-        return None
-
-
-def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
-    for ref in metadata.get("ownerReferences") or ():
-        if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind")), str(ref.get("name"))
-    return None
-
-
-def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
-    """One plan per validator with a valid IP and a target container, in snapshot order."""
-    digest = snapshot.peers.hash
-    plans = []
-    for pod in snapshot.validators:
-        metadata = pod.get("metadata") or {}
-        annotations = metadata.get("annotations") or {}
-        ip = pod_ip(pod)
-        # The container the webhook injected, as the watcher reads it.
-        container = peers.target_container(pod)
-        if ip is None or container is None:
-            continue
-        mode = reload_mode(annotations, default=settings.reload_mode)
-        plans.append(
-            NodePlan(
-                namespace=str(metadata.get("namespace", "")),
-                name=str(metadata.get("name", "")),
-                uid=str(metadata.get("uid", "")),
-                ip=ip,
-                http_port=http_port(container),
-                container=str(container.get("name", "")),
-                mode=mode,
-                hash=digest,
-                owner=controller_owner(metadata),
-                current=annotations.get(names.OBSERVED_HASH_ANNOTATION) == digest,
-                rolled_out=annotations.get(names.PEERS_HASH_ANNOTATION) == digest,
-            )
-        )
-    return plans
-
-
-def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str) -> list[Peer]:
-    """Peers of the set the node lacks: not itself, not connected, one per address."""
-    seen: set[str] = set()
-    missing = []
-    for address, peer in peer_set.by_address:
-        if peer.ip == own_ip or address in connected or address in seen:
-            continue
-        if not stellar_admin.is_peer_host(peer.ip):
-            continue  # stellar-core would refuse it; it must never reach a URL or a command
-        seen.add(address)
-        missing.append(peer)
-    return missing
-
-
-def exec_command(*, host: str, port: int) -> list[str]:
-    """`stellar-core http-command 'connect?peer=..&port=..'` as an exec argv (no shell)."""
-    return ["stellar-core", "http-command", stellar_admin.connect_command(host=host, port=port)]
-
-
-PEERS_EXEC_COMMAND = ("stellar-core", "http-command", "peers")
-
-
-# The controller (I/O)
-
-
-@dataclass(frozen=True)
-class NodeOutcome:
-    plan: NodePlan
-    result: Result
-    connected: int = 0  # connects sent and accepted
 
 
 class ReloadController:
@@ -196,7 +74,7 @@ class ReloadController:
         self._settings = settings
         self._api_client = api_client
         self._core = client.CoreV1Api(api_client)
-        self._apps = client.AppsV1Api(api_client)
+        self._rollout = Rollout(apps=client.AppsV1Api(api_client), retries=settings.reload_retries)
         self._metrics = metrics
         self._is_leader = is_leader
         self._latest: Snapshot | None = None
@@ -276,7 +154,7 @@ class ReloadController:
         rollout = [p for p in todo if p.mode == "rollout" and not p.rolled_out]
         others = [p for p in todo if p not in rollout]
         outcomes = list(await asyncio.gather(*(one(p) for p in others)))
-        outcomes += await self._rollout(rollout)
+        outcomes += await self._rollout.run(rollout)
         await asyncio.gather(*(self._record(outcome) for outcome in outcomes))
         behind = sum(not outcome.result.ok for outcome in outcomes)
         self._metrics.nodes_behind.set(behind)
@@ -393,88 +271,6 @@ class ReloadController:
         except (OSError, TimeoutError) as exc:
             return stellar_admin.classify_error(exc)
 
-    # Rollout
-
-    async def _rollout(self, plans: list[NodePlan]) -> list[NodeOutcome]:
-        """Patch each owning workload once, then report on every pod it owns."""
-        by_workload: dict[tuple[str, str, str], list[NodePlan]] = {}
-        outcomes = []
-        for plan in plans:
-            workload = await self._workload(plan)
-            if workload is None:
-                outcomes.append(NodeOutcome(plan, Result(Outcome.FAILED, "no-workload")))
-            else:
-                by_workload.setdefault(workload, []).append(plan)
-        for (namespace, kind, name), owned in by_workload.items():
-            result = await self._patch_template(
-                namespace=namespace, kind=kind, name=name, digest=owned[0].hash
-            )
-            outcomes += [NodeOutcome(plan, result) for plan in owned]
-        return outcomes
-
-    async def _workload(self, plan: NodePlan) -> tuple[str, str, str] | None:
-        """(namespace, kind, name) of the Deployment or StatefulSet that owns the pod."""
-        if plan.owner is None:
-            return None
-        kind, name = plan.owner
-        if kind == "StatefulSet":
-            return plan.namespace, kind, name
-        if kind != "ReplicaSet":
-            return None
-        try:
-            replica_set = await self._read(
-                self._apps.read_namespaced_replica_set, name, plan.namespace
-            )
-        except ApiException as exc:
-            log.warning("reload.owner-unreadable", extra={"pod": plan.name, "status": exc.status})
-            return None
-        owner = controller_owner(replica_set.get("metadata") or {})
-        if owner is None or owner[0] != "Deployment":
-            return None
-        return plan.namespace, "Deployment", owner[1]
-
-    async def _patch_template(self, *, namespace: str, kind: str, name: str, digest: str) -> Result:
-        """Set the template annotation to `digest` unless it is already; 409 -> read again."""
-        apps = self._apps
-        read, patch = (
-            (apps.read_namespaced_deployment, apps.patch_namespaced_deployment)
-            if kind == "Deployment"
-            else (apps.read_namespaced_stateful_set, apps.patch_namespaced_stateful_set)
-        )
-        for attempt in range(self._settings.reload_retries + 1):
-            try:
-                workload = await self._read(read, name, namespace)
-                template = (workload.get("spec") or {}).get("template") or {}
-                annotations = (template.get("metadata") or {}).get("annotations") or {}
-                if annotations.get(names.PEERS_HASH_ANNOTATION) == digest:
-                    return Result(Outcome.SUCCESS, "rolled-out")
-                version = (workload.get("metadata") or {}).get("resourceVersion")
-                annotation = {names.PEERS_HASH_ANNOTATION: digest}
-                body = {
-                    "metadata": {"resourceVersion": version},  # a conflict answers 409
-                    "spec": {"template": {"metadata": {"annotations": annotation}}},
-                }
-                await asyncio.to_thread(patch, name, namespace, body)
-                log.info(
-                    "reload.rollout",
-                    extra={"namespace": namespace, "kind": kind, "name": name, "hash": digest},
-                )
-                return Result(Outcome.SUCCESS, "rolled-out")
-            except ApiException as exc:
-                if exc.status != 409 or attempt >= self._settings.reload_retries:
-                    return Result(Outcome.FAILED, f"rollout-{exc.status}")
-            await asyncio.sleep(
-                backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
-            )
-        return Result(Outcome.FAILED, "rollout-conflict")
-
-    @staticmethod
-    async def _read(method: Callable[..., Any], name: str, namespace: str) -> dict[str, Any]:
-        """GET one object as a plain dict, off the event loop."""
-        response = await asyncio.to_thread(method, name, namespace, _preload_content=False)
-        obj: dict[str, Any] = orjson.loads(response.data)
-        return obj
-
     # Recording
 
     async def _record(self, outcome: NodeOutcome) -> None:
@@ -518,33 +314,19 @@ class ReloadController:
             log.warning("reload.annotate-failed", extra={"pod": plan.name, "status": exc.status})
 
     async def _event(self, plan: NodePlan, *, reason: str, kind: str, message: str) -> None:
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "metadata": {"generateName": f"{plan.name}.", "namespace": plan.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": plan.name,
-                "namespace": plan.namespace,
-                "uid": plan.uid,
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": kind,
-            "source": {"component": EVENT_SOURCE},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = event_body(
+            kind="Pod",
+            name=plan.name,
+            namespace=plan.namespace,
+            uid=plan.uid,
+            reason=reason,
+            message=message[:1024],
+            event_type=kind,
+        )
         try:
             await asyncio.to_thread(self._core.create_namespaced_event, plan.namespace, body)
         except ApiException as exc:
             log.warning("reload.event-failed", extra={"pod": plan.name, "status": exc.status})
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential from `base`, capped at `cap`, jittered so retries do not fall in step."""
-    return min(cap, base * 2.0 ** min(attempt, 16)) * (0.5 + random.random() / 2)  # noqa: S311
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:

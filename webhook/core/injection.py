@@ -13,7 +13,9 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from webhook import __version__, hook, names, patch
+from webhook import __version__, names
+from webhook.core import hook, patch
+from webhook.core.pod import image_repository, named_port, port_number
 from webhook.settings import Settings
 
 Reason = Literal[
@@ -96,11 +98,11 @@ def decide(pod: Mapping[str, Any], *, settings: Settings) -> Decision:
         target = by_image[0] if by_image else containers[0]
 
     peer_port = (
-        _named_port(target, "peer")
+        named_port(target, "peer")
         or port_number(annotations.get(names.PEER_PORT_ANNOTATION))
         or names.DEFAULT_PEER_PORT
     )
-    http_port = _named_port(target, "http") or names.DEFAULT_HTTP_PORT
+    http_port = named_port(target, "http") or names.DEFAULT_HTTP_PORT
     return Decision(
         inject=True,
         reason=reason,
@@ -200,32 +202,6 @@ def read_status(annotations: Mapping[str, Any]) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return status if isinstance(status, dict) else None
-
-
-def image_repository(image: Any) -> str:
-    """The image without tag or digest; a registry's `:port` is kept.
-
-    `registry:5000/stellar/stellar-core:21.0@sha256:ab..` -> `registry:5000/stellar/stellar-core`
-    """
-    if not isinstance(image, str):
-        return ""
-    name = image.split("@", 1)[0]
-    colon = name.rfind(":")
-    if colon > name.rfind("/"):
-        name = name[:colon]
-    return name
-
-
-def port_number(value: Any) -> int | None:
-    """A TCP port from an int or a decimal string, or None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        value = int(text) if text.isascii() and text.isdigit() else None
-    if isinstance(value, int) and 1 <= value <= 65535:
-        return value
-    return None
 
 
 # The injected items, built from the contract's names.
@@ -380,15 +356,6 @@ def _malformed(pod: dict[str, Any]) -> bool:
         if not _dict_or_none(container.get("lifecycle")):
             return True
     return False
-
-
-def _named_port(container: dict[str, Any], name: str) -> int | None:
-    for port in container.get("ports") or ():
-        if port.get("name") == name:
-            number = port_number(port.get("containerPort"))
-            if number is not None:
-                return number
-    return None
 
 
 def _same_path(a: Any, b: str) -> bool:

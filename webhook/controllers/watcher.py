@@ -7,15 +7,15 @@ of events into one reconcile, and the hand-over to the ConfigMap writer (on
 the leader only) and to `on_change` listeners (on every replica).
 
 Watch loops only trim objects and queue events; the publish loop folds the
-queue into one state with `peers.fold_all` once per debounce window (one copy
+queue into one state with `watched.fold_all` once per debounce window (one copy
 of the state per burst, not per event), computes the peer set from it, and
 hands it on. The state is replaced, never mutated, so a reconcile always
 reads a consistent picture. Nothing is written before every source has
 listed once: a half-listed cluster would publish a half peer set.
 
-An audit loop also lists each enabled namespace now and then for validators
-admitted without injection (the webhook was down under failurePolicy
-Ignore), counts them, and with `evict_uninjected` evicts them on the leader.
+Once the sources have listed, the watcher also runs the audit
+(`webhook.controllers.audit`) over the enabled namespaces it sees: validators
+admitted without injection, counted, and evicted on the leader when asked.
 """
 
 from __future__ import annotations
@@ -30,15 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-import urllib3
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.configmaps import ConfigMapWriter
-from webhook.metrics import Metrics
-from webhook.peers import (
+from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
+from webhook.controllers.publisher import ConfigMapWriter
+from webhook.core.peers import PeerSet, static_peer
+from webhook.core.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,
@@ -47,18 +45,17 @@ from webhook.peers import (
     KIND_STELLARNODE,
     NODE_NAME_LABEL,
     NODE_NAME_VALUE,
-    PeerSet,
     State,
-    admitted_uninjected,
     enabled_namespaces,
     fold_all,
     peer_set,
-    static_peer,
     trim,
     validators,
 )
+from webhook.kube.backoff import backoff_delay
+from webhook.kube.watch import watch_events
+from webhook.metrics import Metrics
 from webhook.settings import Settings
-from webhook.watch import backoff_delay, watch_events
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +65,6 @@ NODE_SOURCES = frozenset({"stellarnodes", "stellarnode-pods", "services"})
 # Threads for open watch streams: each holds one while it waits for a line.
 WATCH_THREADS = 12
 # How often enabled namespaces are searched for validators admitted without injection.
-AUDIT_INTERVAL_SECONDS = 60.0
-FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,6 @@ class PeerWatcher:
         self.metrics = metrics
         self.is_leader = is_leader
         self.on_change = on_change
-        self.audit_interval_seconds = audit_interval_seconds
         self._core = client.CoreV1Api(api_client)
         self.writer = ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics)
         self.static = tuple(static_peer(text) for text in settings.static_peers)
@@ -127,6 +121,13 @@ class PeerWatcher:
         self._node_tasks: list[asyncio.Task[None]] = []
         self._crd_absent_logged = False
         self._executor: ThreadPoolExecutor | None = None
+        self.audit = UninjectedAudit(
+            settings=settings,
+            core=self._core,
+            metrics=metrics,
+            is_leader=is_leader,
+            interval_seconds=audit_interval_seconds,
+        )
         core = self._core
         custom = client.CustomObjectsApi(api_client)
         apiext = client.ApiextensionsV1Api(api_client)
@@ -187,7 +188,7 @@ class PeerWatcher:
         tasks = [asyncio.create_task(self._follow(source)) for source in self._base]
         tasks.append(asyncio.create_task(self._follow_crd()))
         tasks.append(asyncio.create_task(self._publish_loop()))
-        tasks.append(asyncio.create_task(self._audit_loop()))
+        tasks.append(asyncio.create_task(self._audit_after_listing()))
         for task in tasks:
             task.add_done_callback(_report_crash)
         try:
@@ -199,6 +200,10 @@ class PeerWatcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- Folding ------------------------------------------------------------
+
+    async def _audit_after_listing(self) -> None:
+        await self._folded_once.wait()
+        await self.audit.run(lambda: sorted(enabled_namespaces(self._state)))
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         """Queue an event; the publish loop folds the queue once per debounce window."""
@@ -365,77 +370,6 @@ class PeerWatcher:
             await self.on_change(snapshot)
         except Exception:  # a listener's bug must not stop publishing
             log.exception("watcher.on-change-failed", extra={"hash": snapshot.hash})
-
-    # --- Audit: validators the webhook missed ---------------------------------
-
-    async def _audit_loop(self) -> None:
-        """Every interval, count (and report once each) validators admitted uninjected.
-
-        A plain LIST per enabled namespace rather than a watch: it needs every
-        pod, not only injected ones, and a minute's delay costs nothing here.
-        With `evict_uninjected`, the leader evicts those a controller will
-        recreate, so the webhook gets a second chance to inject them.
-        """
-        await self._folded_once.wait()
-        reported: set[str] = set()
-        while True:
-            namespaces = sorted(enabled_namespaces(self._state))
-            try:
-                found = await asyncio.to_thread(self._find_uninjected, namespaces)
-            except FAILURES as exc:
-                log.warning("audit.failed", extra={"error": repr(exc)[:300]})
-            else:
-                self.metrics.uninjected_validators.set(len(found))
-                for pod in found:
-                    metadata = pod["metadata"]
-                    if metadata.get("uid") not in reported:
-                        log.warning(
-                            "audit.uninjected-validator",
-                            extra={
-                                "namespace": metadata.get("namespace"),
-                                "pod": metadata.get("name"),
-                                "hint": "admitted while the webhook was unreachable; recreate it",
-                            },
-                        )
-                reported = {str(pod["metadata"].get("uid")) for pod in found}
-                if found and self.settings.evict_uninjected and self.is_leader():
-                    await asyncio.to_thread(self._evict, found)
-            await asyncio.sleep(self.audit_interval_seconds)
-
-    def _find_uninjected(self, namespaces: list[str]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for namespace in namespaces:
-            response = self._core.list_namespaced_pod(
-                namespace,
-                label_selector=f"{names.INJECTED_LABEL}!=true",
-                _preload_content=False,
-            )
-            for pod in orjson.loads(response.data).get("items") or ():
-                if admitted_uninjected(pod, settings=self.settings):
-                    found.append(pod)
-        return found
-
-    def _evict(self, pods: list[dict[str, Any]]) -> None:
-        """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
-        for pod in pods:
-            metadata = pod["metadata"]
-            owners = metadata.get("ownerReferences") or []
-            if not any(ref.get("controller") for ref in owners):
-                continue
-            name, namespace = metadata["name"], metadata["namespace"]
-            body = {
-                "apiVersion": "policy/v1",
-                "kind": "Eviction",
-                "metadata": {"name": name, "namespace": namespace},
-            }
-            try:
-                self._core.create_namespaced_pod_eviction(name, namespace, body)
-                log.warning("audit.evicted", extra={"namespace": namespace, "pod": name})
-            except FAILURES as exc:  # 429: a PodDisruptionBudget says not now; next round
-                log.warning(
-                    "audit.evict-failed",
-                    extra={"namespace": namespace, "pod": name, "error": repr(exc)[:300]},
-                )
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -23,7 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from certs.authority import not_after
-from webhook.admission import build_app
+from webhook.admission.app import build_app
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

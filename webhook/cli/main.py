@@ -69,12 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stellar-peers: {exc}", file=sys.stderr)
         return 2
 
+    # Each command imports what it needs (downward, never a cycle): `inject` and
+    # `explain -f` then start without loading the Kubernetes client or the server.
     if args.command == "serve":
-        from webhook.service import run
+        from webhook.cli.serve import run
 
         return run(settings, local=args.local)
     if args.command == "inject":
-        from webhook.documents import DocumentError, inject_text
+        from webhook.cli.offline import DocumentError, inject_text
 
         try:
             sys.stdout.write(inject_text(_read(args.filename), settings=settings))
@@ -83,13 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "explain":
-        from webhook.documents import DocumentError, explain_pod, explain_text
+        from webhook.cli.offline import DocumentError, explain_pod, explain_text
 
         try:
             if args.filename:
                 text = explain_text(_read(args.filename), settings=settings)
             elif args.pod:
-                from webhook.kube import read_pod
+                from webhook.kube.api import read_pod
 
                 pod = read_pod(settings, namespace=args.pod_namespace, name=args.pod)
                 text = explain_pod(pod, settings=settings)
@@ -102,13 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(text)
         return 0
     if args.command == "certs":
-        from certs.command import main as certs_main
+        from webhook.cli.certs import main as certs_main
 
         return certs_main(
             action=args.action, out=args.out, dns=args.dns, ips=args.ip, settings=settings
         )
     if args.command == "check":
-        from webhook.check import run as run_check
+        from webhook.cli.check import run as run_check
 
         return run_check(settings)
     return 2

@@ -29,7 +29,7 @@ exists for tests that run a stand-in admin port on another loopback address.
 from __future__ import annotations
 
 from webhook import names
-from webhook.stellar_admin import PAST_BOOTING
+from webhook.core.stellar_admin import PAST_BOOTING
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
 CONNECT_ATTEMPTS = 5

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import hashlib
 import socket
@@ -34,14 +33,14 @@ from dataclasses import dataclass
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
-import orjson
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 
 from certs import authority, install
-from webhook import kube, names
+from webhook import names
+from webhook.kube import api as kube
+from webhook.kube import leader
 from webhook.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
@@ -49,12 +48,8 @@ REQUEST_TIMEOUT_SECONDS: Final = 10.0
 # renews 30 days ahead, so reaching this means rotation is not running.
 MIN_CERT_VALIDITY: Final = dt.timedelta(days=7)
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
-FAILURES: Final[tuple[type[BaseException], ...]] = (
-    ApiException,
-    urllib3.exceptions.HTTPError,
-    OSError,
-    ValueError,
-)
+# The API's failures, and answers that do not parse.
+FAILURES: Final[tuple[type[BaseException], ...]] = (*kube.FAILURES, ValueError)
 
 
 @dataclass(frozen=True)
@@ -68,21 +63,8 @@ class Result:
         return f"{'PASS' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
-def _api_error(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        message = exc.reason or ""
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-            message = str(orjson.loads(exc.body or b"").get("message") or message)
-        return f"HTTP {exc.status}: {message}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
-
-
 def _read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    response = call(
-        *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs
-    )
-    data: dict[str, Any] = orjson.loads(response.data)
-    return data
+    return kube.read_json(call, *args, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
 
 
 def _not_found(exc: BaseException) -> bool:
@@ -161,11 +143,13 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
                 False,
                 f"MutatingWebhookConfiguration {settings.webhook_config_name} not found",
             )
-        return Result(name, False, f"cannot read the webhook configuration: {_api_error(exc)}")
+        return Result(
+            name, False, f"cannot read the webhook configuration: {kube.describe_failure(exc)}"
+        )
     try:
         namespaces = enabled_namespaces(core, settings)
     except FAILURES as exc:
-        return Result(name, False, f"cannot list namespaces: {_api_error(exc)}")
+        return Result(name, False, f"cannot list namespaces: {kube.describe_failure(exc)}")
     if not namespaces:
         return Result(
             name,
@@ -178,7 +162,9 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
     try:
         pod = _read_json(core.create_namespaced_pod, namespace, probe_pod(pod_name), dry_run="All")
     except FAILURES as exc:
-        return Result(name, False, f"dry-run create in {namespace} failed: {_api_error(exc)}")
+        return Result(
+            name, False, f"dry-run create in {namespace} failed: {kube.describe_failure(exc)}"
+        )
     missing = injected(pod)
     if missing is not None:
         return Result(
@@ -233,11 +219,13 @@ def find_certificate(api: client.ApiClient, settings: Settings) -> tuple[bytes, 
     core = client.CoreV1Api(api)
     try:
         secret = _read_json(
-            core.read_namespaced_secret, install.secret_name(settings), settings.namespace
+            core.read_namespaced_secret,
+            install.secret_name(settings.service_name),
+            settings.namespace,
         )
         encoded = (secret.get("data") or {}).get("tls.crt")
         if encoded:
-            source = f"Secret {settings.namespace}/{install.secret_name(settings)}"
+            source = f"Secret {settings.namespace}/{install.secret_name(settings.service_name)}"
             return base64.b64decode(encoded), source
     except ApiException as exc:
         if exc.status not in (403, 404):
@@ -257,14 +245,16 @@ def check_certificate(
     try:
         found = find_certificate(api, settings)
     except FAILURES as exc:
-        return Result(name, False, f"cannot get the serving certificate: {_api_error(exc)}")
+        return Result(
+            name, False, f"cannot get the serving certificate: {kube.describe_failure(exc)}"
+        )
     except ssl.SSLError as exc:  # an OSError too, but say what it means
         return Result(name, False, f"the served certificate is not trusted: {exc}")
     if found is None:
         return Result(
             name,
             False,
-            f"no serving certificate: no Secret {install.secret_name(settings)} in "
+            f"no serving certificate: no Secret {install.secret_name(settings.service_name)} in "
             f"{settings.namespace}, no file {settings.cert_file}, no webhook URL to ask",
         )
     pem, source = found
@@ -287,16 +277,6 @@ def check_certificate(
 # --- lease ------------------------------------------------------------------
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 def check_lease(
     api: client.ApiClient, settings: Settings, *, now: dt.datetime | None = None
 ) -> Result:
@@ -313,10 +293,10 @@ def check_lease(
     except FAILURES as exc:
         if _not_found(exc):
             return Result(name, False, f"Lease {where} not found: no replica ever led")
-        return Result(name, False, f"cannot read Lease {where}: {_api_error(exc)}")
+        return Result(name, False, f"cannot read Lease {where}: {kube.describe_failure(exc)}")
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity") or ""
-    renewed = _parse_time(spec.get("renewTime"))
+    renewed = leader.parse_time(spec.get("renewTime"))
     duration = spec.get("leaseDurationSeconds") or 0
     if not holder:
         return Result(name, False, f"Lease {where} has no holder: no replica leads")
@@ -364,7 +344,7 @@ def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
         namespaces = enabled_namespaces(core, settings)
         mirrors = {namespace: _configmap(core, namespace) for namespace in namespaces}
     except FAILURES as exc:
-        return Result(name, False, f"cannot read ConfigMaps: {_api_error(exc)}")
+        return Result(name, False, f"cannot read ConfigMaps: {kube.describe_failure(exc)}")
     if canonical is None:
         return Result(name, False, f"canonical ConfigMap {where} not found")
     data = canonical.get("data") or {}

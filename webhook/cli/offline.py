@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from webhook import injection, patch
+from webhook.core import injection, patch
 from webhook.settings import Settings
 
 # Where each workload keeps the pod template its pods are made from.

@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webhook import injection, review
+from webhook.admission import review
+from webhook.core import injection
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

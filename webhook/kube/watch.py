@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,6 +27,7 @@ import orjson
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from webhook.kube.backoff import backoff_delay
 from webhook.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,6 @@ def classify(event: Any) -> Kind:
     if kind == "ERROR":
         return "gone" if event["object"].get("code") == 410 else "error"
     return "unknown"
-
-
-def backoff_delay(
-    attempt: int, *, base: float = 0.5, cap: float = 30.0, rand: Callable[[], float] = random.random
-) -> float:
-    """Exponential from `base`, capped at `cap`, with jitter so replicas do not retry in step."""
-    ceiling = min(cap, base * 2.0 ** min(attempt, 16))
-    return ceiling * (0.5 + rand() / 2)
 
 
 def item_kind(list_kind: str) -> str:

@@ -1,0 +1,65 @@
+"""Addresses as text: TCP port numbers and the static peer grammar (`host:port`).
+
+At the bottom because settings validate `--static-peers` with the same grammar
+the peer set is built from; it needs nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+
+
+def port_number(value: Any) -> int | None:
+    """A TCP port from an int or a decimal string, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isascii() and text.isdigit() else None
+    if isinstance(value, int) and 1 <= value <= 65535:
+        return value
+    return None
+
+
+def static_address(text: str) -> tuple[str, int]:
+    """Parse `host:port` (IPv4, RFC 1123 DNS name, or `[IPv6]:port`), or raise ValueError.
+
+    These strings end up in shell commands and config files, so anything
+    beyond the strict grammar is refused rather than cleaned up.
+    """
+    if not isinstance(text, str) or not text:
+        raise ValueError("static peer: expected host:port, got an empty value")
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"static peer {text!r}: expected [IPv6]:port")
+        try:
+            ip = str(ipaddress.IPv6Address(host))
+        except ValueError as exc:
+            raise ValueError(f"static peer {text!r}: {host!r} is not an IPv6 address") from exc
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"static peer {text!r}: expected host:port")
+        ip = _static_host(text, host)
+    if not (port_text.isascii() and port_text.isdigit()) or port_number(port_text) is None:
+        raise ValueError(f"static peer {text!r}: port must be a number from 1 to 65535")
+    return ip, int(port_text)
+
+
+def _static_host(text: str, host: str) -> str:
+    labels = host.split(".")
+    if all(label.isascii() and label.isdigit() for label in labels):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError as exc:
+            raise ValueError(f"static peer {text!r}: {host!r} is not an IPv4 address") from exc
+    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"static peer {text!r}: {host!r} is neither an IPv4 address nor a DNS name"
+        )
+    return host.lower()

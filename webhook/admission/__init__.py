@@ -1,0 +1,1 @@
+"""The admission edge: AdmissionReview shapes, the ASGI app, the TLS server."""

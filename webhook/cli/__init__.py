@@ -1,0 +1,1 @@
+"""The command line: `stellar-peers serve|inject|explain|check|certs`."""

@@ -1,0 +1,1 @@
+"""Long-running controllers: the peer watcher, the ConfigMap publisher, the reload controller."""

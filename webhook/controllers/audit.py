@@ -1,0 +1,110 @@
+"""The audit: validators admitted while the webhook was unreachable, counted and reported.
+
+Such a pod runs without a peer list until it is recreated (failurePolicy
+Ignore let it through). With `evict_uninjected`, the leader evicts those a
+controller will recreate, so the webhook gets a second chance to inject them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from kubernetes import client
+
+from webhook import names
+from webhook.core.peers import admitted_uninjected
+from webhook.kube.api import FAILURES
+from webhook.metrics import Metrics
+from webhook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AUDIT_INTERVAL_SECONDS = 60.0
+
+
+class UninjectedAudit:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        core: client.CoreV1Api,
+        metrics: Metrics,
+        is_leader: Callable[[], bool],
+        interval_seconds: float = AUDIT_INTERVAL_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.is_leader = is_leader
+        self.interval_seconds = interval_seconds
+        self._core = core
+
+    async def run(self, namespaces: Callable[[], list[str]]) -> None:
+        """Every interval, count (and report once each) validators admitted uninjected.
+
+        A plain LIST per enabled namespace rather than a watch: it needs every
+        pod, not only injected ones, and a minute's delay costs nothing here.
+        With `evict_uninjected`, the leader evicts those a controller will
+        recreate, so the webhook gets a second chance to inject them.
+        """
+        reported: set[str] = set()
+        while True:
+            try:
+                found = await asyncio.to_thread(self._find_uninjected, namespaces())
+            except FAILURES as exc:
+                log.warning("audit.failed", extra={"error": repr(exc)[:300]})
+            else:
+                self.metrics.uninjected_validators.set(len(found))
+                for pod in found:
+                    metadata = pod["metadata"]
+                    if metadata.get("uid") not in reported:
+                        log.warning(
+                            "audit.uninjected-validator",
+                            extra={
+                                "namespace": metadata.get("namespace"),
+                                "pod": metadata.get("name"),
+                                "hint": "admitted while the webhook was unreachable; recreate it",
+                            },
+                        )
+                reported = {str(pod["metadata"].get("uid")) for pod in found}
+                if found and self.settings.evict_uninjected and self.is_leader():
+                    await asyncio.to_thread(self._evict, found)
+            await asyncio.sleep(self.interval_seconds)
+
+    def _find_uninjected(self, namespaces: list[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            response = self._core.list_namespaced_pod(
+                namespace,
+                label_selector=f"{names.INJECTED_LABEL}!=true",
+                _preload_content=False,
+            )
+            for pod in orjson.loads(response.data).get("items") or ():
+                if admitted_uninjected(pod, settings=self.settings):
+                    found.append(pod)
+        return found
+
+    def _evict(self, pods: list[dict[str, Any]]) -> None:
+        """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
+        for pod in pods:
+            metadata = pod["metadata"]
+            owners = metadata.get("ownerReferences") or []
+            if not any(ref.get("controller") for ref in owners):
+                continue
+            name, namespace = metadata["name"], metadata["namespace"]
+            body = {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace},
+            }
+            try:
+                self._core.create_namespaced_pod_eviction(name, namespace, body)
+                log.warning("audit.evicted", extra={"namespace": namespace, "pod": name})
+            except FAILURES as exc:  # 429: a PodDisruptionBudget says not now; next round
+                log.warning(
+                    "audit.evict-failed",
+                    extra={"namespace": namespace, "pod": name, "error": repr(exc)[:300]},
+                )

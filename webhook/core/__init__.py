@@ -1,0 +1,1 @@
+"""Pure decisions over plain dicts: no I/O, no Kubernetes client, no web framework."""

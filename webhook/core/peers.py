@@ -1,0 +1,143 @@
+"""Peers as plain values: what a peer is, and how a set of them is ordered and hashed.
+
+A peer comes from an injected pod, a StellarNode or a static `host:port`.
+No I/O here: everything takes and returns dicts.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from webhook import names
+from webhook.address import static_address
+from webhook.core import injection
+from webhook.core.pod import as_dict, as_list, as_str, is_ready, port_number, target_container
+from webhook.core.pod import ip as ip_address
+from webhook.settings import Settings
+
+Source = Literal["pod", "stellarnode", "static"]
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class Peer:
+    namespace: str
+    name: str
+    node_type: str
+    ip: str  # an IP address, or a DNS name for static peers
+    port: int
+    source: Source
+
+    @property
+    def peer_string(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PeerSet:
+    """Peers sorted by namespace then name; `hash` is `sha256:<hex>` of peers.txt."""
+
+    peers: tuple[Peer, ...]
+
+    # Computed once per set: a reload round asks every node for them.
+    @functools.cached_property
+    def strings(self) -> tuple[str, ...]:
+        return tuple(sorted({p.peer_string for p in self.peers}))
+
+    @functools.cached_property
+    def by_address(self) -> tuple[tuple[str, Peer], ...]:
+        """(`ip:port`, peer) pairs sorted by address."""
+        return tuple(sorted(((p.peer_string, p) for p in self.peers), key=lambda pair: pair[0]))
+
+    @functools.cached_property
+    def text(self) -> str:
+        return "".join(f"{s}\n" for s in self.strings)
+
+    @functools.cached_property
+    def hash(self) -> str:
+        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def pod_peer_port(pod: Obj) -> int | None:
+    """Port named `peer`, else the `stellar.org/peer-port` annotation, else 11625.
+
+    An annotation that is no port makes the pod no peer (None): publishing a
+    guessed port would send every node to a port nobody listens on.
+    """
+    container = target_container(pod)
+    for port in as_list(as_dict(container).get("ports")):
+        if as_dict(port).get("name") == "peer":
+            named = port_number(as_dict(port).get("containerPort"))
+            if named is not None:
+                return named
+    annotations = as_dict(as_dict(pod.get("metadata")).get("annotations"))
+    if names.PEER_PORT_ANNOTATION in annotations:
+        return port_number(annotations[names.PEER_PORT_ANNOTATION])
+    return names.DEFAULT_PEER_PORT
+
+
+def pod_peer(pod: Obj) -> Peer | None:
+    """The peer a pod stands for while it is Ready, not terminating, and has an IP."""
+    metadata = as_dict(pod.get("metadata"))
+    name, namespace = as_str(metadata.get("name")), as_str(metadata.get("namespace"))
+    ip = ip_address(as_dict(pod.get("status")).get("podIP"))
+    if not (name and namespace and ip and is_ready(pod)):
+        return None
+    port = pod_peer_port(pod)
+    if port is None:
+        return None
+    node_type = as_str(as_dict(metadata.get("labels")).get(names.NODE_TYPE_LABEL)) or "validator"
+    return Peer(namespace=namespace, name=name, node_type=node_type, ip=ip, port=port, source="pod")
+
+
+def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | None) -> Peer | None:
+    """A StellarNode that is an active validator, reached at its Ready pod or its Service."""
+    metadata, spec = as_dict(node.get("metadata")), as_dict(node.get("spec"))
+    name, namespace = as_str(metadata.get("name")), as_str(metadata.get("namespace"))
+    if not (name and namespace) or as_str(spec.get("nodeType")).lower() != "validator":
+        return None
+    if spec.get("suspended") is True:
+        return None
+    ip = ip_address(ready_pod_ip) or ip_address(service_ip)
+    if ip is None:
+        return None
+    config = as_dict(spec.get("validatorConfig"))
+    port = port_number(config["peerPort"]) if "peerPort" in config else names.DEFAULT_PEER_PORT
+    if port is None:
+        return None
+    return Peer(
+        namespace=namespace,
+        name=name,
+        node_type="validator",
+        ip=ip,
+        port=port,
+        source="stellarnode",
+    )
+
+
+def static_peer(text: str) -> Peer:
+    """Parse `host:port` (IPv4, RFC 1123 DNS name, or `[IPv6]:port`), or raise ValueError."""
+    ip, port = static_address(text)
+    return Peer(namespace="", name=text, node_type="validator", ip=ip, port=port, source="static")
+
+
+def admitted_uninjected(pod: Obj, *, settings: Settings) -> bool:
+    """A live validator the webhook would inject now but that carries no injection.
+
+    Such a pod was admitted while the webhook was unreachable (failurePolicy
+    Ignore): it runs without a peer list until it is recreated.
+    """
+    metadata = as_dict(pod.get("metadata"))
+    if metadata.get("deletionTimestamp") or as_dict(pod.get("status")).get("phase") in (
+        "Succeeded",
+        "Failed",
+    ):
+        return False
+    if as_dict(metadata.get("labels")).get(names.INJECTED_LABEL) == "true":
+        return False
+    return injection.decide(pod, settings=settings).inject

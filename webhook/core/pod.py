@@ -1,0 +1,117 @@
+"""Pod facts read defensively from raw pod dicts: one copy of each.
+
+The webhook, the peer set and the reload controller all ask the same
+questions of a pod (which container is Stellar's, which port is named what,
+its IP, whether it is Ready); they ask here so the answers cannot drift.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from webhook import names
+from webhook.address import port_number
+
+__all__ = [
+    "image_repository",
+    "ip",
+    "is_ready",
+    "named_port",
+    "pod_ip",
+    "port_number",
+    "target_container",
+]
+
+Obj = Mapping[str, Any]
+
+
+def as_dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def image_repository(image: Any) -> str:
+    """The image without tag or digest; a registry's `:port` is kept.
+
+    `registry:5000/stellar/stellar-core:21.0@sha256:ab..` -> `registry:5000/stellar/stellar-core`
+    """
+    if not isinstance(image, str):
+        return ""
+    name = image.split("@", 1)[0]
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        name = name[:colon]
+    return name
+
+
+def named_port(container: Any, name: str) -> int | None:
+    """The container's port called `name` (`peer`, `http`), or None."""
+    for port in as_list(as_dict(container).get("ports")):
+        if isinstance(port, Mapping) and port.get("name") == name:
+            number = port_number(port.get("containerPort"))
+            if number is not None:
+                return number
+    return None
+
+
+def ip(value: Any) -> str | None:
+    """`value` as a normalised IP address, or None when it is not one."""
+    try:
+        return str(ipaddress.ip_address(as_str(value)))
+    except ValueError:
+        return None
+
+
+def pod_ip(pod: Obj) -> str | None:
+    """The pod's IP from its status, or None when it has no valid one."""
+    return ip(as_dict(pod.get("status")).get("podIP"))
+
+
+def is_ready(pod: Obj) -> bool:
+    """Ready condition True and not terminating: what the kubelet says counts."""
+    if as_dict(pod.get("metadata")).get("deletionTimestamp"):
+        return False
+    conditions = as_list(as_dict(pod.get("status")).get("conditions"))
+    return any(
+        as_dict(c).get("type") == "Ready" and as_dict(c).get("status") == "True" for c in conditions
+    )
+
+
+def target_container(pod: Obj) -> Mapping[str, Any] | None:
+    """The container the webhook injected (its status annotation says which), else by
+    DESIGN.md's rules: the annotated one, else the first stellar-core one, else the first."""
+    containers = [as_dict(c) for c in as_list(as_dict(pod.get("spec")).get("containers"))]
+    if not containers:
+        return None
+    annotations = as_dict(as_dict(pod.get("metadata")).get("annotations"))
+    injected = _injected_container(annotations)
+    for container in containers if injected else ():
+        if container.get("name") == injected:
+            return container
+    wanted = as_str(annotations.get(names.CONTAINER_ANNOTATION))
+    if wanted:
+        # As the webhook decides: a named container that is missing means none.
+        return next((c for c in containers if c.get("name") == wanted), None)
+    for container in containers:
+        if image_repository(container.get("image")).endswith("stellar-core"):
+            return container
+    return containers[0]
+
+
+def _injected_container(annotations: Mapping[str, Any]) -> str:
+    try:
+        status = orjson.loads(as_str(annotations.get(names.STATUS_ANNOTATION)) or "{}")
+    except orjson.JSONDecodeError:
+        return ""
+    return as_str(status.get("container")) if isinstance(status, dict) else ""

@@ -1,0 +1,82 @@
+"""The publish plan: what to write or delete so every namespace holds the peer set.
+
+Targets are the system namespace and every enabled one; a `stellar-peers`
+ConfigMap someone else owns is a conflict, left alone. No I/O here: the
+ConfigMap publisher (`webhook.controllers.publisher`) carries the steps out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from webhook import names
+from webhook.core.publish import content_digest, is_owned
+from webhook.core.watched import KIND_CONFIGMAP, State
+from webhook.settings import Settings
+
+Verb = Literal["write", "delete", "conflict"]
+
+
+@dataclass(frozen=True)
+class Step:
+    verb: Verb
+    namespace: str
+    uid: str = ""
+    # What the watch last saw there (trimmed): a write trusts it instead of reading first.
+    observed: Mapping[str, Any] | None = field(default=None, compare=False)
+
+
+def canonical_ref(settings: Settings) -> str:
+    return f"{settings.namespace}/{names.CONFIGMAP_NAME}"
+
+
+def plan(
+    state: State,
+    *,
+    desired_digest: str,
+    system_namespace: str,
+    enabled: Iterable[str],
+    canonical: str,
+) -> list[Step]:
+    """What to do so every target namespace holds our content and no stray mirror is left.
+
+    Targets are the system namespace and every enabled one. Only mirrors of
+    this canonical ConfigMap (by annotation) are ever deleted, so two
+    installations in one cluster never remove each other's.
+    """
+    targets = {system_namespace, *enabled}
+    steps: list[Step] = []
+    for namespace in sorted(targets):
+        observed = state.get((KIND_CONFIGMAP, namespace, names.CONFIGMAP_NAME))
+        if observed is None:
+            steps.append(Step("write", namespace))
+        elif not is_ours(observed, canonical=canonical):
+            steps.append(Step("conflict", namespace, str(observed["metadata"].get("uid") or "")))
+        elif observed.get("digest") != desired_digest:
+            steps.append(Step("write", namespace, observed=observed))
+    for (kind, namespace, name), observed in sorted(state.items()):
+        if kind != KIND_CONFIGMAP or name != names.CONFIGMAP_NAME or namespace in targets:
+            continue
+        annotations = observed["metadata"].get("annotations") or {}
+        if is_owned(observed) and annotations.get(names.CANONICAL_ANNOTATION) == canonical:
+            steps.append(Step("delete", namespace, str(observed["metadata"].get("uid") or "")))
+    return steps
+
+
+def is_ours(configmap: Mapping[str, Any], *, canonical: str) -> bool:
+    """Owner labels, and not a mirror of another installation's canonical ConfigMap.
+
+    Two installations whose namespace selectors overlap would otherwise rewrite
+    each other's mirror forever; the first one there keeps it.
+    """
+    annotations = (configmap.get("metadata") or {}).get("annotations") or {}
+    claimed = annotations.get(names.CANONICAL_ANNOTATION)
+    return is_owned(configmap) and claimed in (None, canonical)
+
+
+def observed_digest(configmap: Mapping[str, Any]) -> str:
+    """A watched (trimmed) ConfigMap carries its content digest; a fresh read is hashed."""
+    known = configmap.get("digest")
+    return known if isinstance(known, str) else content_digest(configmap)

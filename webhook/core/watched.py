@@ -1,0 +1,249 @@
+"""The watcher's state: what it keeps of each object, and the reducer over it.
+
+The peer watcher stores every object trimmed (only the fields read downstream)
+under (kind, namespace, name); `fold_all` applies watch events and returns the
+same state when nothing changed; `peer_set` and `validators` read the peer set
+and the Ready injected validators out of it. No I/O here.
+
+Scope of discovery: injected pods count only in injection-enabled namespaces
+(the namespace label is the operator's consent, and a pod left over in a
+namespace that lost the label must not keep feeding the set). StellarNodes
+follow the same rule, so one label decides what a namespace contributes.
+Static peers always count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
+from webhook.core.pod import as_dict, as_list, as_str, is_ready
+from webhook.core.pod import ip as ip_address
+from webhook.core.publish import content_digest
+
+# State kinds: the peer watcher stores every object under (kind, namespace, name).
+KIND_POD = "Pod"  # injected validator pods
+KIND_NODE_POD = "StellarNodePod"  # pods run by the StellarNode operator
+KIND_STELLARNODE = "StellarNode"
+KIND_SERVICE = "Service"
+KIND_NAMESPACE = "Namespace"  # only namespaces matching the selector are kept
+KIND_CONFIGMAP = "ConfigMap"  # ConfigMaps named stellar-peers
+
+NODE_NAME_LABEL = "app.kubernetes.io/name"
+NODE_NAME_VALUE = "stellar-node"
+NODE_INSTANCE_LABEL = "app.kubernetes.io/instance"
+# Pod annotations never needed downstream and possibly large.
+_DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+
+Key = tuple[str, str, str]
+State = Mapping[Key, Mapping[str, Any]]
+Obj = Mapping[str, Any]
+
+
+# --- Trimming: keep only what the peer set and the reload controller need ---
+
+
+def trim(obj: Obj, *, kind: str) -> dict[str, Any]:
+    """A small copy of a raw object holding only the fields read downstream, tagged with `kind`."""
+    metadata = as_dict(obj.get("metadata"))
+    meta: dict[str, Any] = {
+        "name": as_str(metadata.get("name")),
+        "namespace": as_str(metadata.get("namespace")),
+    }
+    if kind == KIND_NAMESPACE:
+        return {
+            "kind": kind,
+            "metadata": meta,
+            "status": {"phase": as_dict(obj.get("status")).get("phase")},
+        }
+    if kind == KIND_CONFIGMAP:
+        meta.update(
+            uid=metadata.get("uid"),
+            resourceVersion=metadata.get("resourceVersion"),
+            labels=dict(as_dict(metadata.get("labels"))),
+            annotations=dict(as_dict(metadata.get("annotations"))),
+        )
+        return {"kind": kind, "metadata": meta, "digest": content_digest(obj)}
+    if kind == KIND_SERVICE:
+        return {
+            "kind": kind,
+            "metadata": meta,
+            "spec": {"clusterIP": as_dict(obj.get("spec")).get("clusterIP")},
+        }
+    if kind == KIND_STELLARNODE:
+        spec = as_dict(obj.get("spec"))
+        kept = {k: spec[k] for k in ("nodeType", "suspended") if k in spec}
+        peer_port = as_dict(spec.get("validatorConfig")).get("peerPort")
+        if peer_port is not None:
+            kept["validatorConfig"] = {"peerPort": peer_port}
+        return {"kind": kind, "metadata": meta, "spec": kept}
+    trimmed = {"kind": kind, **_trim_pod(obj, meta)}
+    if kind == KIND_POD:
+        # Computed once per event here rather than once per pod on every reconcile.
+        trimmed["peer"] = pod_peer(trimmed)
+    return trimmed
+
+
+def _trim_pod(pod: Obj, meta: dict[str, Any]) -> dict[str, Any]:
+    metadata, spec, status = (as_dict(pod.get(k)) for k in ("metadata", "spec", "status"))
+    annotations = as_dict(metadata.get("annotations"))
+    meta.update(
+        uid=metadata.get("uid"),
+        labels=dict(as_dict(metadata.get("labels"))),
+        annotations={k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS},
+        ownerReferences=[
+            {k: as_dict(ref).get(k) for k in ("apiVersion", "kind", "name", "uid", "controller")}
+            for ref in as_list(metadata.get("ownerReferences"))
+        ],
+    )
+    if metadata.get("deletionTimestamp"):
+        meta["deletionTimestamp"] = metadata["deletionTimestamp"]
+    containers = [
+        {k: as_dict(c)[k] for k in ("name", "image", "ports") if k in as_dict(c)}
+        for c in as_list(spec.get("containers"))
+    ]
+    conditions = [
+        {"type": as_dict(c).get("type"), "status": as_dict(c).get("status")}
+        for c in as_list(status.get("conditions"))
+    ]
+    return {
+        "metadata": meta,
+        "spec": {"containers": containers},
+        "status": {
+            "podIP": status.get("podIP"),
+            "phase": status.get("phase"),
+            "conditions": conditions,
+        },
+    }
+
+
+def key_of(obj: Obj) -> Key | None:
+    metadata = as_dict(obj.get("metadata"))
+    kind, name = as_str(obj.get("kind")), as_str(metadata.get("name"))
+    if not (kind and name):
+        return None
+    return (kind, as_str(metadata.get("namespace")), name)
+
+
+def fold_all(state: State, events: Iterable[Mapping[str, Any]]) -> State:
+    """Apply watch events; return the same state when nothing changed.
+
+    `ADDED`/`MODIFIED`/`DELETED` carry `object` (with `kind`); `LISTED` carries
+    `kind` and `objects`, a full list that replaces everything of that kind
+    (so objects deleted while no watch was open disappear on relist).
+
+    The state is copied once rather than once per event.
+
+    The watcher folds everything that arrived during a debounce window in one
+    go: with thousands of pods, a copy per event would dominate a burst.
+    """
+    fresh = dict(state)
+    changed = False
+    for event in events:
+        changed = _apply(fresh, event) or changed
+    return fresh if changed else state
+
+
+def _apply(state: dict[Key, Mapping[str, Any]], event: Mapping[str, Any]) -> bool:
+    """Apply one event to a private copy in place; say whether anything changed."""
+    kind = event.get("type")
+    if kind == "LISTED":
+        listed_kind = as_str(event.get("kind"))
+        listed = {}
+        for obj in event.get("objects") or ():
+            key = key_of(obj)
+            if key is not None and key[0] == listed_kind:
+                listed[key] = obj
+        stale = [k for k in state if k[0] == listed_kind and k not in listed]
+        for k in stale:
+            del state[k]
+        updated = {k: v for k, v in listed.items() if state.get(k) != v}
+        state.update(updated)
+        return bool(stale or updated)
+    obj = as_dict(event.get("object"))
+    key = key_of(obj)
+    if key is None:
+        return False
+    if kind in ("ADDED", "MODIFIED") and state.get(key) != obj:
+        state[key] = obj
+        return True
+    if kind == "DELETED" and key in state:
+        del state[key]
+        return True
+    return False
+
+
+def of_kind(state: State, kind: str) -> Iterable[Mapping[str, Any]]:
+    return (obj for key, obj in state.items() if key[0] == kind)
+
+
+def enabled_namespaces(state: State) -> frozenset[str]:
+    """Namespaces seen through the selector-filtered namespace watch, unless terminating
+    (nothing can be created in those, and their pods are on their way out)."""
+    return frozenset(
+        key[2]
+        for key, obj in state.items()
+        if key[0] == KIND_NAMESPACE and as_dict(obj.get("status")).get("phase") != "Terminating"
+    )
+
+
+def _peer_of(pod: Obj) -> Peer | None:
+    """The peer of a pod: precomputed by `trim`, or worked out from a raw pod."""
+    return pod["peer"] if "peer" in pod else pod_peer(pod)
+
+
+def validators(state: State, *, enabled: frozenset[str]) -> tuple[Mapping[str, Any], ...]:
+    """Ready injected pods (trimmed, as dicts) in enabled namespaces, sorted by namespace, name."""
+    found = [
+        {k: v for k, v in obj.items() if k != "peer"}
+        for key, obj in sorted(state.items())
+        if key[0] == KIND_POD and key[1] in enabled and _peer_of(obj) is not None
+    ]
+    return tuple(found)
+
+
+def peer_set(
+    state: State, *, enabled_namespaces: frozenset[str], static: Iterable[Peer] = ()
+) -> PeerSet:
+    """Every peer, one per `ip:port` (pods win over StellarNodes over static), sorted."""
+    candidates: list[Peer] = []
+    for key, obj in state.items():
+        if key[0] == KIND_POD and key[1] in enabled_namespaces:
+            peer = _peer_of(obj)
+            if peer is not None:
+                candidates.append(peer)
+    candidates.extend(_stellarnode_peers(state, enabled=enabled_namespaces))
+    candidates.extend(static)
+    rank = {"pod": 0, "stellarnode": 1, "static": 2}
+    chosen: dict[str, Peer] = {}
+    for peer in sorted(candidates, key=lambda p: (rank[p.source], p.namespace, p.name)):
+        chosen.setdefault(peer.peer_string, peer)
+    return PeerSet(peers=tuple(sorted(chosen.values(), key=lambda p: (p.namespace, p.name))))
+
+
+def _stellarnode_peers(state: State, *, enabled: frozenset[str]) -> list[Peer]:
+    pod_ips: dict[tuple[str, str], str] = {}
+    for obj in of_kind(state, KIND_NODE_POD):
+        metadata = as_dict(obj.get("metadata"))
+        labels = as_dict(metadata.get("labels"))
+        ip = as_dict(obj.get("status")).get("podIP")
+        if labels.get(NODE_NAME_LABEL) == NODE_NAME_VALUE and is_ready(obj) and ip_address(ip):
+            instance = (as_str(metadata.get("namespace")), as_str(labels.get(NODE_INSTANCE_LABEL)))
+            pod_ips.setdefault(instance, as_str(ip))
+    service_ips = {
+        (as_str(obj["metadata"]["namespace"]), as_str(obj["metadata"]["name"])): as_str(
+            as_dict(obj.get("spec")).get("clusterIP")
+        )
+        for obj in of_kind(state, KIND_SERVICE)
+    }
+    peers = []
+    for key, node in state.items():
+        if key[0] != KIND_STELLARNODE or key[1] not in enabled:
+            continue
+        peer = stellarnode_peer(
+            node, ready_pod_ip=pod_ips.get(key[1:]), service_ip=service_ips.get(key[1:])
+        )
+        if peer is not None:
+            peers.append(peer)
+    return peers

@@ -1,0 +1,1 @@
+"""Kubernetes plumbing: the API client, list-and-watch, leader election."""

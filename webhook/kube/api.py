@@ -1,0 +1,57 @@
+"""Kubernetes API connection: one place that builds the client from settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from webhook.settings import Settings
+
+# The watcher holds about seven long-lived watch connections and writes mirrors
+# in parallel; urllib3's default pool of 4 would drop and re-open connections.
+POOL_SIZE = 32
+
+# What a call to the API server can raise when the server or the network fails.
+FAILURES: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+def api_client(settings: Settings) -> client.ApiClient:
+    """In-cluster config when running in a pod, else the kubeconfig named or the default one."""
+    if settings.kubeconfig:
+        api = config.new_client_from_config(config_file=settings.kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+            api = client.ApiClient()
+        except config.ConfigException:
+            api = config.new_client_from_config()
+    api.configuration.connection_pool_maxsize = POOL_SIZE
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = POOL_SIZE
+    return api
+
+
+def read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a client method for its raw answer, parsed as a plain dict (no model objects)."""
+    response = call(*args, _preload_content=False, **kwargs)
+    data: dict[str, Any] = orjson.loads(response.data)
+    return data
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failed call: the API's status and message, else the exception."""
+    if isinstance(exc, ApiException):
+        message = exc.reason or ""
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            message = str(orjson.loads(exc.body or b"").get("message") or message)
+        return f"HTTP {exc.status}: {message}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def read_pod(settings: Settings, *, namespace: str, name: str) -> dict[str, Any]:
+    return read_json(client.CoreV1Api(api_client(settings)).read_namespaced_pod, name, namespace)
