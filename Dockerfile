@@ -2,7 +2,8 @@
 # stellar-peer-injector: `docker build -t stellar-peer-injector:0.1.0 .`
 
 # Build wheels for the package and its dependencies (uvloop and httptools included).
-FROM python:3.11-slim AS build
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY webhook ./webhook
@@ -10,7 +11,7 @@ COPY certs ./certs
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[fast]"
 
 # Runtime: no compilers, no build files, not root.
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

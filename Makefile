@@ -2,7 +2,8 @@
 VENV := .venv/bin
 SOURCES := webhook certs tests scripts
 
-.PHONY: setup test lint typecheck unit e2e demo demo-down cluster-up cluster-down cluster-status bench soak clean
+.PHONY: setup test lint typecheck unit e2e node-tier demo demo-down cluster-up cluster-down cluster-status \
+	node-up node-down node-status image install uninstall bench soak clean
 
 setup:
 	@scripts/setup.sh
@@ -15,6 +16,9 @@ unit: setup
 
 e2e: setup
 	$(VENV)/pytest tests/e2e
+
+node-tier: setup
+	$(VENV)/pytest tests/node
 
 lint: setup
 	$(VENV)/ruff check $(SOURCES)
@@ -40,11 +44,32 @@ cluster-down:
 cluster-status:
 	@scripts/cluster.sh status
 
+# The real node (kubelet + containerd) with its own control plane; needs root.
+node-up: setup
+	@scripts/node.sh up
+
+node-down:
+	@scripts/node.sh down
+
+node-status:
+	@scripts/node.sh status
+
+# The injector, stand-in and pause images, built without Docker (buildah, debootstrap).
+image: setup
+	@scripts/images.sh build
+
+# The injector installed on the real node from manifests/, as a user installs it.
+install: setup
+	@scripts/install.sh up
+
+uninstall:
+	@scripts/install.sh down
+
 bench: setup
 	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; else echo "bench: no benchmarks yet (see issue 6)"; fi
 
 soak: setup
 	@if [ -x scripts/soak.sh ]; then scripts/soak.sh; else echo "soak: no soak tests yet"; fi
 
-clean: cluster-down
+clean: cluster-down node-down
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager and kubectl from the Go module
+# Build the control plane (kube-apiserver, kube-controller-manager, kubectl) and
+# the real node's kubelet, kube-scheduler and kube-proxy from the Go module
 # k8s.io/kubernetes at a pinned release, once, into a cache outside the repo.
 # A warm cache makes this a no-op; a cold one takes a few minutes on 2 cores.
 set -euo pipefail
@@ -7,7 +8,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 CACHE_ROOT="${STELLAR_CACHE:-$HOME/.cache/stellar-peer-injector}"
 OUT="$CACHE_ROOT/k8s-$K8S_VERSION/bin"
-BINARIES=(kube-apiserver kube-controller-manager kubectl)
+BINARIES=(kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy)
 
 have_all() {
   for b in "${BINARIES[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done
@@ -56,6 +57,9 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
 go mod tidy -e >/dev/null 2>&1 || true

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A real local Kubernetes control plane for tests and the demo: etcd,
 # kube-apiserver and kube-controller-manager on 127.0.0.1, no kubelet.
+# scripts/node.sh starts one with APISERVER_ADDRESS=198.18.0.1 (the real
+# node's bridge), so pods reach the API server through the kubernetes Service.
 #
 #   scripts/cluster.sh up       start (a no-op when already up) and write .cluster/kubeconfig
 #   scripts/cluster.sh down     stop exactly what `up` started and remove the state
@@ -17,6 +19,9 @@ ETCD_PORT="${ETCD_PORT:-12379}"
 ETCD_PEER_PORT="${ETCD_PEER_PORT:-12380}"
 APISERVER_PORT="${APISERVER_PORT:-16443}"
 KCM_PORT="${KCM_PORT:-10357}"
+# Where kube-apiserver listens and what it advertises as the kubernetes
+# Service's endpoint: loopback, or the node's bridge address.
+APISERVER_ADDRESS="${APISERVER_ADDRESS:-127.0.0.1}"
 # etcd's data lives in memory: the cluster is disposable and fsync on disk is slow.
 ETCD_DATA="${ETCD_DATA:-/dev/shm/stellar-peer-injector-etcd-$(echo -n "$STATE" | md5sum | cut -c1-8)}"
 
@@ -27,7 +32,7 @@ pid_alive() { [[ -f "$STATE/$1.pid" ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/de
 readyz() {
   curl -sf --max-time 2 --cacert "$STATE/pki/ca.crt" \
     --cert "$STATE/pki/admin.crt" --key "$STATE/pki/admin.key" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null 2>&1
+    "https://$APISERVER_ADDRESS:$APISERVER_PORT/readyz" >/dev/null 2>&1
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
@@ -46,7 +51,7 @@ make_pki() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
       -subj "/CN=stellar-local-ca" -keyout ca.key -out ca.crt 2>/dev/null
     cat > apiserver.ext <<EXT
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:$APISERVER_ADDRESS,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 extendedKeyUsage=serverAuth
 EXT
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=kube-apiserver" \
@@ -72,7 +77,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$APISERVER_ADDRESS:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 < "$pki/ca.crt")
 users:
 - name: admin
@@ -105,11 +110,13 @@ start_etcd() {
 
 start_apiserver() {
   pid_alive kube-apiserver && return 0
-  local pki="$STATE/pki"
+  local pki="$STATE/pki" reconciler=none
+  # Off loopback, pods reach the API server: the kubernetes Service needs its endpoint.
+  [[ "$APISERVER_ADDRESS" == 127.0.0.1 ]] || reconciler=lease
   env -u HTTPS_PROXY -u HTTP_PROXY -u https_proxy -u http_proxy \
   nohup "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --bind-address "$APISERVER_ADDRESS" --advertise-address "$APISERVER_ADDRESS" --secure-port "$APISERVER_PORT" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -118,7 +125,9 @@ start_apiserver() {
     --authorization-mode RBAC \
     --enable-admission-plugins MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --endpoint-reconciler-type none \
+    --endpoint-reconciler-type "$reconciler" \
+    --kubelet-preferred-address-types InternalIP \
+    --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
     --allow-privileged=true \
     --cert-dir "$STATE/apiserver-certs" \
     --profiling=false \
@@ -178,7 +187,7 @@ up() {
   start_etcd
   start_apiserver
   start_controller_manager
-  log "up: kube-apiserver $K8S_VERSION at https://127.0.0.1:$APISERVER_PORT"
+  log "up: kube-apiserver $K8S_VERSION at https://$APISERVER_ADDRESS:$APISERVER_PORT"
   log "export KUBECONFIG=$STATE/kubeconfig; kubectl at $BIN/kubectl"
 }
 

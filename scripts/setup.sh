@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs, idempotent and quick when warm:
-# Debian packages (etcd, openssl, curl, dash, nginx/wrk for benchmarks), the
-# Kubernetes binaries built from Go modules (cached outside the repo), and the venv.
+# Debian packages (etcd, openssl, curl, dash; containerd, runc, CNI plugins,
+# iptables, buildah, debootstrap, busybox-static for the real node and its
+# images), the Kubernetes binaries and helm built from Go modules (cached
+# outside the repo), and the venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,6 +14,15 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v wget >/dev/null || need+=(wget)
 [[ -x /bin/dash ]] || need+=(dash)
+# The real node (scripts/node.sh) and its images (scripts/images.sh).
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v buildah >/dev/null || need+=(buildah)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+[[ -x /bin/busybox ]] || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}"
   SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"

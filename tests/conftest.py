@@ -1,4 +1,4 @@
-"""Test-wide options. Unit tests run first; cluster tests live in tests/e2e."""
+"""Test-wide options. Unit tests run first, then tests/e2e (the control plane), then tests/node."""
 
 from __future__ import annotations
 
@@ -15,5 +15,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Pure tests first: they fail fast and need no control plane.
-    items.sort(key=lambda item: 1 if "/e2e/" in str(item.path) else 0)
+    # Pure tests first: they fail fast and need no control plane; the real node last.
+    def tier(item: pytest.Item) -> int:
+        path = str(item.path)
+        return 2 if "/node/" in path else 1 if "/e2e/" in path else 0
+
+    items.sort(key=tier)

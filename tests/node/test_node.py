@@ -1,0 +1,378 @@
+"""The injector as users meet it, on a real node: installed from manifests/, real validator pods.
+
+One story, in order (pytest runs a file's tests in order; each step builds on the last):
+install → the injector's replicas Ready as their ServiceAccount, each serving admission, one
+leader → the example validator Deployment applied unchanged (its resource requests lowered to
+fit the node) → injected, Running → the postStart hook called the node's admin port from
+inside the container → canonical ConfigMap and mirror hold the pod IPs → the mounted peers
+file follows the set → with the admin port public, running nodes get `connect` for a new
+replica (http mode) → exec mode through pods/exec → uninstall leaves nothing of ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import ssl
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.node.conftest import SYSTEM_NAMESPACE, Node, install, uninstall
+from tests.polling import wait_until
+from webhook import names
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "manifests" / "examples" / "validator-deployment.yaml"
+SERVICE_HOST = "stellar-peer-injector.stellar-system.svc"
+LABEL = "app.kubernetes.io/name=stellar-peer-injector"
+# Pods start, the kubelet refreshes mounts, the reload controller backs off: minutes, not seconds.
+SLOW = 240.0
+
+
+def example_documents(*, public_admin: bool = False) -> list[dict[str, Any]]:
+    """The example as shipped; only resource requests lowered (the node has 2 CPUs), and the
+    admin port made public where http reload mode needs to reach it."""
+    docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                container["resources"] = {"requests": {"cpu": "10m", "memory": "32Mi"}}
+        if doc["kind"] == "ConfigMap" and public_admin:
+            cfg = doc["data"]["stellar-core.cfg"]
+            doc["data"]["stellar-core.cfg"] = cfg.replace(
+                "PUBLIC_HTTP_PORT=false", "PUBLIC_HTTP_PORT=true"
+            )
+    return docs
+
+
+def apply(node: Node, namespace: str, docs: list[dict[str, Any]]) -> None:
+    node.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+
+def validator_namespace(node: Node, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    node.kubectl("create", "namespace", name)
+    node.kubectl("label", "namespace", name, f"{names.ENABLE_LABEL}={names.ENABLE_VALUE}")
+    # Each validator needs its own seed; the example reads one from this Secret.
+    node.kubectl(
+        "create", "secret", "generic", "validator-seed", "-n", name, f"--from-literal=seed=S{name}"
+    )
+    return name
+
+
+def running_validators(node: Node, namespace: str, count: int) -> list[dict[str, Any]]:
+    """Wait until `count` validator pods run with an IP and are Ready; return them."""
+
+    def ready() -> list[dict[str, Any]] | None:
+        pods = node.json("get", "pods", "-n", namespace, "-l", "app=stellar-validator")["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        good = [
+            p
+            for p in live
+            if p["status"].get("podIP")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", [])
+            )
+        ]
+        return good if len(good) == count and len(live) == count else None
+
+    return wait_until(ready, timeout=SLOW, interval=1, message=f"{count} validators Ready")
+
+
+def logs(node: Node, namespace: str, pod: str) -> str:
+    return node.kubectl("logs", "-n", namespace, pod, "-c", "stellar-core")
+
+
+def injector_pods(node: Node) -> list[dict[str, Any]]:
+    return list(node.json("get", "pods", "-n", SYSTEM_NAMESPACE, "-l", LABEL)["items"])
+
+
+def metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def metrics_of(pod: dict[str, Any]) -> str:
+    """GET /metrics from the pod IP: the host reaches pod IPs directly on this node."""
+    with socket.create_connection((pod["status"]["podIP"], 9090), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    return raw.decode()
+
+
+def peers_of(node: Node, namespace: str, name: str = names.CONFIGMAP_NAME) -> set[str]:
+    data = node.json("get", "configmap", name, "-n", namespace)["data"]
+    return set(data[names.KEY_TXT].split())
+
+
+@pytest.fixture(scope="module")
+def installed_node(installed: Node) -> Node:
+    return installed
+
+
+@pytest.fixture(scope="module")
+def private_ns(installed_node: Node) -> str:
+    """The example unchanged (admin port on 127.0.0.1): only the pod itself can call it."""
+    return validator_namespace(installed_node, "validators")
+
+
+def test_injector_replicas_are_ready_as_their_service_account(installed_node: Node) -> None:
+    deployment = installed_node.json(
+        "get", "deployment", "stellar-peer-injector", "-n", SYSTEM_NAMESPACE
+    )
+    want = deployment["spec"]["replicas"]
+    assert want >= 2
+    pods = wait_until(
+        lambda: (
+            [
+                p
+                for p in injector_pods(installed_node)
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in p["status"].get("conditions", [])
+                )
+            ]
+            or None
+        ),
+        timeout=SLOW,
+        message="injector pods Ready",
+    )
+    assert len(pods) == want
+    for pod in pods:
+        assert pod["spec"]["serviceAccountName"] == "stellar-peer-injector"
+        assert pod["spec"]["nodeName"] == "stellar-node"
+        # Its token is the ServiceAccount's own, projected by the kubelet.
+        assert any(v.get("projected") for v in pod["spec"]["volumes"])
+
+
+def _post_review(pod_ip: str, ca_pem: str, body: bytes) -> dict[str, Any]:
+    ctx = ssl.create_default_context(cadata=ca_pem)
+    head = (
+        f"POST /mutate HTTP/1.1\r\nHost: {SERVICE_HOST}\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with (
+        socket.create_connection((pod_ip, 8443), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=SERVICE_HOST) as sock,
+    ):
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = answer.split(b"\r\n", 1)[0]
+    assert b" 200 " in status, status
+    return dict(json.loads(answer.split(b"\r\n\r\n", 1)[1]))
+
+
+def test_every_replica_serves_admission(installed_node: Node, private_ns: str) -> None:
+    webhook = installed_node.json("get", "mutatingwebhookconfiguration", "stellar-peer-injector")
+    ca = base64.b64decode(webhook["webhooks"][0]["clientConfig"]["caBundle"]).decode()
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": private_ns},
+        "spec": {"containers": [{"name": "stellar-core", "image": "stellar/stellar-core:21"}]},
+    }
+    for replica in injector_pods(installed_node):
+        uid = str(uuid.uuid4())
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": uid,
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": private_ns,
+                "operation": "CREATE",
+                "object": pod,
+            },
+        }
+        answer = _post_review(replica["status"]["podIP"], ca, json.dumps(review).encode())
+        assert answer["response"]["uid"] == uid
+        assert answer["response"]["allowed"] is True
+        assert answer["response"].get("patch"), f"{replica['metadata']['name']} did not inject"
+
+
+def test_one_leader_writes(installed_node: Node, private_ns: str) -> None:
+    def leaders() -> list[str] | None:
+        found = [
+            p["metadata"]["name"]
+            for p in injector_pods(installed_node)
+            if metric(metrics_of(p), "stellar_leader") == 1
+        ]
+        return found if len(found) == 1 else None
+
+    (leader,) = wait_until(leaders, timeout=SLOW, interval=1, message="exactly one leader")
+    lease = installed_node.json("get", "lease", "stellar-peer-injector", "-n", SYSTEM_NAMESPACE)
+    assert lease["spec"]["holderIdentity"] == leader
+    # The canonical ConfigMap exists and only the leader has written ConfigMaps.
+    wait_until(
+        lambda: installed_node.json(
+            "get", "configmap", names.CONFIGMAP_NAME, "-n", SYSTEM_NAMESPACE
+        ),
+        timeout=SLOW,
+        message="the canonical ConfigMap",
+    )
+    for pod in injector_pods(installed_node):
+        writes = metric(metrics_of(pod), "stellar_configmap_writes_total")
+        if pod["metadata"]["name"] == leader:
+            assert writes >= 1
+        else:
+            assert writes == 0, pod["metadata"]["name"]
+
+
+def test_example_validators_run_injected_and_the_hook_calls_their_admin_port(
+    installed_node: Node, private_ns: str
+) -> None:
+    apply(installed_node, private_ns, example_documents())
+    (first,) = running_validators(installed_node, private_ns, 1)
+    first_ip = first["status"]["podIP"]
+    wait_until(
+        lambda: peers_of(installed_node, private_ns) >= {f"{first_ip}:11625"},
+        timeout=SLOW,
+        message="the mirror holds the first validator",
+    )
+    installed_node.kubectl(
+        "scale", "-n", private_ns, "deployment/stellar-validator", "--replicas", "3"
+    )
+    pods = running_validators(installed_node, private_ns, 3)
+    for pod in pods:
+        meta = pod["metadata"]
+        assert meta["labels"].get(names.INJECTED_LABEL) == "true"
+        assert names.STATUS_ANNOTATION in meta["annotations"]
+        container = pod["spec"]["containers"][0]
+        assert container["lifecycle"]["postStart"]["exec"]["command"][0] == "/bin/sh"
+        assert any(m["mountPath"] == "/etc/stellar/peers" for m in container["volumeMounts"])
+        assert pod["status"]["phase"] == "Running"
+        # The hook asked `info` from inside the container: the admin port is on 127.0.0.1.
+        wait_until(
+            lambda name=meta["name"]: "[Http INFO] /info" in logs(installed_node, private_ns, name),
+            timeout=SLOW,
+            message=f"the hook's info call in {meta['name']}",
+        )
+    # The two that started after the first was Ready were told about it by their hook.
+    for pod in pods:
+        if pod["metadata"]["name"] == first["metadata"]["name"]:
+            continue
+        wait_until(
+            lambda name=pod["metadata"]["name"]: (
+                f"/connect?peer={first_ip}&port=11625" in logs(installed_node, private_ns, name)
+            ),
+            timeout=SLOW,
+            message="the hook's connect to the first validator",
+        )
+
+
+def test_configmaps_hold_the_pod_ips_and_the_mounted_file_follows(
+    installed_node: Node, private_ns: str
+) -> None:
+    pods = running_validators(installed_node, private_ns, 3)
+    want = {f"{p['status']['podIP']}:11625" for p in pods}
+    for ns in (SYSTEM_NAMESPACE, private_ns):
+        wait_until(
+            lambda ns=ns: peers_of(installed_node, ns) == want,
+            timeout=SLOW,
+            message=f"{want} in {ns}",
+        )
+    first = min(pods, key=lambda p: p["metadata"]["creationTimestamp"])
+
+    def mounted() -> set[str]:
+        out = installed_node.kubectl(
+            "exec",
+            "-n",
+            private_ns,
+            first["metadata"]["name"],
+            "-c",
+            "stellar-core",
+            "--",
+            "cat",
+            "/etc/stellar/peers/peers.txt",
+        )
+        return set(out.split())
+
+    # The first pod started with a smaller set: the kubelet rewrites its mounted file.
+    wait_until(lambda: mounted() == want, timeout=SLOW, interval=2, message="peers.txt in the pod")
+
+
+def test_running_nodes_get_connect_for_a_new_replica(installed_node: Node, private_ns: str) -> None:
+    # http mode reaches the admin port at the pod IP: the node must serve it publicly.
+    installed_node.kubectl("delete", "namespace", private_ns, "--wait=false")
+    ns = validator_namespace(installed_node, "public")
+    apply(installed_node, ns, example_documents(public_admin=True))
+    installed_node.kubectl("scale", "-n", ns, "deployment/stellar-validator", "--replicas", "3")
+    three = running_validators(installed_node, ns, 3)
+    installed_node.kubectl("scale", "-n", ns, "deployment/stellar-validator", "--replicas", "4")
+    four = running_validators(installed_node, ns, 4)
+    (new,) = [
+        p for p in four if p["metadata"]["name"] not in {q["metadata"]["name"] for q in three}
+    ]
+    line = f"/connect?peer={new['status']['podIP']}&port=11625"
+    for pod in three:
+        wait_until(
+            lambda name=pod["metadata"]["name"]: line in logs(installed_node, ns, name),
+            timeout=SLOW,
+            interval=1,
+            message=f"connect for the new replica in {pod['metadata']['name']}",
+        )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="exec reload runs http-command without --conf and misreads its real output "
+    "(issue 11); validators created during the injector's rollout are admitted uninjected "
+    "(no drain, issue 12)",
+)
+def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node: Node) -> None:
+    install("manifests/overlays/exec")
+    ns = validator_namespace(installed_node, "exec")
+    apply(installed_node, ns, example_documents())
+    installed_node.kubectl("scale", "-n", ns, "deployment/stellar-validator", "--replicas", "2")
+    two = running_validators(installed_node, ns, 2)
+    installed_node.kubectl("scale", "-n", ns, "deployment/stellar-validator", "--replicas", "3")
+    three = running_validators(installed_node, ns, 3)
+    # Created right after the injector's own rollout: none admitted uninjected.
+    for pod in three:
+        assert pod["metadata"].get("labels", {}).get(names.INJECTED_LABEL) == "true"
+    (new,) = [p for p in three if p["metadata"]["name"] not in {q["metadata"]["name"] for q in two}]
+    line = f"/connect?peer={new['status']['podIP']}&port=11625"
+    # Only an exec into the container reaches 127.0.0.1:11626 there.
+    for pod in two:
+        wait_until(
+            lambda name=pod["metadata"]["name"]: line in logs(installed_node, ns, name),
+            timeout=SLOW,
+            interval=1,
+            message=f"an exec'd connect in {pod['metadata']['name']}",
+        )
+    hashes = {
+        p["metadata"].get("annotations", {}).get(names.OBSERVED_HASH_ANNOTATION)
+        for p in running_validators(installed_node, ns, 3)
+    }
+    assert None not in hashes, "exec mode reloads record what each node observed"
+
+
+def test_uninstall_leaves_nothing_of_ours(installed_node: Node) -> None:
+    uninstall("manifests/overlays/exec")
+    assert installed_node.kubectl("get", "namespace", SYSTEM_NAMESPACE, check=False) == ""
+    for kind in (
+        "clusterrole",
+        "clusterrolebinding",
+        "mutatingwebhookconfiguration",
+        "validatingadmissionpolicy",
+        "validatingadmissionpolicybinding",
+    ):
+        assert installed_node.kubectl("get", kind, "-l", LABEL, "-o", "name") == "", kind
+    left = installed_node.kubectl("get", "configmap", "-A", "-l", LABEL, "-o", "name")
+    assert left == "", f"mirrors left behind: {left}"
+    assert not re.search(r"stellar-peer-injector", installed_node.kubectl("get", "all", "-A"))
