@@ -2,7 +2,7 @@
 VENV := .venv/bin
 SOURCES := webhook certs tests scripts
 
-.PHONY: setup test lint typecheck unit e2e node-tier demo demo-down cluster-up cluster-down cluster-status \
+.PHONY: setup test lint typecheck unit e2e node-tier demo demo-down demo-local demo-local-down cluster-up cluster-down cluster-status \
 	node-up node-down node-status image install uninstall bench soak clean
 
 setup:
@@ -34,11 +34,18 @@ demo: setup
 demo-down:
 	@scripts/demo.sh down
 
+# The same story without root: `serve --local`, a fake kubelet, stand-ins on 127.0.0.x.
+demo-local: setup
+	@scripts/demo-local.sh
+
+demo-local-down:
+	@scripts/demo-local.sh down
+
 cluster-up: setup
 	@scripts/cluster.sh up
 
 cluster-down:
-	-@scripts/demo.sh down 2>/dev/null
+	-@scripts/demo-local.sh down 2>/dev/null
 	@scripts/cluster.sh down
 
 cluster-status:

@@ -33,6 +33,7 @@ SERVICE_HOST = "stellar-peer-injector.stellar-system.svc"
 LABEL = "app.kubernetes.io/name=stellar-peer-injector"
 # Pods start, the kubelet refreshes mounts, the reload controller backs off: minutes, not seconds.
 SLOW = 240.0
+TIER_LABEL = "stellar-node-tier"
 
 
 def example_documents(*, public_admin: bool = False) -> list[dict[str, Any]]:
@@ -58,6 +59,7 @@ def apply(node: Node, namespace: str, docs: list[dict[str, Any]]) -> None:
 def validator_namespace(node: Node, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     node.kubectl("create", "namespace", name)
+    node.kubectl("label", "namespace", name, f"{TIER_LABEL}=true")
     node.kubectl("label", "namespace", name, f"{names.ENABLE_LABEL}={names.ENABLE_VALUE}")
     # Each validator needs its own seed; the example reads one from this Secret.
     node.kubectl(
@@ -363,6 +365,7 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
 
 
 def test_uninstall_leaves_nothing_of_ours(installed_node: Node) -> None:
+    installed_node.kubectl("delete", "namespace", "-l", f"{TIER_LABEL}=true", "--wait=false")
     uninstall("manifests/overlays/exec")
     assert installed_node.kubectl("get", "namespace", SYSTEM_NAMESPACE, check=False) == ""
     for kind in (
