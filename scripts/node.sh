@@ -230,6 +230,23 @@ stop() {  # stop NAME: TERM, wait, then KILL; only the PID we recorded
   rm -f "$STATE/$name.pid"
 }
 
+remove_kube_chains() {  # what kube-proxy --cleanup leaves: the kubelet's own KUBE-* chains
+  local ipt table rule chain
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    for table in filter nat mangle; do
+      "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j KUBE-' \
+        | while read -r rule; do eval "$ipt -t $table ${rule/-A/-D}" 2>/dev/null || true; done
+      for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
+        "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
+      done
+      for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
+        "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  done
+}
+
 remove_containers() {
   pid_alive containerd || return 0
   local ids
@@ -249,6 +266,7 @@ down() {
   stop kube-proxy
   # kube-proxy's chains and rules, then anything else that still runs from the state folder.
   if [[ -x "$K8S_BIN/kube-proxy" ]]; then "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+  remove_kube_chains
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -address $SOCK" 2>/dev/null || true
   # Pod network namespaces and the volumes the kubelet mounted (tokens are tmpfs).
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
