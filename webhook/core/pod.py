@@ -17,10 +17,12 @@ from webhook import names
 from webhook.address import port_number
 
 __all__ = [
+    "admin_port",
     "image_repository",
     "ip",
     "is_ready",
     "named_port",
+    "peer_port",
     "pod_ip",
     "port_number",
     "target_container",
@@ -63,6 +65,35 @@ def named_port(container: Any, name: str) -> int | None:
             if number is not None:
                 return number
     return None
+
+
+# Container port names by precedence (stellar/helm-charts: `core` and `core-peer`).
+ADMIN_PORT_NAMES = ("http", "core")
+PEER_PORT_NAMES = ("peer", "core-peer")
+
+
+def _first_named_port(container: Any, wanted: tuple[str, ...]) -> int | None:
+    for name in wanted:
+        number = named_port(container, name)
+        if number is not None:
+            return number
+    return None
+
+
+def admin_port(container: Any) -> int:
+    """The admin (HTTP) port: the port named `http` or `core`, else 11626."""
+    return _first_named_port(container, ADMIN_PORT_NAMES) or names.DEFAULT_HTTP_PORT
+
+
+def peer_port(container: Any, annotations: Mapping[str, Any]) -> int | None:
+    """The peer port: named `peer` or `core-peer`, else the `stellar.org/peer-port`
+    annotation, else 11625; None when the annotation is there and is no port."""
+    named = _first_named_port(container, PEER_PORT_NAMES)
+    if named is not None:
+        return named
+    if names.PEER_PORT_ANNOTATION in annotations:
+        return port_number(annotations[names.PEER_PORT_ANNOTATION])
+    return names.DEFAULT_PEER_PORT
 
 
 def ip(value: Any) -> str | None:

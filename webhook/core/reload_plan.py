@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from webhook import names
 from webhook.core import stellar_admin
 from webhook.core.peers import Peer, PeerSet
-from webhook.core.pod import named_port, pod_ip, target_container
+from webhook.core.pod import admin_port, pod_ip, target_container
 from webhook.core.stellar_admin import Result
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
@@ -81,7 +81,7 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
                 name=str(metadata.get("name", "")),
                 uid=str(metadata.get("uid", "")),
                 ip=ip,
-                http_port=named_port(container, "http") or names.DEFAULT_HTTP_PORT,
+                http_port=admin_port(container),
                 container=str(container.get("name", "")),
                 mode=mode,
                 hash=digest,
