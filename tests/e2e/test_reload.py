@@ -143,7 +143,9 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 def fast(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, reload_timeout_seconds=0.5, reload_retries=2)
+    return dataclasses.replace(
+        settings, reload_timeout_seconds=0.5, reload_retries=2, reload_connect_wait_seconds=1.0
+    )
 
 
 @pytest.fixture
@@ -185,6 +187,11 @@ def start_node(
 def observed(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
     annotations = core.read_namespaced_pod(name, namespace).metadata.annotations or {}
     return annotations.get(names.OBSERVED_HASH_ANNOTATION)
+
+
+def connection_status(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
+    annotations = core.read_namespaced_pod(name, namespace).metadata.annotations or {}
+    return annotations.get(names.CONNECTION_STATUS_ANNOTATION)
 
 
 def events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
@@ -336,10 +343,11 @@ def test_reload_unreachable_and_slow_nodes_do_not_delay_the_others(
             message="the good nodes to be told while the others are retried",
         )
         good_done = time.monotonic() - started
+        # The good ones are behind too: nothing answers at the unreachable one's peer port.
         wait_until(
-            lambda: metrics.registry.get_sample_value("stellar_nodes_behind") == 2,
+            lambda: metrics.registry.get_sample_value("stellar_nodes_behind") == 5,
             timeout=15,
-            message="the round to end with two nodes behind",
+            message="the round to end with every node behind",
         )
         round_done = time.monotonic() - started
     finally:
@@ -354,7 +362,13 @@ def test_reload_unreachable_and_slow_nodes_do_not_delay_the_others(
     assert "timeout" in events(core, namespace, "slow")[0][2]
     assert observed(core, namespace, "slow") is None
     assert observed(core, namespace, "unreachable") is None
-    assert all(observed(core, namespace, f"good{i}") == snap.peers.hash for i in range(3))
+    for i in range(3):
+        # Asked is not connected: the good nodes say which peer they lack, and are not marked.
+        assert observed(core, namespace, f"good{i}") is None
+        status = orjson.loads(connection_status(core, namespace, f"good{i}") or "{}")
+        assert status["missing"] == [{"peer": f"{unreachable_ip}:11625", "reason": "not-connected"}]
+        assert (status["connected"], status["expected"]) == (3, 4)
+        assert {r for r, _, _ in events(core, namespace, f"good{i}")} == {"PeersNotConnected"}
     failed = metrics.registry.get_sample_value(
         "stellar_reloads_total", {"mode": "http", "result": "failed"}
     )
@@ -604,6 +618,7 @@ def test_reload_mode_none_leaves_the_node_alone(
         namespace,
         "other",
         f"{block}3",
+        annotations={names.TARGET_PEER_CONNECTIONS_ANNOTATION: "0"},  # its slots explain it
         target_peer_connections=0,
         max_additional_peer_connections=8,
     )

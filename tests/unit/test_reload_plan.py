@@ -172,9 +172,20 @@ def test_reload_mode_is_case_insensitive_and_falls_back() -> None:
     assert reload_mode({}, default="exec") == "exec"
 
 
-def test_exec_command_is_an_argv_with_the_connect_query() -> None:
-    assert exec_command(host="10.0.0.2", port=11625) == [
-        "stellar-core",
-        "http-command",
-        "connect?peer=10.0.0.2&port=11625",
-    ]
+def test_exec_command_runs_http_command_with_the_pods_conf() -> None:
+    helm = pod(
+        "core-0",
+        "10.0.0.1",
+        containers=[
+            {
+                "name": "core",
+                "image": "stellar/stellar-core:22",
+                "args": ["run", "--conf", "/config/stellar-core.cfg", "--console"],
+            }
+        ],
+    )
+    [plan] = plan_round(Snap(PEER_SET, (helm,)), settings=SETTINGS)
+    assert plan.conf == "/config/stellar-core.cfg"
+    argv = exec_command("peers", conf=plan.conf, seconds=2)
+    assert argv[-3:] == ["--conf", "/config/stellar-core.cfg", "peers"]
+    assert "stellar-core http-command" in argv[2]

@@ -18,6 +18,7 @@ from webhook.address import port_number
 
 __all__ = [
     "admin_port",
+    "core_conf",
     "image_repository",
     "ip",
     "is_ready",
@@ -94,6 +95,24 @@ def peer_port(container: Any, annotations: Mapping[str, Any]) -> int | None:
     if names.PEER_PORT_ANNOTATION in annotations:
         return port_number(annotations[names.PEER_PORT_ANNOTATION])
     return names.DEFAULT_PEER_PORT
+
+
+def core_conf(container: Any) -> str:
+    """The config file the node runs with: env `STELLAR_CORE_CONF` (a plain value), else
+    the container's own `--conf FILE` (stellar/helm-charts: `/config/stellar-core.cfg`),
+    else "" (stellar-core's default, `stellar-core.cfg` in the working directory)."""
+    spec = as_dict(container)
+    for env in as_list(spec.get("env")):
+        env = as_dict(env)
+        if env.get("name") == names.ENV_CORE_CONF and as_str(env.get("value")):
+            return as_str(env.get("value"))
+    argv = [as_str(a) for a in as_list(spec.get("command")) + as_list(spec.get("args"))]
+    for i, arg in enumerate(argv):
+        if arg == "--conf" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--conf="):
+            return arg.removeprefix("--conf=")
+    return ""
 
 
 def ip(value: Any) -> str | None:

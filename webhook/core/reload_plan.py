@@ -8,13 +8,14 @@ to the `connect`s it needs. `webhook.controllers.reload` carries the plans out.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook import names
 from webhook.core import stellar_admin
+from webhook.core.connection import Limits, PeersSeen, limits
 from webhook.core.peers import Peer, PeerSet
-from webhook.core.pod import admin_port, pod_ip, target_container
+from webhook.core.pod import admin_port, core_conf, peer_port, pod_ip, target_container
 from webhook.core.stellar_admin import Result
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
@@ -38,12 +39,16 @@ class NodePlan:
     uid: str
     ip: str  # from the pod's status, validated; the only host ever dialled
     http_port: int
+    peer_port: int | None
     container: str
+    conf: str  # `--conf` for `stellar-core http-command` ("" for its default)
     mode: ReloadMode
     hash: str
     owner: tuple[str, str] | None  # (kind, name) of the controlling owner
     current: bool  # the pod's observed-hash annotation is `hash` already
     rolled_out: bool  # the pod was created from a template with `hash` (rollout mode)
+    limits: Limits = field(default_factory=Limits)
+    status: str = ""  # its `stellar.org/peers-connection-status` annotation as it is
 
 
 def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> ReloadMode:
@@ -82,12 +87,16 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
                 uid=str(metadata.get("uid", "")),
                 ip=ip,
                 http_port=admin_port(container),
+                peer_port=peer_port(container, annotations),
                 container=str(container.get("name", "")),
+                conf=core_conf(container),
                 mode=mode,
                 hash=digest,
                 owner=controller_owner(metadata),
                 current=annotations.get(names.OBSERVED_HASH_ANNOTATION) == digest,
                 rolled_out=annotations.get(names.PEERS_HASH_ANNOTATION) == digest,
+                limits=limits(annotations),
+                status=str(annotations.get(names.CONNECTION_STATUS_ANNOTATION, "")),
             )
         )
     return plans
@@ -107,16 +116,42 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
     return missing
 
 
-def exec_command(*, host: str, port: int) -> list[str]:
-    """`stellar-core http-command 'connect?peer=..&port=..'` as an exec argv (no shell)."""
-    return ["stellar-core", "http-command", stellar_admin.connect_command(host=host, port=port)]
+def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
+    """`stellar-core http-command [--conf FILE] CMD` as an exec argv, bounded in the container.
+
+    `http-command` has no timeout and a starting node may accept and never answer, so a
+    watchdog kills it after `seconds` (and the shell's `Terminated` is kept out of the
+    output). The shell gets the values as positional parameters, never as code.
+    """
+    watchdog = (
+        'stellar-core http-command "$@" & c=$!; '
+        f'( sleep {int(seconds)}; kill "$c" ) >/dev/null 2>&1 & d=$!; '
+        '{ wait "$c"; } 2>/dev/null; kill "$d" 2>/dev/null; exit 0'
+    )
+    return ["sh", "-c", watchdog, "sh", *(["--conf", conf] if conf else []), command]
 
 
-PEERS_EXEC_COMMAND = ("stellar-core", "http-command", "peers")
+def connect_exec_command(*, host: str, port: int, conf: str, seconds: int) -> list[str]:
+    """The exec argv of `connect?peer=..&port=..`."""
+    command = stellar_admin.connect_command(host=host, port=port)
+    return exec_command(command, conf=conf, seconds=seconds)
 
 
 @dataclass(frozen=True)
 class NodeOutcome:
     plan: NodePlan
     result: Result
-    connected: int = 0  # connects sent and accepted
+    connected: int = 0  # connects sent and accepted ("asked")
+    verdict: Mapping[str, Any] | None = None  # `connection.verdict`, when the node was asked
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a node said in a round, before it is judged (`connection.verdict`)."""
+
+    plan: NodePlan
+    result: Result  # how asking went; not ok: no `peers` to judge
+    seen: PeersSeen | None = None
+    expected: tuple[str, ...] = ()
+    connects: Mapping[str, Result] = field(default_factory=dict)
+    asked: int = 0  # connects the node took ("asked")
