@@ -26,10 +26,11 @@ from kubernetes import client
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from tests.standin import StellarCoreStandIn
+from tests.standin import PUBNET, StellarCoreStandIn
 from webhook import names
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
+from webhook.core import connection
 from webhook.core.peers import Peer, PeerSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -631,3 +632,85 @@ def test_reload_mode_none_leaves_the_node_alone(
     assert events(core, namespace, "quiet") == []
     skipped = {"mode": "none", "result": "skipped"}
     assert metrics.registry.get_sample_value("stellar_reloads_total", skipped) == 1
+
+
+def test_reload_failing_node_gets_one_counted_event_not_one_per_round(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+) -> None:
+    block = loopback_block()
+    dead_ip = f"{block}2"
+    core.create_namespaced_pod(namespace, validator("dead", http_port=free_port(dead_ip)))
+    kubelet.mark_ready(namespace=namespace, name="dead", ip=dead_ip)
+    snap = snapshot_of(core, namespace)
+    controller = make_controller(fast)
+    for _ in range(3):
+        assert asyncio.run(controller.reconcile(snap)) == 1
+    found = core.list_namespaced_event(namespace, field_selector="involvedObject.name=dead").items
+    assert [(e.reason, e.type, e.count) for e in found] == [("PeersReloadFailed", "Warning", 3)]
+    assert "refused" in found[0].message
+
+
+def test_reload_node_that_says_why_is_asked_a_few_rounds_then_on_change(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+) -> None:
+    block = loopback_block()
+    node = start_node(nodes, core, kubelet, namespace, "lonely", f"{block}2")
+
+    def static(ip: str) -> Peer:
+        return Peer(
+            namespace="", name="", node_type="validator", ip=ip, port=11625, source="static"
+        )
+
+    # Nothing listens at the static peer: the node dials it and drops it.
+    snap = snapshot_of(core, namespace, extra=(static(f"{block}30"),))
+    controller = make_controller(fast)
+    rounds = [asyncio.run(controller.reconcile(snap)) for _ in range(connection.GIVE_UP_ROUNDS)]
+    assert rounds == [1] * (connection.GIVE_UP_ROUNDS - 1) + [0]
+    status = orjson.loads(connection_status(core, namespace, "lonely") or "{}")
+    assert status["missing"] == [{"peer": f"{block}30:11625", "reason": "not-connected"}]
+    asked = len(node.received)
+    assert asyncio.run(controller.reconcile(snap)) == 0
+    assert len(node.received) == asked, "a node that gave its answer is left alone"
+    found = core.list_namespaced_event(namespace, field_selector="involvedObject.name=lonely").items
+    assert [(e.reason, e.count) for e in found] == [
+        ("PeersNotConnected", connection.GIVE_UP_ROUNDS)
+    ]
+
+    changed = snapshot_of(core, namespace, extra=(static(f"{block}30"), static(f"{block}31")))
+    asyncio.run(controller.reconcile(changed))
+    assert f"{block}31:11625" in node.connects(), "a new peer set asks it again"
+
+
+def test_reload_another_network_explains_a_missing_peer(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+    metrics: Metrics,
+) -> None:
+    block = loopback_block()
+    start_node(nodes, core, kubelet, namespace, "test", f"{block}2")
+    start_node(nodes, core, kubelet, namespace, "pub", f"{block}3", network_passphrase=PUBNET)
+    snap = snapshot_of(core, namespace)
+    controller = make_controller(fast)
+    assert asyncio.run(controller.reconcile(snap)) == 0
+    for name, other in (("test", f"{block}3"), ("pub", f"{block}2")):
+        assert observed(core, namespace, name) == snap.peers.hash
+        status = orjson.loads(connection_status(core, namespace, name) or "{}")
+        assert status["missing"] == [{"peer": f"{other}:11625", "reason": "other-network"}]
+        assert status["ports"]["peer"] == 11625
+    value = metrics.registry.get_sample_value(
+        "stellar_peer_connections", {"state": "other-network"}
+    )
+    assert value == 2
