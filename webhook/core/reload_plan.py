@@ -67,9 +67,50 @@ def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def workload(metadata: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(namespace, kind, name) of the workload that owns the pod, the same across its
+    rollouts: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`."""
+    owner = controller_owner(metadata)
+    if owner is None:
+        return None
+    kind, name = owner
+    template_hash = str((metadata.get("labels") or {}).get("pod-template-hash", ""))
+    if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+        kind, name = "Deployment", name.removesuffix(f"-{template_hash}")
+    return str(metadata.get("namespace", "")), kind, name
+
+
+def rollout_hash(
+    peer_set: PeerSet, *, own: Collection[tuple[str, str]], own_ips: Collection[str]
+) -> str:
+    """The hash a rollout-mode pod is judged by: the set without the workload's own pods.
+
+    A restart gives those pods new addresses; counting them would call for another
+    restart, and so on forever. Their new pods learn each other from the file anyway.
+    """
+    others = tuple(
+        p
+        for p in peer_set.peers
+        if not (p.source == "pod" and ((p.namespace, p.name) in own or p.ip in own_ips))
+    )
+    return PeerSet(others).hash
+
+
 def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
-    """One plan per validator with a valid IP and a target container, in snapshot order."""
-    digest = snapshot.peers.hash
+    """One plan per validator with a valid IP and a target container, in snapshot order.
+
+    A pod in rollout mode is judged by `rollout_hash`; every other by the whole set's.
+    """
+    siblings: dict[tuple[str, str, str] | None, set[tuple[str, str]]] = {}
+    addresses: dict[tuple[str, str, str] | None, set[str]] = {}
+    for pod in snapshot.validators:
+        metadata = pod.get("metadata") or {}
+        key = workload(metadata)
+        siblings.setdefault(key, set()).add(
+            (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        )
+        addresses.setdefault(key, set()).add(pod_ip(pod) or "")
+    hashes: dict[tuple[str, str, str], str] = {}
     plans = []
     for pod in snapshot.validators:
         metadata = pod.get("metadata") or {}
@@ -80,6 +121,18 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         if ip is None or container is None:
             continue
         mode = reload_mode(annotations, default=settings.reload_mode)
+        digest = snapshot.peers.hash
+        if mode == "rollout":
+            key = workload(metadata)
+            own = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+            if key is None:
+                digest = rollout_hash(snapshot.peers, own={own}, own_ips={ip})
+            else:
+                if key not in hashes:
+                    hashes[key] = rollout_hash(
+                        snapshot.peers, own=siblings[key], own_ips=addresses[key]
+                    )
+                digest = hashes[key]
         plans.append(
             NodePlan(
                 namespace=str(metadata.get("namespace", "")),
