@@ -98,6 +98,12 @@ class Metrics:
             "Time for one reload round",
             registry=r,
         )
+        self.peer_connections = Gauge(
+            "stellar_peer_connections",
+            "Expected peers of the validators, connected or by why not (core.connection.STATES)",
+            ["state"],
+            registry=r,
+        )
         self.nodes_behind = Gauge(
             "stellar_nodes_behind",
             "Validators not yet on the current peer set",

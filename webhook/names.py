@@ -24,6 +24,10 @@ STATUS_ANNOTATION: Final = "stellar.org/peers-injection-status"
 RELOAD_MODE_ANNOTATION: Final = "stellar.org/reload-mode"
 OBSERVED_HASH_ANNOTATION: Final = "stellar.org/peers-observed-hash"
 PEERS_HASH_ANNOTATION: Final = "stellar.org/peers-hash"
+CONNECTION_STATUS_ANNOTATION: Final = "stellar.org/peers-connection-status"
+# The node's limits, as its stellar-core.cfg sets them (the admin port does not say)
+TARGET_PEER_CONNECTIONS_ANNOTATION: Final = "stellar.org/target-peer-connections"
+PREFERRED_PEERS_ONLY_ANNOTATION: Final = "stellar.org/preferred-peers-only"
 
 # The ConfigMap
 CONFIGMAP_NAME: Final = "stellar-peers"
@@ -46,6 +50,8 @@ ENV_PEERS: Final = "STELLAR_PEERS"
 ENV_PEER_COUNT: Final = "STELLAR_PEER_COUNT"
 ENV_POD_IP: Final = "STELLAR_POD_IP"
 PEERS_FILE: Final = f"{MOUNT_PATH}/{KEY_TXT}"
+# The config file `stellar-core http-command --conf` reads, when the pod sets it
+ENV_CORE_CONF: Final = "STELLAR_CORE_CONF"
 
 # stellar-core
 DEFAULT_PEER_PORT: Final = 11625

@@ -60,6 +60,7 @@ class Settings:
     reload_concurrency: int = 16
     reload_timeout_seconds: float = 2.0
     reload_retries: int = 5
+    reload_connect_wait_seconds: float = 5.0
 
     # Leader election
     leader_election: bool = True
@@ -98,6 +99,7 @@ class Settings:
             "watch_timeout_seconds",
             "reload_concurrency",
             "reload_timeout_seconds",
+            "reload_connect_wait_seconds",
             "lease_duration_seconds",
             "lease_renew_seconds",
         )

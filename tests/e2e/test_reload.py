@@ -26,10 +26,11 @@ from kubernetes import client
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from tests.standin import StellarCoreStandIn
+from tests.standin import PUBNET, StellarCoreStandIn
 from webhook import names
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
+from webhook.core import connection
 from webhook.core.peers import Peer, PeerSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -143,7 +144,9 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 def fast(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, reload_timeout_seconds=0.5, reload_retries=2)
+    return dataclasses.replace(
+        settings, reload_timeout_seconds=0.5, reload_retries=2, reload_connect_wait_seconds=1.0
+    )
 
 
 @pytest.fixture
@@ -185,6 +188,11 @@ def start_node(
 def observed(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
     annotations = core.read_namespaced_pod(name, namespace).metadata.annotations or {}
     return annotations.get(names.OBSERVED_HASH_ANNOTATION)
+
+
+def connection_status(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
+    annotations = core.read_namespaced_pod(name, namespace).metadata.annotations or {}
+    return annotations.get(names.CONNECTION_STATUS_ANNOTATION)
 
 
 def events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
@@ -336,10 +344,11 @@ def test_reload_unreachable_and_slow_nodes_do_not_delay_the_others(
             message="the good nodes to be told while the others are retried",
         )
         good_done = time.monotonic() - started
+        # The good ones are behind too: nothing answers at the unreachable one's peer port.
         wait_until(
-            lambda: metrics.registry.get_sample_value("stellar_nodes_behind") == 2,
+            lambda: metrics.registry.get_sample_value("stellar_nodes_behind") == 5,
             timeout=15,
-            message="the round to end with two nodes behind",
+            message="the round to end with every node behind",
         )
         round_done = time.monotonic() - started
     finally:
@@ -354,7 +363,13 @@ def test_reload_unreachable_and_slow_nodes_do_not_delay_the_others(
     assert "timeout" in events(core, namespace, "slow")[0][2]
     assert observed(core, namespace, "slow") is None
     assert observed(core, namespace, "unreachable") is None
-    assert all(observed(core, namespace, f"good{i}") == snap.peers.hash for i in range(3))
+    for i in range(3):
+        # Asked is not connected: the good nodes say which peer they lack, and are not marked.
+        assert observed(core, namespace, f"good{i}") is None
+        status = orjson.loads(connection_status(core, namespace, f"good{i}") or "{}")
+        assert status["missing"] == [{"peer": f"{unreachable_ip}:11625", "reason": "not-connected"}]
+        assert (status["connected"], status["expected"]) == (3, 4)
+        assert {r for r, _, _ in events(core, namespace, f"good{i}")} == {"PeersNotConnected"}
     failed = metrics.registry.get_sample_value(
         "stellar_reloads_total", {"mode": "http", "result": "failed"}
     )
@@ -502,17 +517,19 @@ def test_reload_rollout_patches_the_deployment_once_per_change(
     _, generation = template_state()
     first = snapshot_of(core, namespace, only=only_first)
     assert len(first.validators) == 2
+    # Judged by the set without the workload's own pods: here, nothing else.
+    first_hash = PeerSet(()).hash
     assert asyncio.run(controller.reconcile(first)) == 0
-    assert template_state() == (first.peers.hash, generation + 1), "one patch for two pods"
+    assert template_state() == (first_hash, generation + 1), "one patch for two pods"
     assert asyncio.run(controller.reconcile(first)) == 0
-    assert template_state() == (first.peers.hash, generation + 1), "no second patch"
+    assert template_state() == (first_hash, generation + 1), "no second patch"
 
     static = Peer(
         namespace="", name="", node_type="validator", ip="203.0.113.9", port=11625, source="static"
     )
     second = snapshot_of(core, namespace, extra=(static,), only=only_first)
     assert asyncio.run(controller.reconcile(second)) == 0
-    assert template_state() == (second.peers.hash, generation + 2)
+    assert template_state() == (PeerSet((static,)).hash, generation + 2)
     for name in first_pods:
         assert any(r == "PeersReloaded" for r, _, _ in events(core, namespace, name))
 
@@ -604,6 +621,7 @@ def test_reload_mode_none_leaves_the_node_alone(
         namespace,
         "other",
         f"{block}3",
+        annotations={names.TARGET_PEER_CONNECTIONS_ANNOTATION: "0"},  # its slots explain it
         target_peer_connections=0,
         max_additional_peer_connections=8,
     )
@@ -616,3 +634,85 @@ def test_reload_mode_none_leaves_the_node_alone(
     assert events(core, namespace, "quiet") == []
     skipped = {"mode": "none", "result": "skipped"}
     assert metrics.registry.get_sample_value("stellar_reloads_total", skipped) == 1
+
+
+def test_reload_failing_node_gets_one_counted_event_not_one_per_round(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+) -> None:
+    block = loopback_block()
+    dead_ip = f"{block}2"
+    core.create_namespaced_pod(namespace, validator("dead", http_port=free_port(dead_ip)))
+    kubelet.mark_ready(namespace=namespace, name="dead", ip=dead_ip)
+    snap = snapshot_of(core, namespace)
+    controller = make_controller(fast)
+    for _ in range(3):
+        assert asyncio.run(controller.reconcile(snap)) == 1
+    found = core.list_namespaced_event(namespace, field_selector="involvedObject.name=dead").items
+    assert [(e.reason, e.type, e.count) for e in found] == [("PeersReloadFailed", "Warning", 3)]
+    assert "refused" in found[0].message
+
+
+def test_reload_node_that_says_why_is_asked_a_few_rounds_then_on_change(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+) -> None:
+    block = loopback_block()
+    node = start_node(nodes, core, kubelet, namespace, "lonely", f"{block}2")
+
+    def static(ip: str) -> Peer:
+        return Peer(
+            namespace="", name="", node_type="validator", ip=ip, port=11625, source="static"
+        )
+
+    # Nothing listens at the static peer: the node dials it and drops it.
+    snap = snapshot_of(core, namespace, extra=(static(f"{block}30"),))
+    controller = make_controller(fast)
+    rounds = [asyncio.run(controller.reconcile(snap)) for _ in range(connection.GIVE_UP_ROUNDS)]
+    assert rounds == [1] * (connection.GIVE_UP_ROUNDS - 1) + [0]
+    status = orjson.loads(connection_status(core, namespace, "lonely") or "{}")
+    assert status["missing"] == [{"peer": f"{block}30:11625", "reason": "not-connected"}]
+    asked = len(node.received)
+    assert asyncio.run(controller.reconcile(snap)) == 0
+    assert len(node.received) == asked, "a node that gave its answer is left alone"
+    found = core.list_namespaced_event(namespace, field_selector="involvedObject.name=lonely").items
+    assert [(e.reason, e.count) for e in found] == [
+        ("PeersNotConnected", connection.GIVE_UP_ROUNDS)
+    ]
+
+    changed = snapshot_of(core, namespace, extra=(static(f"{block}30"), static(f"{block}31")))
+    asyncio.run(controller.reconcile(changed))
+    assert f"{block}31:11625" in node.connects(), "a new peer set asks it again"
+
+
+def test_reload_another_network_explains_a_missing_peer(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+    metrics: Metrics,
+) -> None:
+    block = loopback_block()
+    start_node(nodes, core, kubelet, namespace, "test", f"{block}2")
+    start_node(nodes, core, kubelet, namespace, "pub", f"{block}3", network_passphrase=PUBNET)
+    snap = snapshot_of(core, namespace)
+    controller = make_controller(fast)
+    assert asyncio.run(controller.reconcile(snap)) == 0
+    for name, other in (("test", f"{block}3"), ("pub", f"{block}2")):
+        assert observed(core, namespace, name) == snap.peers.hash
+        status = orjson.loads(connection_status(core, namespace, name) or "{}")
+        assert status["missing"] == [{"peer": f"{other}:11625", "reason": "other-network"}]
+        assert status["ports"]["peer"] == 11625
+    value = metrics.registry.get_sample_value(
+        "stellar_peer_connections", {"state": "other-network"}
+    )
+    assert value == 2

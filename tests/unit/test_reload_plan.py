@@ -172,9 +172,84 @@ def test_reload_mode_is_case_insensitive_and_falls_back() -> None:
     assert reload_mode({}, default="exec") == "exec"
 
 
-def test_exec_command_is_an_argv_with_the_connect_query() -> None:
-    assert exec_command(host="10.0.0.2", port=11625) == [
-        "stellar-core",
-        "http-command",
-        "connect?peer=10.0.0.2&port=11625",
-    ]
+def test_exec_command_runs_http_command_with_the_pods_conf() -> None:
+    helm = pod(
+        "core-0",
+        "10.0.0.1",
+        containers=[
+            {
+                "name": "core",
+                "image": "stellar/stellar-core:22",
+                "args": ["run", "--conf", "/config/stellar-core.cfg", "--console"],
+            }
+        ],
+    )
+    [plan] = plan_round(Snap(PEER_SET, (helm,)), settings=SETTINGS)
+    assert plan.conf == "/config/stellar-core.cfg"
+    argv = exec_command("peers", conf=plan.conf, seconds=2)
+    assert argv[-3:] == ["--conf", "/config/stellar-core.cfg", "peers"]
+    assert "stellar-core http-command" in argv[2]
+
+
+def rollout_pods(generation: int, template: str, ips: list[str]) -> list[dict[str, Any]]:
+    """A rollout-mode Deployment `core`'s pods of one generation (ReplicaSet `core-<gen>`)."""
+    owner = {"kind": "ReplicaSet", "name": f"core-{generation}", "controller": True}
+    made = []
+    for i, ip in enumerate(ips):
+        p = pod(
+            f"core-{generation}-{i}",
+            ip,
+            annotations={
+                names.RELOAD_MODE_ANNOTATION: "rollout",
+                names.PEERS_HASH_ANNOTATION: template,
+            },
+            owner=owner,
+        )
+        p["metadata"]["labels"]["pod-template-hash"] = str(generation)
+        made.append(p)
+    return made
+
+
+def test_rollout_mode_rolls_out_once_per_change_then_is_quiet() -> None:
+    other = pod("other", "10.0.9.1")  # an http-mode validator outside the workload
+    statics = [peer("203.0.113.1")]
+    template, generation, rollouts = "", 0, []
+    address = iter(range(10, 250))
+
+    def step(extra: list[Peer]) -> bool:
+        """One round; True when it calls for a rollout, which then replaces the pods."""
+        nonlocal template, generation, current
+        validators = (*current, other)
+        peers = PeerSet(
+            tuple(
+                Peer(
+                    namespace="ns",
+                    name=v["metadata"]["name"],
+                    node_type="validator",
+                    ip=v["status"]["podIP"],
+                    port=11625,
+                    source="pod",
+                )
+                for v in validators
+            )
+            + tuple(extra)
+        )
+        plans = plan_round(Snap(peers, validators), settings=SETTINGS)
+        due = {p.hash for p in plans if p.mode == "rollout" and not p.rolled_out}
+        if not due:
+            return False
+        [template] = due  # one hash for the whole workload
+        generation += 1
+        ips = [f"10.0.{generation}.{next(address)}" for _ in range(3)]
+        current = rollout_pods(generation, template, ips)  # new pods, new addresses
+        return True
+
+    current = rollout_pods(0, "", ["10.0.0.2", "10.0.0.3", "10.0.0.4"])
+    rollouts = [step(statics) for _ in range(5)]
+    assert rollouts == [True, False, False, False, False]
+    statics.append(peer("203.0.113.2"))  # a change of the others calls for one more
+    rollouts = [step(statics) for _ in range(5)]
+    assert rollouts == [True, False, False, False, False]
+    other["status"]["podIP"] = "10.0.9.2"  # so does another validator's new address
+    assert [step(statics) for _ in range(3)] == [True, False, False]
+    assert generation == 3

@@ -296,19 +296,21 @@ def test_connect_path_and_exec_command_refuse_a_smuggled_host(host: str) -> None
     with pytest.raises(ValueError, match="not a peer host"):
         stellar_admin.connect_path(host=host, port=11625)
     with pytest.raises(ValueError, match="not a peer host"):
-        reload_plan.exec_command(host=host, port=11625)
+        reload_plan.connect_exec_command(host=host, port=11625, conf="", seconds=2)
 
 
 @settings(max_examples=600, derandomize=True, database=None)
 @given(host=st.text(max_size=30), port=st.integers(min_value=1, max_value=65535))
 def test_exec_command_is_one_argv_word_of_safe_characters(host: str, port: int) -> None:
     try:
-        argv = reload_plan.exec_command(host=host, port=port)
+        argv = reload_plan.connect_exec_command(host=host, port=port, conf="", seconds=2)
     except ValueError:
         return
-    assert argv[:2] == ["stellar-core", "http-command"]
-    assert len(argv) == 3
-    assert re.fullmatch(r"connect\?peer=[A-Za-z0-9.-]+&port=[0-9]+", argv[2])
+    # The script is fixed text; the command is one positional parameter after it.
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3] == "sh"
+    assert len(argv) == 5
+    assert re.fullmatch(r"connect\?peer=[A-Za-z0-9.-]+&port=[0-9]+", argv[4])
 
 
 async def _get(ip: str) -> None:

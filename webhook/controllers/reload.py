@@ -25,32 +25,33 @@ pure (`webhook.core.reload_plan`); this module's class does the I/O.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream
 
 from webhook import names
+from webhook.controllers import node_admin
 from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, Rollout
-from webhook.core import stellar_admin
-from webhook.core.peers import Peer, PeerSet
+from webhook.controllers.waiting import unless_stopped, wait_any
+from webhook.core import connection, stellar_admin
+from webhook.core.connection import PeersSeen
+from webhook.core.peers import PeerSet
 from webhook.core.reload_plan import (
-    PEERS_EXEC_COMMAND,
     NodeOutcome,
     NodePlan,
+    Observation,
     Snapshot,
-    exec_command,
     missing_peers,
     plan_round,
 )
 from webhook.core.stellar_admin import Outcome, Result
 from webhook.kube.backoff import backoff_delay
-from webhook.kube.events import event_body
+from webhook.kube.events import EventRecorder
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -60,6 +61,7 @@ T = TypeVar("T")
 
 ROUND_RETRY_BASE_SECONDS = 1.0
 ROUND_RETRY_CAP_SECONDS = 60.0
+API_TIMEOUT_SECONDS = 10.0
 
 
 class ReloadController:
@@ -82,6 +84,13 @@ class ReloadController:
         self._wake = asyncio.Event()
         self._done: dict[str, str] = {}  # pod uid -> hash it was brought up to
         self._failed_rounds = 0
+        # pod uid -> (hash, rounds a node that says why was asked for it)
+        self._attempts: dict[str, tuple[str, int]] = {}
+        self._states: dict[str, dict[str, int]] = {}  # pod uid -> peers by connection state
+        self._networks: dict[str, str] = {}  # pod IP -> its node's info.network
+        self._peer_ports: dict[str, int] = {}  # pod IP -> its peer port, this round
+        self._semaphore = asyncio.Semaphore(settings.reload_concurrency)
+        self._events = EventRecorder(core=self._core, timeout=API_TIMEOUT_SECONDS)
 
     # Input
 
@@ -102,7 +111,7 @@ class ReloadController:
         retry_at: float | None = None
         while not stop.is_set():
             timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
-            await _wait_any(self._wake, stop, seconds=timeout)
+            await wait_any(self._wake, stop, seconds=timeout)
             if stop.is_set():
                 return
             self._wake.clear()
@@ -114,12 +123,12 @@ class ReloadController:
                 retry_at = time.monotonic() + 1.0  # look again; a new leader catches up
                 continue
             wait = last_start + self._settings.debounce_seconds - time.monotonic()
-            if wait > 0 and await _wait_any(stop, seconds=wait):
+            if wait > 0 and await wait_any(stop, seconds=wait):
                 return
             last_start = time.monotonic()
             snapshot, self._pending = self._latest, False
             try:
-                behind = await _unless_stopped(self.reconcile(snapshot), stop)
+                behind = await unless_stopped(self.reconcile(snapshot), stop)
             except Exception:  # a bug in one round must not end reloading for good
                 log.exception("reload.round-crashed", extra={"hash": snapshot.peers.hash})
                 behind = len(snapshot.validators)
@@ -136,28 +145,32 @@ class ReloadController:
                 self._failed_rounds, retry_at = 0, None
 
     async def reconcile(self, snapshot: Snapshot) -> int:
-        """One round over `snapshot`; returns how many nodes are still behind."""
+        """One round over `snapshot`; returns how many nodes are behind and still asked."""
         started = time.monotonic()
         plans = plan_round(snapshot, settings=self._settings)
         live = {p.uid for p in plans}
         self._done = {uid: h for uid, h in self._done.items() if uid in live}
+        self._attempts = {uid: a for uid, a in self._attempts.items() if uid in live}
+        self._states = {uid: s for uid, s in self._states.items() if uid in live}
+        self._events.forget(lambda uid: uid in live)
+        self._peer_ports = {p.ip: p.peer_port for p in plans if p.peer_port is not None}
+        self._networks = {ip: n for ip, n in self._networks.items() if ip in self._peer_ports}
         for plan in plans:
             if plan.current:
                 self._done[plan.uid] = plan.hash
-        todo = [p for p in plans if self._done.get(p.uid) != p.hash]
-        semaphore = asyncio.Semaphore(self._settings.reload_concurrency)
-
-        async def one(plan: NodePlan) -> NodeOutcome:
-            async with semaphore:
-                return await self._reload_node(plan, snapshot.peers)
-
+        todo = [p for p in plans if self._done.get(p.uid) != p.hash and not self._gave_up(p)]
+        self._semaphore = asyncio.Semaphore(self._settings.reload_concurrency)
         rollout = [p for p in todo if p.mode == "rollout" and not p.rolled_out]
         others = [p for p in todo if p not in rollout]
-        outcomes = list(await asyncio.gather(*(one(p) for p in others)))
+        seen = list(await asyncio.gather(*(self._observe(p, snapshot.peers) for p in others)))
+        outcomes = [self._judge(observation) for observation in seen]
         outcomes += await self._rollout.run(rollout)
         await asyncio.gather(*(self._record(outcome) for outcome in outcomes))
-        behind = sum(not outcome.result.ok for outcome in outcomes)
-        self._metrics.nodes_behind.set(behind)
+        behind = sum(not o.result.ok and not self._gave_up(o.plan) for o in outcomes)
+        self._metrics.nodes_behind.set(sum(self._done.get(p.uid) != p.hash for p in plans))
+        for state in connection.STATES:
+            total = sum(counts[state] for counts in self._states.values())
+            self._metrics.peer_connections.labels(state=state).set(total)
         self._metrics.reload_duration_seconds.observe(time.monotonic() - started)
         log.info(
             "reload.round",
@@ -170,112 +183,128 @@ class ReloadController:
         )
         return behind
 
+    def _gave_up(self, plan: NodePlan) -> bool:
+        asked_for, rounds = self._attempts.get(plan.uid, ("", 0))
+        return asked_for == plan.hash and rounds >= connection.GIVE_UP_ROUNDS
+
     # One node
 
-    async def _reload_node(self, plan: NodePlan, peer_set: PeerSet) -> NodeOutcome:
+    async def _observe(self, plan: NodePlan, peer_set: PeerSet) -> Observation:
+        """Ask `peers`, `connect` each missing peer, wait for them; `info` if some stay out."""
         if plan.mode == "none":
-            return NodeOutcome(plan, Result(Outcome.SUCCESS, "skipped"))
+            return Observation(plan, Result(Outcome.SUCCESS, "skipped"))
         if plan.mode == "rollout":  # created from the current template: nothing to tell it
-            return NodeOutcome(plan, Result(Outcome.SUCCESS, "rolled-out"))
-        listed, connected = await self._retrying(lambda: self._ask_peers(plan))
-        if not listed.ok:
-            return NodeOutcome(plan, listed)
-        failures: list[Result] = []
-        accepted = 0
-        for peer in missing_peers(peer_set, connected, own_ip=plan.ip):
-            result = await self._retrying(functools.partial(self._ask_connect, plan, peer))
-            if result.ok:
-                accepted += 1
-            else:
-                failures.append(result)
-        if failures:
-            return NodeOutcome(plan, failures[0], accepted)
-        return NodeOutcome(plan, Result(Outcome.SUCCESS, "connected"), accepted)
+            return Observation(plan, Result(Outcome.SUCCESS, "rolled-out"))
+        expected = missing_peers(peer_set, set(), own_ip=plan.ip)
+        listed, peers_seen = await self._peers(plan)
+        if peers_seen is None:
+            return Observation(plan, listed)
+        connects: dict[str, Result] = {}
+        for peer in expected:
+            if peer.peer_string in peers_seen.authenticated:
+                continue
+            command = stellar_admin.connect_command(host=peer.ip, port=peer.port)
+            verdict, body = await self._retrying(plan, command)
+            result = verdict or stellar_admin.classify_connect(
+                200, body, host=peer.ip, port=peer.port
+            )
+            if result.transient:  # the admin port stopped answering: the whole node is later
+                return Observation(plan, result, asked=sum(r.ok for r in connects.values()))
+            connects[peer.peer_string] = result
+        wanted = {p.peer_string for p in expected}
+        deadline = time.monotonic() + self._settings.reload_connect_wait_seconds
+        pause = 0.1
+        while connects and not wanted <= peers_seen.authenticated:
+            if time.monotonic() + pause > deadline or self._pending:
+                break  # a newer peer set's round asks again at once
+            await wait_any(self._wake, seconds=pause)
+            pause = min(1.0, pause * 2)
+            again, newer = await self._peers(plan)
+            if newer is None:
+                return Observation(plan, again, asked=sum(r.ok for r in connects.values()))
+            peers_seen = newer
+        if not wanted <= peers_seen.authenticated:
+            await self._learn_network(plan)
+        return Observation(
+            plan,
+            Result(Outcome.SUCCESS, "listed"),
+            seen=peers_seen,
+            expected=tuple(sorted(wanted)),
+            connects=connects,
+            asked=sum(r.ok for r in connects.values()),
+        )
 
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Call again after a capped, jittered backoff while the answer is transient.
+    async def _peers(self, plan: NodePlan) -> tuple[Result, PeersSeen | None]:
+        verdict, body = await self._retrying(plan, "peers")
+        if verdict is not None:
+            return verdict, None
+        try:
+            return Result(Outcome.SUCCESS, "listed"), connection.read_peers(body)
+        except stellar_admin.AnswerError as exc:
+            return exc.result, None
 
-        The answer is a Result, or a tuple whose first item is one.
-        """
+    async def _learn_network(self, plan: NodePlan) -> None:
+        verdict, body = await self._retrying(plan, "info")
+        if verdict is None:
+            # An odd `info` tells no network; the verdict goes without.
+            with contextlib.suppress(stellar_admin.AnswerError):
+                self._networks[plan.ip] = stellar_admin.parse_info(body).network
+
+    def _judge(self, seen: Observation) -> NodeOutcome:
+        """The node's verdict, with every node's network learned this round."""
+        plan = seen.plan
+        if seen.seen is None:
+            return NodeOutcome(plan, seen.result, seen.asked)
+        networks = {
+            f"{ip}:{port}": self._networks[ip]
+            for ip, port in self._peer_ports.items()
+            if ip in self._networks
+        }
+        node_verdict = connection.verdict(
+            expected=seen.expected,
+            seen=seen.seen,
+            connects=seen.connects,
+            network=self._networks.get(plan.ip, ""),
+            peer_networks=networks,
+            node_limits=plan.limits,
+        )
+        if node_verdict["settled"]:
+            result = Result(Outcome.SUCCESS, "connected", connection.summary(node_verdict))
+        else:
+            pending = "pending" in node_verdict["missing"].values()
+            outcome = Outcome.TRANSIENT if pending else Outcome.FAILED
+            result = Result(outcome, "peers-missing", connection.summary(node_verdict))
+        return NodeOutcome(plan, result, seen.asked, node_verdict)
+
+    async def _retrying(self, plan: NodePlan, command: str) -> node_admin.Answer:
+        """Ask again after a capped, jittered backoff while the answer is transient."""
         attempt = 0
         while True:
-            answer = await call()
-            result = answer[0] if isinstance(answer, tuple) else answer
-            if not (isinstance(result, Result) and result.transient):
+            async with self._semaphore:
+                answer = await node_admin.ask(
+                    plan,
+                    command,
+                    api_client=self._api_client,
+                    time_limit=self._settings.reload_timeout_seconds,
+                )
+            result = answer[0]
+            if result is None or not result.transient:
                 return answer
             if attempt >= self._settings.reload_retries or self._pending:
                 # A newer peer set waits: its round asks this node again, so
                 # retrying here would only hold that round back.
                 return answer
-            await _wait_any(
+            await wait_any(
                 self._wake,
                 seconds=backoff_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS),
             )
             attempt += 1
 
-    async def _ask_peers(self, plan: NodePlan) -> tuple[Result, set[str]]:
-        limit = self._settings.reload_timeout_seconds
-        if plan.mode == "http":
-            return await stellar_admin.peers(ip=plan.ip, port=plan.http_port, time_limit=limit)
-        output = await self._exec(plan, list(PEERS_EXEC_COMMAND))
-        if isinstance(output, Result):
-            return output, set()
-        try:
-            answer = stellar_admin.command_answer(output)
-            return Result(Outcome.SUCCESS, "listed"), stellar_admin.parse_peers(answer)
-        except stellar_admin.AnswerError as exc:
-            return exc.result, set()
-
-    async def _ask_connect(self, plan: NodePlan, peer: Peer) -> Result:
-        limit = self._settings.reload_timeout_seconds
-        if plan.mode == "http":
-            return await stellar_admin.connect(
-                ip=plan.ip,
-                port=plan.http_port,
-                peer_host=peer.ip,
-                peer_port=peer.port,
-                time_limit=limit,
-            )
-        output = await self._exec(plan, exec_command(host=peer.ip, port=peer.port))
-        if isinstance(output, Result):
-            return output
-        answer = stellar_admin.command_answer(output)
-        return stellar_admin.classify_connect(200, answer, host=peer.ip, port=peer.port)
-
-    async def _exec(self, plan: NodePlan, command: list[str]) -> str | Result:
-        """Run `command` in the node's container; its output, or why not."""
-
-        def call() -> str:
-            # `stream` swaps the client's request method while it runs: use a client of its own.
-            with client.ApiClient(self._api_client.configuration) as own:
-                api = client.CoreV1Api(own)
-                output = stream(
-                    api.connect_get_namespaced_pod_exec,
-                    plan.name,
-                    plan.namespace,
-                    command=command,
-                    container=plan.container,
-                    stderr=True,
-                    stdin=False,
-                    stdout=True,
-                    tty=False,
-                    _request_timeout=self._settings.reload_timeout_seconds,
-                )
-                return str(output)
-
-        try:
-            return await asyncio.to_thread(call)
-        except ApiException as exc:
-            transient = exc.status in (None, 0, 429, 500, 502, 503, 504)
-            return Result(Outcome.TRANSIENT if transient else Outcome.FAILED, f"exec-{exc.status}")
-        except (OSError, TimeoutError) as exc:
-            return stellar_admin.classify_error(exc)
-
     # Recording
 
     async def _record(self, outcome: NodeOutcome) -> None:
-        """Metrics, the observed-hash annotation and an Event for one node's outcome."""
-        plan, result = outcome.plan, outcome.result
+        """Metrics, the pod's annotations and an aggregated Event for one node's outcome."""
+        plan, result, node_verdict = outcome.plan, outcome.result, outcome.verdict
         if plan.mode == "none":
             self._metrics.reloads_total.labels(mode=plan.mode, result="skipped").inc()
             self._done[plan.uid] = plan.hash
@@ -283,8 +312,13 @@ class ReloadController:
         self._metrics.reloads_total.labels(
             mode=plan.mode, result="success" if result.ok else "failed"
         ).inc()
+        if node_verdict is not None:
+            self._states[plan.uid] = connection.state_counts(node_verdict)
         if not result.ok:
-            message = f"peer set {plan.hash}: {result.reason} {result.detail}".strip()
+            if connection.says_why(result, node_verdict):
+                rounds = self._attempts.get(plan.uid, (plan.hash, 0))
+                count = rounds[1] + 1 if rounds[0] == plan.hash else 1
+                self._attempts[plan.uid] = (plan.hash, count)
             log.warning(
                 "reload.failed",
                 extra={
@@ -292,29 +326,60 @@ class ReloadController:
                     "pod": plan.name,
                     "mode": plan.mode,
                     "reason": result.reason,
+                    "gave_up": self._gave_up(plan),
                 },
             )
-            await self._event(plan, reason="PeersReloadFailed", kind="Warning", message=message)
+            if node_verdict is not None:
+                await self._annotate(plan, node_verdict, settled=False)
+                reasons = sorted(set(node_verdict["missing"].values()))
+                message = f"peer set {plan.hash}: {result.detail}"
+                for reason in reasons:
+                    await self._event(plan, "PeersNotConnected", reason, "Warning", message)
+                return
+            message = f"peer set {plan.hash}: {result.reason} {result.detail}".strip()
+            await self._event(plan, "PeersReloadFailed", result.reason, "Warning", message)
             return
         if plan.mode != "rollout" or plan.rolled_out:
             # A pod whose workload is rolling out is replaced, not brought up to date.
-            await self._annotate(plan)
+            await self._annotate(plan, node_verdict, settled=True)
         self._done[plan.uid] = plan.hash
+        self._attempts.pop(plan.uid, None)
         detail = f"{outcome.connected} connects" if plan.mode in ("http", "exec") else plan.mode
+        if result.detail:
+            detail += f"; {result.detail}"
         message = f"peer set {plan.hash}: {result.reason} ({detail})"
-        await self._event(plan, reason="PeersReloaded", kind="Normal", message=message)
+        await self._event(plan, "PeersReloaded", "", "Normal", message)
 
-    async def _annotate(self, plan: NodePlan) -> None:
-        body = {"metadata": {"annotations": {names.OBSERVED_HASH_ANNOTATION: plan.hash}}}
+    async def _annotate(
+        self, plan: NodePlan, node_verdict: Mapping[str, Any] | None, *, settled: bool
+    ) -> None:
+        annotations: dict[str, str] = {}
+        if settled:
+            annotations[names.OBSERVED_HASH_ANNOTATION] = plan.hash
+        if node_verdict is not None:
+            status = connection.status_annotation(
+                node_verdict, hash=plan.hash, http_port=plan.http_port, peer_port=plan.peer_port
+            )
+            if status != plan.status:
+                annotations[names.CONNECTION_STATUS_ANNOTATION] = status
+        if not annotations:
+            return
+        body = {"metadata": {"annotations": annotations}}
         try:
             await asyncio.to_thread(
-                self._core.patch_namespaced_pod, plan.name, plan.namespace, body
+                self._core.patch_namespaced_pod,
+                plan.name,
+                plan.namespace,
+                body,
+                _request_timeout=API_TIMEOUT_SECONDS,
             )
         except ApiException as exc:
             log.warning("reload.annotate-failed", extra={"pod": plan.name, "status": exc.status})
 
-    async def _event(self, plan: NodePlan, *, reason: str, kind: str, message: str) -> None:
-        body = event_body(
+    async def _event(self, plan: NodePlan, reason: str, why: str, kind: str, message: str) -> None:
+        """One Event per node, reason and cause, counted on each repeat."""
+        await self._events.record(
+            key=f"{reason}/{why}",
             kind="Pod",
             name=plan.name,
             namespace=plan.namespace,
@@ -323,33 +388,3 @@ class ReloadController:
             message=message[:1024],
             event_type=kind,
         )
-        try:
-            await asyncio.to_thread(self._core.create_namespaced_event, plan.namespace, body)
-        except ApiException as exc:
-            log.warning("reload.event-failed", extra={"pod": plan.name, "status": exc.status})
-
-
-async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """`work`'s result, or None once `stop` is set first (the work is then cancelled)."""
-    task = asyncio.ensure_future(work)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return None
-
-
-async def _wait_any(*events: asyncio.Event, seconds: float | None = None) -> bool:
-    """Wait until one of `events` is set or `seconds` pass; True if one is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    return any(e.is_set() for e in events)

@@ -15,7 +15,8 @@ import orjson
 
 from webhook import __version__, names
 from webhook.core import hook, patch
-from webhook.core.pod import image_repository, named_port, port_number
+from webhook.core import pod as pod_facts
+from webhook.core.pod import image_repository
 from webhook.settings import Settings
 
 Reason = Literal[
@@ -97,12 +98,9 @@ def decide(pod: Mapping[str, Any], *, settings: Settings) -> Decision:
     else:
         target = by_image[0] if by_image else containers[0]
 
-    peer_port = (
-        named_port(target, "peer")
-        or port_number(annotations.get(names.PEER_PORT_ANNOTATION))
-        or names.DEFAULT_PEER_PORT
-    )
-    http_port = named_port(target, "http") or names.DEFAULT_HTTP_PORT
+    # An annotation that is no port still injects: the hook needs no peer port of its own.
+    peer_port = pod_facts.peer_port(target, annotations) or names.DEFAULT_PEER_PORT
+    http_port = pod_facts.admin_port(target)
     return Decision(
         inject=True,
         reason=reason,

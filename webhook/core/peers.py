@@ -15,7 +15,14 @@ from typing import Any, Literal
 from webhook import names
 from webhook.address import static_address
 from webhook.core import injection
-from webhook.core.pod import as_dict, as_list, as_str, is_ready, port_number, target_container
+from webhook.core.pod import (
+    as_dict,
+    as_str,
+    is_ready,
+    peer_port,
+    port_number,
+    target_container,
+)
 from webhook.core.pod import ip as ip_address
 from webhook.settings import Settings
 
@@ -64,21 +71,13 @@ class PeerSet:
 
 
 def pod_peer_port(pod: Obj) -> int | None:
-    """Port named `peer`, else the `stellar.org/peer-port` annotation, else 11625.
+    """The target container's peer port by `webhook.core.pod.peer_port`.
 
     An annotation that is no port makes the pod no peer (None): publishing a
     guessed port would send every node to a port nobody listens on.
     """
-    container = target_container(pod)
-    for port in as_list(as_dict(container).get("ports")):
-        if as_dict(port).get("name") == "peer":
-            named = port_number(as_dict(port).get("containerPort"))
-            if named is not None:
-                return named
     annotations = as_dict(as_dict(pod.get("metadata")).get("annotations"))
-    if names.PEER_PORT_ANNOTATION in annotations:
-        return port_number(annotations[names.PEER_PORT_ANNOTATION])
-    return names.DEFAULT_PEER_PORT
+    return peer_port(target_container(pod), annotations)
 
 
 def pod_peer(pod: Obj) -> Peer | None:

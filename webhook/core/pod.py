@@ -17,10 +17,13 @@ from webhook import names
 from webhook.address import port_number
 
 __all__ = [
+    "admin_port",
+    "core_conf",
     "image_repository",
     "ip",
     "is_ready",
     "named_port",
+    "peer_port",
     "pod_ip",
     "port_number",
     "target_container",
@@ -63,6 +66,53 @@ def named_port(container: Any, name: str) -> int | None:
             if number is not None:
                 return number
     return None
+
+
+# Container port names by precedence (stellar/helm-charts: `core` and `core-peer`).
+ADMIN_PORT_NAMES = ("http", "core")
+PEER_PORT_NAMES = ("peer", "core-peer")
+
+
+def _first_named_port(container: Any, wanted: tuple[str, ...]) -> int | None:
+    for name in wanted:
+        number = named_port(container, name)
+        if number is not None:
+            return number
+    return None
+
+
+def admin_port(container: Any) -> int:
+    """The admin (HTTP) port: the port named `http` or `core`, else 11626."""
+    return _first_named_port(container, ADMIN_PORT_NAMES) or names.DEFAULT_HTTP_PORT
+
+
+def peer_port(container: Any, annotations: Mapping[str, Any]) -> int | None:
+    """The peer port: named `peer` or `core-peer`, else the `stellar.org/peer-port`
+    annotation, else 11625; None when the annotation is there and is no port."""
+    named = _first_named_port(container, PEER_PORT_NAMES)
+    if named is not None:
+        return named
+    if names.PEER_PORT_ANNOTATION in annotations:
+        return port_number(annotations[names.PEER_PORT_ANNOTATION])
+    return names.DEFAULT_PEER_PORT
+
+
+def core_conf(container: Any) -> str:
+    """The config file the node runs with: env `STELLAR_CORE_CONF` (a plain value), else
+    the container's own `--conf FILE` (stellar/helm-charts: `/config/stellar-core.cfg`),
+    else "" (stellar-core's default, `stellar-core.cfg` in the working directory)."""
+    spec = as_dict(container)
+    for env in as_list(spec.get("env")):
+        env = as_dict(env)
+        if env.get("name") == names.ENV_CORE_CONF and as_str(env.get("value")):
+            return as_str(env.get("value"))
+    argv = [as_str(a) for a in as_list(spec.get("command")) + as_list(spec.get("args"))]
+    for i, arg in enumerate(argv):
+        if arg == "--conf" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--conf="):
+            return arg.removeprefix("--conf=")
+    return ""
 
 
 def ip(value: Any) -> str | None:

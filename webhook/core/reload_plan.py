@@ -8,13 +8,14 @@ to the `connect`s it needs. `webhook.controllers.reload` carries the plans out.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook import names
 from webhook.core import stellar_admin
+from webhook.core.connection import Limits, PeersSeen, limits
 from webhook.core.peers import Peer, PeerSet
-from webhook.core.pod import named_port, pod_ip, target_container
+from webhook.core.pod import admin_port, core_conf, peer_port, pod_ip, target_container
 from webhook.core.stellar_admin import Result
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
@@ -38,12 +39,16 @@ class NodePlan:
     uid: str
     ip: str  # from the pod's status, validated; the only host ever dialled
     http_port: int
+    peer_port: int | None
     container: str
+    conf: str  # `--conf` for `stellar-core http-command` ("" for its default)
     mode: ReloadMode
     hash: str
     owner: tuple[str, str] | None  # (kind, name) of the controlling owner
     current: bool  # the pod's observed-hash annotation is `hash` already
     rolled_out: bool  # the pod was created from a template with `hash` (rollout mode)
+    limits: Limits = field(default_factory=Limits)
+    status: str = ""  # its `stellar.org/peers-connection-status` annotation as it is
 
 
 def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> ReloadMode:
@@ -62,9 +67,50 @@ def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def workload(metadata: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(namespace, kind, name) of the workload that owns the pod, the same across its
+    rollouts: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`."""
+    owner = controller_owner(metadata)
+    if owner is None:
+        return None
+    kind, name = owner
+    template_hash = str((metadata.get("labels") or {}).get("pod-template-hash", ""))
+    if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+        kind, name = "Deployment", name.removesuffix(f"-{template_hash}")
+    return str(metadata.get("namespace", "")), kind, name
+
+
+def rollout_hash(
+    peer_set: PeerSet, *, own: Collection[tuple[str, str]], own_ips: Collection[str]
+) -> str:
+    """The hash a rollout-mode pod is judged by: the set without the workload's own pods.
+
+    A restart gives those pods new addresses; counting them would call for another
+    restart, and so on forever. Their new pods learn each other from the file anyway.
+    """
+    others = tuple(
+        p
+        for p in peer_set.peers
+        if not (p.source == "pod" and ((p.namespace, p.name) in own or p.ip in own_ips))
+    )
+    return PeerSet(others).hash
+
+
 def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
-    """One plan per validator with a valid IP and a target container, in snapshot order."""
-    digest = snapshot.peers.hash
+    """One plan per validator with a valid IP and a target container, in snapshot order.
+
+    A pod in rollout mode is judged by `rollout_hash`; every other by the whole set's.
+    """
+    siblings: dict[tuple[str, str, str] | None, set[tuple[str, str]]] = {}
+    addresses: dict[tuple[str, str, str] | None, set[str]] = {}
+    for pod in snapshot.validators:
+        metadata = pod.get("metadata") or {}
+        key = workload(metadata)
+        siblings.setdefault(key, set()).add(
+            (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        )
+        addresses.setdefault(key, set()).add(pod_ip(pod) or "")
+    hashes: dict[tuple[str, str, str], str] = {}
     plans = []
     for pod in snapshot.validators:
         metadata = pod.get("metadata") or {}
@@ -75,19 +121,35 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         if ip is None or container is None:
             continue
         mode = reload_mode(annotations, default=settings.reload_mode)
+        digest = snapshot.peers.hash
+        if mode == "rollout":
+            key = workload(metadata)
+            own = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+            if key is None:
+                digest = rollout_hash(snapshot.peers, own={own}, own_ips={ip})
+            else:
+                if key not in hashes:
+                    hashes[key] = rollout_hash(
+                        snapshot.peers, own=siblings[key], own_ips=addresses[key]
+                    )
+                digest = hashes[key]
         plans.append(
             NodePlan(
                 namespace=str(metadata.get("namespace", "")),
                 name=str(metadata.get("name", "")),
                 uid=str(metadata.get("uid", "")),
                 ip=ip,
-                http_port=named_port(container, "http") or names.DEFAULT_HTTP_PORT,
+                http_port=admin_port(container),
+                peer_port=peer_port(container, annotations),
                 container=str(container.get("name", "")),
+                conf=core_conf(container),
                 mode=mode,
                 hash=digest,
                 owner=controller_owner(metadata),
                 current=annotations.get(names.OBSERVED_HASH_ANNOTATION) == digest,
                 rolled_out=annotations.get(names.PEERS_HASH_ANNOTATION) == digest,
+                limits=limits(annotations),
+                status=str(annotations.get(names.CONNECTION_STATUS_ANNOTATION, "")),
             )
         )
     return plans
@@ -107,16 +169,42 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
     return missing
 
 
-def exec_command(*, host: str, port: int) -> list[str]:
-    """`stellar-core http-command 'connect?peer=..&port=..'` as an exec argv (no shell)."""
-    return ["stellar-core", "http-command", stellar_admin.connect_command(host=host, port=port)]
+def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
+    """`stellar-core http-command [--conf FILE] CMD` as an exec argv, bounded in the container.
+
+    `http-command` has no timeout and a starting node may accept and never answer, so a
+    watchdog kills it after `seconds` (and the shell's `Terminated` is kept out of the
+    output). The shell gets the values as positional parameters, never as code.
+    """
+    watchdog = (
+        'stellar-core http-command "$@" & c=$!; '
+        f'( sleep {int(seconds)}; kill "$c" ) >/dev/null 2>&1 & d=$!; '
+        '{ wait "$c"; } 2>/dev/null; kill "$d" 2>/dev/null; exit 0'
+    )
+    return ["sh", "-c", watchdog, "sh", *(["--conf", conf] if conf else []), command]
 
 
-PEERS_EXEC_COMMAND = ("stellar-core", "http-command", "peers")
+def connect_exec_command(*, host: str, port: int, conf: str, seconds: int) -> list[str]:
+    """The exec argv of `connect?peer=..&port=..`."""
+    command = stellar_admin.connect_command(host=host, port=port)
+    return exec_command(command, conf=conf, seconds=seconds)
 
 
 @dataclass(frozen=True)
 class NodeOutcome:
     plan: NodePlan
     result: Result
-    connected: int = 0  # connects sent and accepted
+    connected: int = 0  # connects sent and accepted ("asked")
+    verdict: Mapping[str, Any] | None = None  # `connection.verdict`, when the node was asked
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a node said in a round, before it is judged (`connection.verdict`)."""
+
+    plan: NodePlan
+    result: Result  # how asking went; not ok: no `peers` to judge
+    seen: PeersSeen | None = None
+    expected: tuple[str, ...] = ()
+    connects: Mapping[str, Result] = field(default_factory=dict)
+    asked: int = 0  # connects the node took ("asked")

@@ -1,11 +1,21 @@
-"""Kubernetes Events: the one shape the publisher and the reload controller write."""
+"""Kubernetes Events: the one shape the publisher and the reload controller write, and
+the reload controller's aggregation (one Event per node and reason, counted)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
 from webhook import names
+
+log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 
@@ -39,3 +49,72 @@ def event_body(
         "lastTimestamp": now,
         "count": 1,
     }
+
+
+def event_name(*, name: str, uid: str, key: str) -> str:
+    """A stable name per object and key, so a repeat updates one Event (as client-go's
+    EventCorrelator does) instead of writing a new one each time."""
+    digest = hashlib.sha256(f"{uid}\0{key}".encode()).hexdigest()[:16]
+    return f"{name[:200]}.{digest}"
+
+
+class EventRecorder:
+    """Aggregated Events: one per object and key, its `count` raised on each repeat."""
+
+    def __init__(self, *, core: client.CoreV1Api, timeout: float) -> None:
+        self._core = core
+        self._timeout = timeout
+        self._counts: dict[tuple[str, str], int] = {}  # (namespace, event name) -> count
+        self._uids: dict[tuple[str, str], str] = {}  # the same key -> its object's uid
+
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        """Drop the counts of Events whose object is gone (`keep(uid)` false)."""
+        self._uids = {k: u for k, u in self._uids.items() if keep(u)}
+        self._counts = {k: c for k, c in self._counts.items() if k in self._uids}
+
+    async def record(self, *, key: str, **fields: Any) -> None:
+        body = event_body(**fields)
+        namespace, uid = str(fields["namespace"]), str(fields["uid"])
+        name = event_name(name=str(fields["name"]), uid=uid, key=key)
+        body["metadata"] = {"name": name, "namespace": namespace}
+        slot = (namespace, name)
+        self._uids[slot] = uid
+        count = self._counts.get(slot)
+        try:
+            if count is None:
+                try:
+                    await asyncio.to_thread(
+                        self._core.create_namespaced_event,
+                        namespace,
+                        body,
+                        _request_timeout=self._timeout,
+                    )
+                    self._counts[slot] = 1
+                    return
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    existing = await asyncio.to_thread(
+                        self._core.read_namespaced_event,
+                        name,
+                        namespace,
+                        _request_timeout=self._timeout,
+                    )
+                    count = int(existing.count or 1)
+            patch = {
+                "count": count + 1,
+                "lastTimestamp": body["lastTimestamp"],
+                "message": body["message"],
+            }
+            await asyncio.to_thread(
+                self._core.patch_namespaced_event,
+                name,
+                namespace,
+                patch,
+                _request_timeout=self._timeout,
+            )
+            self._counts[slot] = count + 1
+        except ApiException as exc:
+            if exc.status == 404:
+                self._counts.pop(slot, None)  # expired: the next repeat creates it again
+            log.warning("event.failed", extra={"event": name, "status": exc.status})

@@ -1,0 +1,84 @@
+"""One port rule for the webhook, the peer set and the reload plan, on a helm-chart-shaped pod."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from webhook import names
+from webhook.core import injection
+from webhook.core.peers import PeerSet, pod_peer
+from webhook.core.pod import admin_port, peer_port
+from webhook.core.reload_plan import plan_round
+from webhook.settings import Settings
+
+SETTINGS = Settings()
+
+
+def helm_chart_pod(**annotations: str) -> dict[str, Any]:
+    """Shaped like stellar/helm-charts `charts/core`: container `core`, ports `core`/`core-peer`,
+    here with a custom HTTP_PORT and PEER_PORT."""
+    return {
+        "metadata": {
+            "name": "core-0",
+            "namespace": "ns",
+            "uid": "uid-core-0",
+            "labels": {"app": "core", "release": "core", names.INJECTED_LABEL: "true"},
+            "annotations": annotations,
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "core",
+                    "image": "stellar/stellar-core:22.1.0",
+                    "args": ["run", "--conf", "/config/stellar-core.cfg", "--console"],
+                    "ports": [
+                        {"name": "core", "containerPort": 11726},
+                        {"name": "core-peer", "containerPort": 11725},
+                    ],
+                }
+            ]
+        },
+        "status": {
+            "podIP": "10.0.0.7",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Snap:
+    peers: PeerSet
+    validators: tuple[dict[str, Any], ...]
+
+
+def test_helm_chart_ports_are_read_by_the_webhook() -> None:
+    decision = injection.decide(helm_chart_pod(), settings=SETTINGS)
+    assert decision.inject
+    assert (decision.http_port, decision.peer_port) == (11726, 11725)
+
+
+def test_helm_chart_peer_port_is_published() -> None:
+    peer = pod_peer(helm_chart_pod())
+    assert peer is not None
+    assert peer.peer_string == "10.0.0.7:11725"
+
+
+def test_helm_chart_admin_port_is_dialled_by_the_reload_controller() -> None:
+    [plan] = plan_round(Snap(PeerSet(()), (helm_chart_pod(),)), settings=SETTINGS)
+    assert plan.http_port == 11726
+
+
+def test_named_ports_win_over_the_annotation_and_http_over_core() -> None:
+    container = {
+        "ports": [
+            {"name": "core", "containerPort": 1},
+            {"name": "http", "containerPort": 2},
+            {"name": "core-peer", "containerPort": 3},
+        ]
+    }
+    assert admin_port(container) == 2
+    assert peer_port(container, {names.PEER_PORT_ANNOTATION: "4"}) == 3
+    assert peer_port({}, {names.PEER_PORT_ANNOTATION: "4"}) == 4
+    assert peer_port({}, {names.PEER_PORT_ANNOTATION: "no"}) is None
+    assert (admin_port({}), peer_port({}, {})) == (11626, 11625)
