@@ -86,6 +86,12 @@ class Metrics:
             registry=r,
         )
         self.leader = Gauge("stellar_leader", "1 while this replica holds the Lease", registry=r)
+        self.watch_source_unavailable = Gauge(
+            "stellar_watch_source_unavailable",
+            "1 while a watched source cannot list (refused or failing)",
+            ["resource"],
+            registry=r,
+        )
         # Reload controller
         self.reloads_total = Counter(
             "stellar_reloads_total",

@@ -253,3 +253,18 @@ def test_health_app_has_no_mutate(metrics: Metrics) -> None:
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200
         assert client.post("/mutate", content=b"{}").status_code == 404
+
+
+def test_readyz_names_unavailable_sources(metrics: Metrics) -> None:
+    unavailable = {"services": "HTTP 403: forbidden; grant list and watch on services"}
+    app = build_app(
+        settings=SETTINGS,
+        metrics=metrics,
+        readiness=lambda: True,
+        readiness_detail=lambda: unavailable,
+        mutate=False,
+    )
+    with TestClient(app) as client:
+        answer = client.get("/readyz")
+        assert answer.status_code == 200
+        assert answer.json() == {"status": "ready", "unavailable": unavailable}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -88,11 +88,17 @@ class Admission:
     """The route handlers, holding what they share so each request does no setup."""
 
     def __init__(
-        self, *, settings: Settings, metrics: Metrics, readiness: Callable[[], bool] | None
+        self,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        readiness: Callable[[], bool] | None,
+        readiness_detail: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.readiness = readiness
+        self.readiness_detail = readiness_detail
         self.limit = settings.max_body_bytes
         # Label children bound once: `.labels()` on every request is measurable.
         self._results = {
@@ -184,9 +190,12 @@ class Admission:
         return ORJSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        body: dict[str, Any] = {}
+        if self.readiness_detail is not None and (unavailable := self.readiness_detail()):
+            body["unavailable"] = unavailable  # sources that cannot list, and what to do
         if self.readiness is None or self.readiness():
-            return ORJSONResponse({"status": "ready"})
-        return ORJSONResponse({"status": "not ready"}, status_code=503)
+            return ORJSONResponse({"status": "ready", **body})
+        return ORJSONResponse({"status": "not ready", **body}, status_code=503)
 
     async def metrics_text(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -197,10 +206,16 @@ def build_app(
     settings: Settings,
     metrics: Metrics,
     readiness: Callable[[], bool] | None = None,
+    readiness_detail: Callable[[], Mapping[str, str]] | None = None,
     mutate: bool = True,
 ) -> Starlette:
     """The ASGI app; `mutate=False` gives the health/metrics-only app of the plain port."""
-    handlers = Admission(settings=settings, metrics=metrics, readiness=readiness)
+    handlers = Admission(
+        settings=settings,
+        metrics=metrics,
+        readiness=readiness,
+        readiness_detail=readiness_detail,
+    )
     routes = [
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/readyz", handlers.readyz, methods=["GET"]),

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -185,6 +185,7 @@ async def serve(
     metrics: Metrics,
     readiness: Callable[[], bool] | None,
     stop: asyncio.Event,
+    readiness_detail: Callable[[], Mapping[str, str]] | None = None,
     listeners: Listeners | None = None,
 ) -> None:
     """Serve until `stop` is set; a server that ends before that raises."""
@@ -197,10 +198,18 @@ async def serve(
     reloader = CertificateReloader(
         context=context, cert_file=settings.cert_file, key_file=settings.key_file, metrics=metrics
     )
-    admission = build_app(settings=settings, metrics=metrics, readiness=readiness)
+    admission = build_app(
+        settings=settings, metrics=metrics, readiness=readiness, readiness_detail=readiness_detail
+    )
     servers = [(_uvicorn(admission, context=context), listeners.tls)]
     if listeners.plain is not None:
-        health = build_app(settings=settings, metrics=metrics, readiness=readiness, mutate=False)
+        health = build_app(
+            settings=settings,
+            metrics=metrics,
+            readiness=readiness,
+            readiness_detail=readiness_detail,
+            mutate=False,
+        )
         servers.append((_uvicorn(health, context=None), listeners.plain))
 
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]

@@ -175,6 +175,8 @@ class Components:
 
     parts: list[Coroutine[Any, Any, None]]
     ready: Callable[[], bool]
+    # Sources that cannot list, and what to do: shown by /readyz.
+    detail: Callable[[], dict[str, str]] = dict
 
 
 def components(
@@ -215,7 +217,7 @@ def components(
                 stop=stop,
             )
         )
-    return Components(parts=parts, ready=lambda: watcher.ready)
+    return Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail)
 
 
 def renew_certificates_once(
@@ -279,6 +281,7 @@ async def _run_all(
             settings=settings,
             metrics=metrics,
             readiness=background.ready,
+            readiness_detail=background.detail,
             stop=stop,
             listeners=listeners,
         ),

@@ -13,6 +13,14 @@ hands it on. The state is replaced, never mutated, so a reconcile always
 reads a consistent picture. Nothing is written before every source has
 listed once: a half-listed cluster would publish a half peer set.
 
+A source that cannot list (refused by RBAC at once, any other failure after a
+few attempts) is reported as unavailable (log with what to do, metric,
+`/readyz` detail) and no longer holds the rest back: the watcher turns ready,
+the audit runs and StellarNode peers are published without what that source
+would add. While a base source (pods, namespaces, ConfigMaps) is unavailable
+no ConfigMap is written at all: without it the set would be wrong, and the
+last good one stays. Its list keeps retrying; once it lists, it is back.
+
 Once the sources have listed, the watcher also runs the audit
 (`webhook.controllers.audit`) over the enabled namespaces it sees: validators
 admitted without injection, counted, and evicted on the leader when asked.
@@ -34,6 +42,7 @@ from kubernetes import client
 
 from webhook import names
 from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
+from webhook.controllers.availability import Availability
 from webhook.controllers.publisher import ConfigMapWriter
 from webhook.core.peers import PeerSet, static_peer
 from webhook.core.watched import (
@@ -62,9 +71,10 @@ log = logging.getLogger(__name__)
 CRD_NAME = f"{names.STELLARNODE_PLURAL}.{names.STELLARNODE_GROUP}"
 BASE_SOURCES = frozenset({"pods", "namespaces", "configmaps", "crds"})
 NODE_SOURCES = frozenset({"stellarnodes", "stellarnode-pods", "services"})
+# Without one of these the peer set or the mirror plan would be wrong: no writes meanwhile.
+HOLDING_SOURCES = frozenset({"pods", "namespaces", "configmaps"})
 # Threads for open watch streams: each holds one while it waits for a line.
 WATCH_THREADS = 12
-# How often enabled namespaces are searched for validators admitted without injection.
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,8 @@ class PeerWatcher:
         self._folded_once = asyncio.Event()  # the listed objects are in the state
         self._node_tasks: list[asyncio.Task[None]] = []
         self._crd_absent_logged = False
+        self.availability = Availability(metrics=metrics, holding=HOLDING_SOURCES)
+        self._held_logged = False
         self._executor: ThreadPoolExecutor | None = None
         self.audit = UninjectedAudit(
             settings=settings,
@@ -179,8 +191,12 @@ class PeerWatcher:
 
     @property
     def ready(self) -> bool:
-        """True once every source has listed: the state then reflects the cluster."""
+        """True once every source has listed or been reported unavailable."""
         return self._ready
+
+    def detail(self) -> dict[str, str]:
+        """For `/readyz`: each source that cannot list, and why."""
+        return dict(self.availability.unavailable)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch and publish until `stop` is set, then close every stream."""
@@ -211,7 +227,17 @@ class PeerWatcher:
         self._dirty.set()
 
     def _listed(self, source: str) -> None:
+        self.availability.recovered(source)
         self._pending.discard(source)
+        self._check_ready()
+
+    def _list_failed(self, source: str, exc: BaseException, attempt: int) -> None:
+        """A LIST failed: once unavailable, the source stops holding the rest back."""
+        if self.availability.failed(source, exc, attempt):
+            self._pending.discard(source)
+            self._check_ready()
+
+    def _check_ready(self) -> None:
         if not self._pending and not self._ready:
             self._ready = True
             log.info("watcher.ready", extra={"queued_events": len(self._inbox)})
@@ -243,6 +269,7 @@ class PeerWatcher:
             metrics=self.metrics,
             executor=self._executor,
             transform=functools.partial(trim, kind=source.kind),
+            on_list_failed=functools.partial(self._list_failed, source.name),
             **source.kwargs,
         ):
             obj = event["object"]  # already trimmed, page by page
@@ -267,6 +294,7 @@ class PeerWatcher:
             resource=self._crds.name,
             metrics=self.metrics,
             executor=self._executor,
+            on_list_failed=functools.partial(self._list_failed, self._crds.name),
             **self._crds.kwargs,
         ):
             if event["type"] == "LISTED":
@@ -298,6 +326,7 @@ class PeerWatcher:
         await asyncio.gather(*self._node_tasks, return_exceptions=True)
         self._node_tasks = []
         for source in self._nodes:
+            self.availability.recovered(source.name, quiet=True)
             self._apply({"type": "LISTED", "kind": source.kind, "objects": []})
 
     # --- Publishing ---------------------------------------------------------
@@ -356,6 +385,16 @@ class PeerWatcher:
             )
         if not leader:
             return True
+        held = self.availability.holding_back()
+        if held:
+            if not self._held_logged:
+                self._held_logged = True
+                log.warning(
+                    "watcher.publish-held",
+                    extra={"unavailable": held, "hint": "the last good ConfigMaps stay"},
+                )
+            return True
+        self._held_logged = False
         try:
             return await self.writer.reconcile(
                 peers=peers, state=state, enabled=enabled, is_leader=self.is_leader

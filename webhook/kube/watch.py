@@ -83,6 +83,7 @@ async def watch_events(
     metrics: Metrics | None = None,
     executor: Executor | None = None,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    on_list_failed: Callable[[BaseException, int], None] | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[Event]:
     """List, yield a `LISTED` marker, then watch until a 410 asks the caller to relist.
@@ -91,7 +92,9 @@ async def watch_events(
     run on `executor` (default: the loop's), one thread per open stream, so
     give many concurrent watches a pool of their own. `transform` (e.g. a trim
     to the fields the caller reads) is applied to each object as its page
-    arrives, so a large list never sits in memory whole.
+    arrives, so a large list never sits in memory whole. `on_list_failed`
+    hears of every failed LIST attempt (the error, the attempt number): the
+    list itself keeps retrying, the caller decides what the failure means.
     """
     listed_version = None
     async for event in _list(
@@ -100,6 +103,7 @@ async def watch_events(
         metrics=metrics,
         executor=executor,
         transform=transform,
+        on_failed=on_list_failed,
         **kwargs,
     ):
         if event["type"] == "LISTED":
@@ -171,6 +175,7 @@ async def _list(
     metrics: Metrics | None,
     executor: Executor | None,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    on_failed: Callable[[BaseException, int], None] | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[Event]:
     """Every item as an `ADDED` event, then `LISTED`; a failed page restarts the whole list."""
@@ -192,6 +197,8 @@ async def _list(
                 extra={"resource": resource, "error": repr(exc)[:300], "attempt": attempt},
             )
             _restarted(metrics, resource, "error")
+            if on_failed is not None:
+                on_failed(exc, attempt)
             await asyncio.sleep(backoff_delay(attempt))
             attempt += 1
     for item in items:
