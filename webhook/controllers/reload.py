@@ -13,13 +13,19 @@ on the set's hash, by the pod's `stellar.org/reload-mode` (else the setting):
   annotation `stellar.org/peers-hash`, once per change (a rolling restart);
 - `none`: nothing.
 
-A node brought up to date gets the pod annotation `stellar.org/peers-observed-hash`
-and a `PeersReloaded` Event; a node that could not be gets `PeersReloadFailed`.
+`Connect to:` only means "asked": after the connects the round reads `peers` again
+(bounded) and `webhook.core.connection` judges which expected peers are not
+authenticated and why. Only a node whose missing peers its limits explain gets
+`stellar.org/peers-observed-hash`; every node gets `stellar.org/peers-connection-status`
+and aggregated Events (`PeersReloaded`, `PeersReloadFailed`, `PeersNotConnected`: one
+per node and reason, counted). A node that says why is asked `GIVE_UP_ROUNDS` rounds
+per peer set.
 
 Rounds are rate-limited to one per `debounce_seconds`; changes during a round
 collapse into one more round with the latest snapshot. A round with failures
-is retried later with backoff. Only the leader runs rounds. The planning is
-pure (`webhook.core.reload_plan`); this module's class does the I/O.
+is retried later with backoff. Only the leader runs rounds. The planning and the
+judging are pure (`webhook.core.reload_plan`, `webhook.core.connection`); this
+module's class does the I/O, `webhook.controllers.node_admin` the asking.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -56,8 +62,6 @@ from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 ROUND_RETRY_BASE_SECONDS = 1.0
 ROUND_RETRY_CAP_SECONDS = 60.0
