@@ -235,7 +235,8 @@ remove_kube_chains() {  # what kube-proxy --cleanup leaves: the kubelet's own KU
   for ipt in iptables ip6tables; do
     command -v "$ipt" >/dev/null || continue
     for table in filter nat mangle; do
-      "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j KUBE-' \
+      { "$ipt" -t "$table" -S 2>/dev/null || true; } \
+        | { grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j KUBE-' || true; } \
         | while read -r rule; do eval "$ipt -t $table ${rule/-A/-D}" 2>/dev/null || true; done
       for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
         "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
@@ -271,12 +272,13 @@ down() {
   # Pod network namespaces and the volumes the kubelet mounted (tokens are tmpfs).
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
   if [[ -d "$STATE" ]]; then
-    grep -F " $STATE/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { grep -F " $STATE/" /proc/mounts || true; } | awk '{print $2}' | sort -r \
+      | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
   "$ROOT/scripts/cluster.sh" down
-  ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
-  for veth in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | grep "@if" | cut -d@ -f1 | grep '^veth'); do
-    [[ -n "$(ip link show "$veth" | grep "master $BRIDGE")" ]] && ip link delete "$veth" 2>/dev/null || true
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
+  for veth in $(ip -o link show type veth 2>/dev/null | awk -F': ' '/master '"$BRIDGE"' /{sub(/@.*/, "", $2); print $2}'); do
+    ip link delete "$veth" 2>/dev/null || true
   done
   rm -rf "$STATE"
   log "down"

@@ -44,6 +44,9 @@ class Settings:
     cert_file: str = "/etc/stellar-peer-injector/tls/tls.crt"
     key_file: str = "/etc/stellar-peer-injector/tls/tls.key"
     max_body_bytes: int = 3 * 1024 * 1024
+    # After SIGTERM: unready but still serving admissions for this long, so the
+    # Service stops sending reviews here before the server closes.
+    shutdown_grace_seconds: float = 5.0
     # postStart hook: how long the background part waits for the admin port.
     hook_timeout_seconds: int = 600
 
@@ -108,6 +111,10 @@ class Settings:
                 raise SettingsError(f"--{name.replace('_', '-')} must be positive")
         if self.debounce_seconds < 0 or self.reload_retries < 0:
             raise SettingsError("--debounce-seconds and --reload-retries must not be negative")
+        if not 0 <= self.shutdown_grace_seconds <= 300:
+            raise SettingsError(
+                f"--shutdown-grace-seconds {self.shutdown_grace_seconds}: expected 0..300 seconds"
+            )
         if self.lease_renew_seconds >= self.lease_duration_seconds:
             raise SettingsError(
                 "--lease-renew-seconds must be shorter than --lease-duration-seconds"

@@ -76,7 +76,17 @@ def node() -> Iterator[Node]:
     yield Node(kubeconfig=kubeconfig, bin_dir=_script(NODE_SH, "bin"), api_client=api_client)
     api_client.close()
     if started_here and os.environ.get("STELLAR_KEEP_CLUSTER") != "1":
-        subprocess.run([str(NODE_SH), "down"], check=False)
+        _script(NODE_SH, "down")
+        assert_nothing_left()
+
+
+def assert_nothing_left() -> None:
+    """`node.sh down` stopped everything: no bridge, nothing on the node's API server port."""
+    bridge = subprocess.run(["ip", "link", "show", "stellar0"], capture_output=True)
+    assert bridge.returncode != 0, "the bridge stellar0 is still there"
+    listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    assert ":17443 " not in listening, f"something still listens on 17443:\n{listening}"
+    assert ":13379 " not in listening, f"the node's etcd still listens:\n{listening}"
 
 
 def install(overlay: str = "manifests") -> str:

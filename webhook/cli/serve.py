@@ -1,6 +1,7 @@
 """`stellar-peers serve`: the process that runs the servers and the background components.
 
-Owns the process lifecycle: logs, metrics, SIGTERM/SIGINT (they set one stop
+Owns the process lifecycle: logs, metrics, SIGTERM/SIGINT (the first one
+drains: unready, still serving for `shutdown_grace_seconds`; then one stop
 event that every part watches), and `--local` mode, where the process makes
 its own certificate and registers a MutatingWebhookConfiguration pointing at
 itself on 127.0.0.1, removing it again on exit.
@@ -267,8 +268,14 @@ async def _run_all(
     listeners: server.Listeners,
     stop: asyncio.Event,
     renew_certificates: bool,
+    draining: asyncio.Event | None = None,
 ) -> int:
-    """Run the servers and the components; the first failure stops them all."""
+    """Run the servers and the components; the first failure stops them all.
+
+    Once `draining` is set the replica reports unready but keeps serving: the
+    caller sets `stop` after the grace period.
+    """
+    draining = draining or asyncio.Event()
     background = components(
         settings=settings,
         metrics=metrics,
@@ -280,7 +287,7 @@ async def _run_all(
         server.serve(
             settings=settings,
             metrics=metrics,
-            readiness=background.ready,
+            readiness=lambda: not draining.is_set() and background.ready(),
             readiness_detail=background.detail,
             stop=stop,
             listeners=listeners,
@@ -297,11 +304,41 @@ async def _run_all(
     return 1 if failures else 0
 
 
+async def drain(*, draining: asyncio.Event, stop: asyncio.Event, grace_seconds: float) -> None:
+    """After the first signal: unready at once, serving for `grace_seconds`, then stop.
+
+    The endpoints controller and kube-proxy take a moment to stop routing
+    reviews to a terminating pod; closing at once would have the API server
+    admit validators uninjected (failurePolicy Ignore) during an injector
+    rollout. A second signal stops at once.
+    """
+    await draining.wait()
+    log.info("serve.draining", extra={"grace_seconds": grace_seconds})
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=grace_seconds)
+    stop.set()
+
+
+def _on_signal(draining: asyncio.Event, stop: asyncio.Event) -> None:
+    if draining.is_set():
+        stop.set()
+    draining.set()
+
+
 async def _serve(settings: Settings, *, local: bool) -> int:
     stop = asyncio.Event()
+    draining = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_signal, draining, stop)
+    drainer = asyncio.create_task(
+        # --local has no Service routing reviews to drain away from: it stops at once.
+        drain(
+            draining=draining,
+            stop=stop,
+            grace_seconds=0.0 if local else settings.shutdown_grace_seconds,
+        )
+    )
     metrics = Metrics()
     api_client = kube.api_client(settings)
     async with contextlib.AsyncExitStack() as cleanup:
@@ -338,7 +375,9 @@ async def _serve(settings: Settings, *, local: bool) -> int:
             stop=stop,
             # In a cluster the leader renews the Secret; --local makes a throwaway pair.
             renew_certificates=not local,
+            draining=draining,
         )
+    drainer.cancel()
     log.info("serve.stopped", extra={"exit_code": code})
     return code
 
