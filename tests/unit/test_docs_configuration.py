@@ -127,14 +127,19 @@ def out_of_range(allowed: str) -> list[Any]:
         return [0, -1]
     if first == "`>= 0`":
         return [-1]
-    if first == "`0..65535`":
-        return [-1, 65536]
+    if bounds := BOUNDS.fullmatch(first.split(" ")[0]):
+        return [int(bounds.group(1)) - 1, int(bounds.group(2)) + 1]
     return []
 
 
 def in_range(allowed: str) -> list[Any]:
     first = allowed.split(",")[0].strip()
-    return {"`>= 0`": [0], "`0..65535`": [0, 65535]}.get(first, [])
+    if bounds := BOUNDS.fullmatch(first.split(" ")[0]):
+        return [int(bounds.group(1)), int(bounds.group(2))]
+    return {"`>= 0`": [0]}.get(first, [])
+
+
+BOUNDS = re.compile(r"`(-?\d+)\.\.(\d+)`")
 
 
 NUMERIC = sorted(n for n in FIELDS if n in ROWS and out_of_range(ROWS[n][5]))
