@@ -41,6 +41,8 @@ OWNER_LABELS: Final = {
     "app.kubernetes.io/component": "peer-discovery",
 }
 CONFIGMAP_MAX_BYTES: Final = 1024 * 1024
+# The longest wait the injected postStart hook accepts (its shell checks it too).
+HOOK_MAX_TIMEOUT_SECONDS: Final = 24 * 3600
 
 # What is injected
 VOLUME_NAME: Final = "stellar-peers"

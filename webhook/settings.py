@@ -8,6 +8,7 @@ the program reads `os.environ`: `Settings` is passed in explicitly.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -22,7 +23,59 @@ ENV_PREFIX = "STELLAR_INJECTOR_"
 
 
 class SettingsError(ValueError):
-    """A setting is malformed; the message names the flag and the bad value."""
+    """A setting is malformed; the message names the flag, the bad value and what is allowed."""
+
+
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# A DNS-1123 label (namespaces) and subdomain (Lease, Service, webhook configuration names).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+# Numeric limits: (lowest, highest, lowest allowed itself?, why the bound). None: no bound.
+_LIMITS: dict[str, tuple[float | None, float | None, bool, str]] = {
+    "port": (0, 65535, True, "a TCP port; 0 picks a free one"),
+    "metrics_port": (0, 65535, True, "a TCP port; 0 picks a free one"),
+    "max_body_bytes": (0, None, False, ""),
+    "hook_timeout_seconds": (
+        1,
+        names.HOOK_MAX_TIMEOUT_SECONDS,
+        True,
+        "the postStart hook refuses longer waits, and every injection would fail",
+    ),
+    "debounce_seconds": (0, None, True, ""),
+    "watch_timeout_seconds": (0, None, False, ""),
+    "reload_concurrency": (0, None, False, ""),
+    "reload_timeout_seconds": (0, None, False, ""),
+    "reload_retries": (0, None, True, ""),
+    "lease_duration_seconds": (0, None, False, ""),
+    "lease_renew_seconds": (0, None, False, ""),
+    "reload_connect_wait_seconds": (0, None, False, ""),
+    "shutdown_grace_seconds": (0, 300, True, "longer than any terminationGracePeriod needs"),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _allowed(low: float | None, high: float | None, inclusive: bool) -> str:
+    if low is not None and high is not None:
+        return f"{low}..{high}"
+    return f"{'>=' if inclusive else '>'} {low}"
+
+
+def _check_limits(settings: Settings) -> None:
+    for name, (low, high, inclusive, why) in _LIMITS.items():
+        value = getattr(settings, name)
+        too_low = low is not None and (value < low if inclusive else value <= low)
+        too_high = high is not None and value > high
+        if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
+            reason = f" ({why})" if why else ""
+            raise SettingsError(
+                f"{_flag(name)} {value!r}: allowed {_allowed(low, high, inclusive)}{reason}"
+            )
 
 
 @dataclass(frozen=True)
@@ -92,33 +145,33 @@ class Settings:
             raise SettingsError(
                 f"--reload-mode {self.reload_mode!r}: expected one of {', '.join(RELOAD_MODES)}"
             )
-        for name in ("port", "metrics_port"):
-            value = getattr(self, name)
-            if not 0 <= value <= 65535:
-                raise SettingsError(f"--{name.replace('_', '-')} {value}: not a TCP port")
-        positive = (
-            "max_body_bytes",
-            "hook_timeout_seconds",
-            "watch_timeout_seconds",
-            "reload_concurrency",
-            "reload_timeout_seconds",
-            "reload_connect_wait_seconds",
-            "lease_duration_seconds",
-            "lease_renew_seconds",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"--{name.replace('_', '-')} must be positive")
-        if self.debounce_seconds < 0 or self.reload_retries < 0:
-            raise SettingsError("--debounce-seconds and --reload-retries must not be negative")
-        if not 0 <= self.shutdown_grace_seconds <= 300:
-            raise SettingsError(
-                f"--shutdown-grace-seconds {self.shutdown_grace_seconds}: expected 0..300 seconds"
-            )
+        _check_limits(self)
         if self.lease_renew_seconds >= self.lease_duration_seconds:
             raise SettingsError(
-                "--lease-renew-seconds must be shorter than --lease-duration-seconds"
+                f"--lease-renew-seconds {self.lease_renew_seconds!r}: allowed below "
+                f"--lease-duration-seconds ({self.lease_duration_seconds!r})"
             )
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(
+                f"--log-level {self.log_level!r}: allowed one of {', '.join(LOG_LEVELS)} (any case)"
+            )
+        if not _DNS_LABEL.match(self.namespace):
+            raise SettingsError(
+                f"--namespace {self.namespace!r}: allowed a namespace name "
+                "(lower-case letters, digits and '-', at most 63)"
+            )
+        if not _DNS_LABEL.match(self.service_name):
+            raise SettingsError(
+                f"--service-name {self.service_name!r}: allowed a Service name "
+                "(lower-case letters, digits and '-', at most 63)"
+            )
+        for name in ("lease_name", "webhook_config_name"):
+            value = getattr(self, name)
+            if not _DNS_SUBDOMAIN.match(value):
+                raise SettingsError(
+                    f"{_flag(name)} {value!r}: allowed an object name "
+                    "(lower-case letters, digits, '-' and '.', at most 253)"
+                )
         for text in self.static_peers:
             try:
                 static_address(text)

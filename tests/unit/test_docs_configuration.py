@@ -127,22 +127,19 @@ def out_of_range(allowed: str) -> list[Any]:
         return [0, -1]
     if first == "`>= 0`":
         return [-1]
-    if bounds := closed_range(first):
-        return [bounds[0] - 1, bounds[1] + 1]
+    if bounds := BOUNDS.fullmatch(first.split(" ")[0]):
+        return [int(bounds.group(1)) - 1, int(bounds.group(2)) + 1]
     return []
-
-
-def closed_range(cell: str) -> tuple[int, int] | None:
-    """`A..B` as (A, B)."""
-    low, sep, high = cell.strip("`").partition("..")
-    return (int(low), int(high)) if sep and low.isdigit() and high.isdigit() else None
 
 
 def in_range(allowed: str) -> list[Any]:
     first = allowed.split(",")[0].strip()
-    if bounds := closed_range(first):
-        return list(bounds)
+    if bounds := BOUNDS.fullmatch(first.split(" ")[0]):
+        return [int(bounds.group(1)), int(bounds.group(2))]
     return {"`>= 0`": [0]}.get(first, [])
+
+
+BOUNDS = re.compile(r"`(-?\d+)\.\.(\d+)`")
 
 
 NUMERIC = sorted(n for n in FIELDS if n in ROWS and out_of_range(ROWS[n][5]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from webhook.cli import main
+from webhook.core import hook
 from webhook.settings import Settings, SettingsError
 
 
@@ -61,3 +63,40 @@ def test_settings_image_pattern_matches_repository() -> None:
     assert settings.image_matches("registry.example.org:5000/stellar/stellar-core")
     assert not settings.image_matches("stellar/stellar-core-exporter")
     assert not settings.image_matches("stellar/horizon")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Above the hook's own limit every injection would fail open.
+        (["--hook-timeout-seconds", "90000"], "--hook-timeout-seconds 90000: allowed 1..86400"),
+        (["--log-level", "LOUD"], "--log-level 'LOUD': allowed one of DEBUG, INFO"),
+        (["--port", "70000"], "--port 70000: allowed 0..65535"),
+        (["--watch-timeout-seconds", "0"], "--watch-timeout-seconds 0: allowed > 0"),
+        (["--reload-timeout-seconds", "nan"], "--reload-timeout-seconds nan: allowed > 0"),
+        (["--debounce-seconds", "-1"], "--debounce-seconds -1.0: allowed >= 0"),
+        (["--lease-renew-seconds", "20"], "--lease-renew-seconds 20.0: allowed below"),
+        (["--namespace", "Stellar_System"], "--namespace 'Stellar_System': allowed a namespace"),
+        (["--lease-name", "a lease"], "--lease-name 'a lease': allowed an object name"),
+        (["--service-name", "a.b"], "--service-name 'a.b': allowed a Service name"),
+    ],
+)
+def test_settings_out_of_limits_name_setting_value_and_range(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({}, argv)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_settings_hook_timeout_limit_is_the_hooks() -> None:
+    assert Settings(hook_timeout_seconds=hook.MAX_TIMEOUT_SECONDS).hook_timeout_seconds > 0
+    with pytest.raises(SettingsError):
+        Settings(hook_timeout_seconds=hook.MAX_TIMEOUT_SECONDS + 1)
+
+
+def test_settings_log_level_any_case() -> None:
+    assert Settings(log_level="debug").log_level == "debug"
+
+
+def test_serve_stops_on_a_bad_setting_with_its_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["serve", "--hook-timeout-seconds", "90000"]) == 2
+    assert "--hook-timeout-seconds 90000: allowed 1..86400" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from __future__ import annotations
 from webhook import names
 from webhook.core.stellar_admin import PAST_BOOTING
 
-MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_TIMEOUT_SECONDS = names.HOOK_MAX_TIMEOUT_SECONDS
 CONNECT_ATTEMPTS = 5
 ASK_SECONDS = 3  # one admin request; a starting node accepts and may answer nothing
 # `info.state` values past `Booting` (stellar_admin.PAST_BOOTING), as a sh case pattern
