@@ -16,6 +16,7 @@ import json
 import re
 import socket
 import ssl
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -328,6 +329,58 @@ def test_running_nodes_get_connect_for_a_new_replica(installed_node: Node, priva
             interval=1,
             message=f"connect for the new replica in {pod['metadata']['name']}",
         )
+
+
+def test_an_injector_rollout_admits_no_validator_uninjected(installed_node: Node) -> None:
+    """Old replicas drain (unready, still serving) while the Service moves to the new ones."""
+    ns = validator_namespace(installed_node, "rollout")
+    probe = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "probe-", "namespace": ns},
+            "spec": {"containers": [{"name": "stellar-core", "image": "stellar/stellar-core:21"}]},
+        }
+    )
+
+    def admitted_injected() -> bool:
+        # Server-side dry run: the API server calls the webhook, nothing is created.
+        out = installed_node.kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", stdin=probe
+        )
+        return json.loads(out)["metadata"].get("labels", {}).get(names.INJECTED_LABEL) == "true"
+
+    wait_until(admitted_injected, timeout=SLOW, message="injection before the rollout")
+    installed_node.kubectl(
+        "rollout", "restart", "-n", SYSTEM_NAMESPACE, "deployment/stellar-peer-injector"
+    )
+    uninjected = total = 0
+    deadline = time.monotonic() + SLOW
+
+    def rolled_out() -> bool:
+        d = installed_node.json(
+            "get", "deployment", "stellar-peer-injector", "-n", SYSTEM_NAMESPACE
+        )
+        status, want = d["status"], d["spec"]["replicas"]
+        old_left = [
+            p for p in injector_pods(installed_node) if p["metadata"].get("deletionTimestamp")
+        ]
+        return (
+            status.get("updatedReplicas") == want
+            and status.get("availableReplicas") == want
+            and status.get("replicas") == want
+            and not old_left
+        )
+
+    while time.monotonic() < deadline:
+        done = rolled_out()
+        total += 1
+        uninjected += 0 if admitted_injected() else 1
+        if done:
+            break
+    assert rolled_out(), "the injector rollout did not finish"
+    assert total >= 5, "too few admissions during the rollout to judge it"
+    assert uninjected == 0, f"{uninjected} of {total} admissions during the rollout were uninjected"
 
 
 def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node: Node) -> None:
