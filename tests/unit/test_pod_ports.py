@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from webhook import names
 from webhook.core import injection
 from webhook.core.peers import PeerSet, pod_peer
-from webhook.core.pod import admin_port, peer_port
+from webhook.core.pod import admin_port, core_conf, peer_port
 from webhook.core.reload_plan import plan_round
 from webhook.settings import Settings
 
@@ -82,3 +85,13 @@ def test_named_ports_win_over_the_annotation_and_http_over_core() -> None:
     assert peer_port({}, {names.PEER_PORT_ANNOTATION: "4"}) == 4
     assert peer_port({}, {names.PEER_PORT_ANNOTATION: "no"}) is None
     assert (admin_port({}), peer_port({}, {})) == (11626, 11625)
+
+
+def test_the_conf_of_a_shell_script_container_is_found() -> None:
+    """The example Deployment runs `sh -c '... exec stellar-core run --conf F'`."""
+    path = Path(__file__).resolve().parents[2] / "manifests/examples/validator-deployment.yaml"
+    deployment = next(d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert core_conf(container) == "/var/lib/stellar/stellar-core.cfg"
+    script = {"command": ["/bin/sh", "-c"], "args": ["x --conf=/a.cfg; y --conf '$(rm -rf /)'"]}
+    assert core_conf(script) == "/a.cfg"

@@ -8,6 +8,7 @@ its IP, whether it is Ready); they ask here so the answers cannot drift.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,7 +100,8 @@ def peer_port(container: Any, annotations: Mapping[str, Any]) -> int | None:
 
 def core_conf(container: Any) -> str:
     """The config file the node runs with: env `STELLAR_CORE_CONF` (a plain value), else
-    the container's own `--conf FILE` (stellar/helm-charts: `/config/stellar-core.cfg`),
+    the container's own `--conf FILE` (stellar/helm-charts: `/config/stellar-core.cfg`), also
+    inside a `sh -c` script (the last one: `exec stellar-core run --conf F` ends such scripts),
     else "" (stellar-core's default, `stellar-core.cfg` in the working directory)."""
     spec = as_dict(container)
     for env in as_list(spec.get("env")):
@@ -112,7 +114,12 @@ def core_conf(container: Any) -> str:
             return argv[i + 1]
         if arg.startswith("--conf="):
             return arg.removeprefix("--conf=")
-    return ""
+    in_scripts = [m for arg in argv for m in _SCRIPT_CONF.findall(arg)]
+    return in_scripts[-1] if in_scripts else ""
+
+
+# `--conf FILE` inside a shell script; only plain path characters, so nothing else rides along.
+_SCRIPT_CONF = re.compile(r"(?<![\w-])--conf(?:=|[ \t]+)([A-Za-z0-9_./-]+)(?=$|[\s;&|)])")
 
 
 def ip(value: Any) -> str | None:
