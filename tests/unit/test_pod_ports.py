@@ -13,6 +13,7 @@ from webhook.core import injection
 from webhook.core.peers import PeerSet, pod_peer
 from webhook.core.pod import admin_port, core_conf, peer_port
 from webhook.core.reload_plan import plan_round
+from webhook.core.watched import trim
 from webhook.settings import Settings
 
 SETTINGS = Settings()
@@ -95,3 +96,32 @@ def test_the_conf_of_a_shell_script_container_is_found() -> None:
     assert core_conf(container) == "/var/lib/stellar/stellar-core.cfg"
     script = {"command": ["/bin/sh", "-c"], "args": ["x --conf=/a.cfg; y --conf '$(rm -rf /)'"]}
     assert core_conf(script) == "/a.cfg"
+
+
+def test_the_watcher_keeps_what_the_exec_reload_needs_to_find_the_conf() -> None:
+    """The reload plan reads pods from the watcher's trimmed cache."""
+    path = Path(__file__).resolve().parents[2] / "manifests/examples/validator-deployment.yaml"
+    deployment = next(d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "Deployment")
+    pod = {
+        "metadata": {"name": "v", "namespace": "n"},
+        "spec": deployment["spec"]["template"]["spec"],
+    }
+    kept = trim(pod, kind="Pod")["spec"]["containers"][0]
+    assert core_conf(kept) == "/var/lib/stellar/stellar-core.cfg"
+    env_pod = {
+        "metadata": {"name": "v", "namespace": "n"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "env": [
+                        {"name": "NODE_SEED", "value": "secret"},
+                        {"name": "STELLAR_CORE_CONF", "value": "/etc/core.cfg"},
+                    ],
+                }
+            ]
+        },
+    }
+    kept = trim(env_pod, kind="Pod")["spec"]["containers"][0]
+    assert core_conf(kept) == "/etc/core.cfg"
+    assert "secret" not in str(kept), "only the config path is kept from the env"

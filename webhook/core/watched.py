@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from webhook import names
 from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
 from webhook.core.pod import as_dict, as_list, as_str, is_ready
 from webhook.core.pod import ip as ip_address
@@ -42,6 +43,18 @@ Obj = Mapping[str, Any]
 
 
 # --- Trimming: keep only what the peer set and the reload controller need ---
+
+
+def _container(c: Mapping[str, Any]) -> dict[str, Any]:
+    """What the peer set and the reload plan read: ports, and where the node's config is
+    (`pod.core_conf` reads command, args and the STELLAR_CORE_CONF env)."""
+    kept: dict[str, Any] = {
+        k: c[k] for k in ("name", "image", "ports", "command", "args") if k in c
+    }
+    env = [e for e in as_list(c.get("env")) if as_dict(e).get("name") == names.ENV_CORE_CONF]
+    if env:
+        kept["env"] = env
+    return kept
 
 
 def trim(obj: Obj, *, kind: str) -> dict[str, Any]:
@@ -99,10 +112,7 @@ def _trim_pod(pod: Obj, meta: dict[str, Any]) -> dict[str, Any]:
     )
     if metadata.get("deletionTimestamp"):
         meta["deletionTimestamp"] = metadata["deletionTimestamp"]
-    containers = [
-        {k: as_dict(c)[k] for k in ("name", "image", "ports") if k in as_dict(c)}
-        for c in as_list(spec.get("containers"))
-    ]
+    containers = [_container(as_dict(c)) for c in as_list(spec.get("containers"))]
     conditions = [
         {"type": as_dict(c).get("type"), "status": as_dict(c).get("status")}
         for c in as_list(status.get("conditions"))
