@@ -1,4 +1,4 @@
-"""The `stellar-peers` command: serve, inject, explain, certs, check.
+"""The `stellar-peers` command: serve, inject, explain, certs, check, status.
 
 Each subcommand checks its flags and builds `Settings` before starting
 anything, then hands over to the module that owns the work.
@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="post-install self-test against the cluster")
     add_arguments(check)
+
+    status = sub.add_parser(
+        "status", help="per validator: does its node hold its peers, and why not"
+    )
+    add_arguments(status)
     return parser
 
 
@@ -113,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from webhook.cli.check import run as run_check
 
         return run_check(settings)
+    if args.command == "status":
+        from webhook.cli.status import run as run_status
+
+        return run_status(settings)
     return 2
 
 

@@ -1,0 +1,208 @@
+"""`stellar-peers status`: per validator, whether its node holds the peers it should.
+
+What an operator runs first. Reads only: the canonical `stellar-peers` ConfigMap
+(the peer set as published) and the injected validator pods of every enabled
+namespace. Each pod is judged with the reload controller's own plan
+(`reload_plan.plan_round`), so `status` and the controller agree on which peer set
+a pod should hold; what its node really did comes from the pod's
+`stellar.org/peers-connection-status` annotation, written by the controller after
+it read the node's `peers`.
+
+States:
+- `current`: the node holds the whole set, or its limits explain the rest;
+- `behind`: judged against the current set, and peers are missing (the reasons);
+- `waiting`: not judged against the current set yet (a reload round is due);
+- `not-ready`, `no-ip`: not a node the set is handed to yet.
+
+Exit 0 when every ready validator is `current`, 1 when any is behind or waiting,
+2 when the cluster cannot be read.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+
+import orjson
+from kubernetes import client
+
+from webhook import names
+from webhook.cli.check import enabled_namespaces
+from webhook.core.peers import Peer, PeerSet
+from webhook.core.pod import as_dict, as_list, is_ready, pod_ip
+from webhook.core.reload_plan import plan_round, reload_mode
+from webhook.kube import api as kube
+from webhook.settings import Settings
+
+REQUEST_TIMEOUT_SECONDS: Final = 10.0
+SOURCES: Final = ("pod", "stellarnode", "static")
+
+
+class StatusError(Exception):
+    """The cluster could not be read as `status` needs it; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Row:
+    namespace: str
+    pod: str
+    ip: str
+    mode: str
+    state: str
+    peers: str  # "connected/expected" as the node last answered, or "-"
+    missing: str  # "reason: peer, peer; ..." or ""
+
+    @property
+    def behind(self) -> bool:
+        return self.state in ("behind", "waiting")
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    peers: PeerSet
+    validators: Sequence[Mapping[str, Any]]
+
+
+def peer_set(configmap: Mapping[str, Any]) -> PeerSet:
+    """The published set, read back from `peers.json`; StatusError when it does not parse."""
+    raw = as_dict(configmap.get("data")).get(names.KEY_JSON)
+    try:
+        entries = orjson.loads(raw or "")
+    except orjson.JSONDecodeError as exc:
+        raise StatusError(f"{names.KEY_JSON} of the canonical ConfigMap is not JSON") from exc
+    peers = []
+    for entry in as_list(entries):
+        item = as_dict(entry)
+        source = item.get("source")
+        port = item.get("port")
+        if source not in SOURCES or not isinstance(port, int):
+            raise StatusError(f"{names.KEY_JSON} holds an entry that is not a peer: {entry!r}")
+        peers.append(
+            Peer(
+                namespace=str(item.get("namespace", "")),
+                name=str(item.get("name", "")),
+                node_type=str(item.get("nodeType", "")),
+                ip=str(item.get("ip", "")),
+                port=port,
+                source=source,
+            )
+        )
+    return PeerSet(tuple(peers))
+
+
+def _missing_text(status: Mapping[str, Any]) -> str:
+    by_reason: dict[str, list[str]] = {}
+    for item in as_list(status.get("missing")):
+        entry = as_dict(item)
+        by_reason.setdefault(str(entry.get("reason", "?")), []).append(str(entry.get("peer", "?")))
+    parts = [f"{reason}: {', '.join(peers)}" for reason, peers in sorted(by_reason.items())]
+    more = status.get("moreMissing")
+    if isinstance(more, int) and more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def rows(peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Settings) -> list[Row]:
+    """One row per injected validator pod, sorted by namespace and name. Pure."""
+    listed = sorted(
+        pods,
+        key=lambda p: (
+            str(as_dict(p.get("metadata")).get("namespace", "")),
+            str(as_dict(p.get("metadata")).get("name", "")),
+        ),
+    )
+    ready = [p for p in listed if is_ready(p)]
+    planned = plan_round(_Snapshot(peers, ready), settings=settings)
+    plans = {(p.namespace, p.name): p for p in planned}
+    found = []
+    for pod in listed:
+        metadata = as_dict(pod.get("metadata"))
+        namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+        annotations = as_dict(metadata.get("annotations"))
+        mode = reload_mode(annotations, default=settings.reload_mode)
+        try:
+            raw = annotations.get(names.CONNECTION_STATUS_ANNOTATION) or "{}"
+            status = as_dict(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            status = {}
+        plan = plans.get((namespace, name))
+        counted = f"{status['connected']}/{status['expected']}" if "expected" in status else "-"
+        missing = ""
+        if not is_ready(pod):
+            state = "not-ready"
+        elif plan is None:
+            state = "no-ip" if pod_ip(pod) is None else "no-container"
+        elif plan.current:
+            state = "current"
+            missing = _missing_text(status) if status.get("hash") == plan.hash else ""
+        elif status.get("hash") == plan.hash:
+            state = "behind"
+            missing = _missing_text(status)
+        else:
+            state = "waiting"
+        found.append(Row(namespace, name, pod_ip(pod) or "-", mode, state, counted, missing))
+    return found
+
+
+def table(found: Sequence[Row], *, peers: PeerSet) -> str:
+    """The rows as aligned columns, under a line naming the published set."""
+    header = ("NAMESPACE", "POD", "IP", "MODE", "STATE", "PEERS", "MISSING")
+    lines = [header] + [
+        (r.namespace, r.pod, r.ip, r.mode, r.state, r.peers, r.missing or "-") for r in found
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    text = f"peer set {peers.hash[:19]} ({len(peers.strings)} peers)\n"
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
+        text += "  ".join([*cells, line[-1]]).rstrip() + "\n"
+    behind = sum(r.behind for r in found)
+    text += f"{len(found)} validators, {behind} behind\n" if found else "no injected validators\n"
+    return text
+
+
+def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
+    """The canonical set and the injected pods of the enabled namespaces."""
+    api = kube.api_client(settings)
+    core = client.CoreV1Api(api)
+    try:
+        try:
+            configmap = kube.read_json(
+                core.read_namespaced_config_map,
+                names.CONFIGMAP_NAME,
+                settings.namespace,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+        except kube.FAILURES as exc:
+            raise StatusError(
+                f"cannot read ConfigMap {settings.namespace}/{names.CONFIGMAP_NAME} "
+                f"({kube.describe_failure(exc)}): is the injector installed and running "
+                f"(kubectl -n {settings.namespace} get pods)?"
+            ) from exc
+        pods: list[dict[str, Any]] = []
+        try:
+            for namespace in enabled_namespaces(core, settings):
+                listed = kube.read_json(
+                    core.list_namespaced_pod,
+                    namespace,
+                    label_selector=f"{names.INJECTED_LABEL}=true",
+                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
+                )
+                pods.extend(dict(as_dict(item)) for item in as_list(listed.get("items")))
+        except kube.FAILURES as exc:
+            raise StatusError(f"cannot list validator pods ({kube.describe_failure(exc)})") from exc
+    finally:
+        api.close()
+    return peer_set(configmap), pods
+
+
+def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
+    try:
+        peers, pods = read_cluster(settings)
+    except StatusError as exc:
+        print(f"stellar-peers status: {exc}", file=sys.stderr)
+        return 2
+    found = rows(peers, pods, settings=settings)
+    out.write(table(found, peers=peers))
+    return 1 if any(r.behind for r in found) else 0
