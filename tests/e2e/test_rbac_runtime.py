@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 
+import orjson
 import pytest
 from kubernetes import client
 
@@ -144,14 +145,17 @@ def test_every_call_the_components_make_is_granted_by_the_manifests(
                 message=f"{where}/stellar-peers to hold {expected}",
             )
 
-        def observed_everywhere() -> bool:
+        def judged_everywhere() -> bool:
+            # Each node holds its fellow and is told the StellarNode's Service address,
+            # which nothing listens on here: judged, annotated, not settled.
             for name in ("v1", "v2"):
                 found = core.read_namespaced_pod(name, app).metadata.annotations or {}
-                if names.OBSERVED_HASH_ANNOTATION not in found:
+                status = orjson.loads(found.get(names.CONNECTION_STATUS_ANNOTATION, "{}"))
+                if (status.get("connected"), status.get("expected")) != (1, 2):
                     return False
             return True
 
-        wait_until(observed_everywhere, timeout=60, message="both nodes reloaded and recorded")
+        wait_until(judged_everywhere, timeout=60, message="both nodes reloaded and judged")
     api_client.close()
     verbs = {(c.verb, c.resource) for c in recorder.calls}
     for needed in (
