@@ -54,6 +54,14 @@ class Node:
     def json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
 
+    def stellar_peers(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The CLI from a workstation, as the cluster admin (its exit code is the answer)."""
+        return subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "stellar-peers"), *args, "--kubeconfig", self.kubeconfig],
+            capture_output=True,
+            text=True,
+        )
+
 
 def _script(script: Path, *args: str, env: dict[str, str] | None = None) -> str:
     out = subprocess.run(

@@ -35,6 +35,7 @@ LABEL = "app.kubernetes.io/name=stellar-peer-injector"
 # Pods start, the kubelet refreshes mounts, the reload controller backs off: minutes, not seconds.
 SLOW = 240.0
 TIER_LABEL = "stellar-node-tier"
+VALIDATOR_SET_LABEL = "stellar-node-tier/validator"
 
 
 def example_documents(*, public_admin: bool = False) -> list[dict[str, Any]]:
@@ -69,11 +70,63 @@ def validator_namespace(node: Node, prefix: str) -> str:
     return name
 
 
-def running_validators(node: Node, namespace: str, count: int) -> list[dict[str, Any]]:
+def one_validator(docs: list[dict[str, Any]], suffix: str) -> list[dict[str, Any]]:
+    """The example renamed for one more validator, as operators run several: each its own
+    Deployment, config and seed Secret (two nodes with one key never authenticate)."""
+
+    def renamed(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("stellar-validator", f"stellar-validator-{suffix}").replace(
+                "validator-seed", f"validator-seed-{suffix}"
+            )
+        if isinstance(value, dict):
+            return {renamed(k): renamed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [renamed(v) for v in value]
+        return value
+
+    copies = [renamed(doc) for doc in docs]
+    for doc in copies:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["metadata"]["labels"][VALIDATOR_SET_LABEL] = "true"
+    return copies
+
+
+def add_validator(node: Node, namespace: str, suffix: str, docs: list[dict[str, Any]]) -> None:
+    node.kubectl(
+        "create",
+        "secret",
+        "generic",
+        f"validator-seed-{suffix}",
+        "-n",
+        namespace,
+        f"--from-literal=seed=S{namespace}-{suffix}",
+    )
+    apply(node, namespace, one_validator(docs, suffix))
+
+
+def admin_get(pod: dict[str, Any], path: str) -> Any:
+    """GET the node's admin port at its pod IP (PUBLIC_HTTP_PORT=true), parsed."""
+    with socket.create_connection((pod["status"]["podIP"], 11626), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    return json.loads(raw.split(b"\r\n\r\n", 1)[1])
+
+
+def authenticated(pod: dict[str, Any]) -> set[str]:
+    groups = admin_get(pod, "/peers")["authenticated_peers"]
+    return {p["address"] for way in ("inbound", "outbound") for p in groups.get(way) or ()}
+
+
+def running_validators(
+    node: Node, namespace: str, count: int, selector: str = "app=stellar-validator"
+) -> list[dict[str, Any]]:
     """Wait until `count` validator pods run with an IP and are Ready; return them."""
 
     def ready() -> list[dict[str, Any]] | None:
-        pods = node.json("get", "pods", "-n", namespace, "-l", "app=stellar-validator")["items"]
+        pods = node.json("get", "pods", "-n", namespace, "-l", selector)["items"]
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         good = [
             p
@@ -309,15 +362,27 @@ def test_configmaps_hold_the_pod_ips_and_the_mounted_file_follows(
     wait_until(lambda: mounted() == want, timeout=SLOW, interval=2, message="peers.txt in the pod")
 
 
-def test_running_nodes_get_connect_for_a_new_replica(installed_node: Node, private_ns: str) -> None:
-    # http mode reaches the admin port at the pod IP: the node must serve it publicly.
+def test_validators_really_connect_and_a_new_one_joins_them(
+    installed_node: Node, private_ns: str
+) -> None:
+    """Three validators, each its own Deployment and seed; http mode reaches the admin port
+    at the pod IP, so the node serves it publicly. Every node authenticates the others; a
+    fourth is `connect`ed by the running three and authenticated; `status` says current."""
     installed_node.kubectl("delete", "namespace", private_ns, "--wait=false")
     ns = validator_namespace(installed_node, "public")
-    apply(installed_node, ns, example_documents(public_admin=True))
-    installed_node.kubectl("scale", "-n", ns, "deployment/stellar-validator", "--replicas", "3")
-    three = running_validators(installed_node, ns, 3)
-    installed_node.kubectl("scale", "-n", ns, "deployment/stellar-validator", "--replicas", "4")
-    four = running_validators(installed_node, ns, 4)
+    docs = example_documents(public_admin=True)
+    selector = f"{VALIDATOR_SET_LABEL}=true"
+    for suffix in ("a", "b", "c"):
+        add_validator(installed_node, ns, suffix, docs)
+    three = running_validators(installed_node, ns, 3, selector)
+
+    def mesh(pods: list[dict[str, Any]]) -> bool:
+        addresses = {f"{p['status']['podIP']}:11625" for p in pods}
+        return all(authenticated(p) >= addresses - {f"{p['status']['podIP']}:11625"} for p in pods)
+
+    wait_until(lambda: mesh(three), timeout=SLOW, interval=2, message="the three authenticated")
+    add_validator(installed_node, ns, "d", docs)
+    four = running_validators(installed_node, ns, 4, selector)
     (new,) = [
         p for p in four if p["metadata"]["name"] not in {q["metadata"]["name"] for q in three}
     ]
@@ -327,8 +392,18 @@ def test_running_nodes_get_connect_for_a_new_replica(installed_node: Node, priva
             lambda name=pod["metadata"]["name"]: line in logs(installed_node, ns, name),
             timeout=SLOW,
             interval=1,
-            message=f"connect for the new replica in {pod['metadata']['name']}",
+            message=f"connect for the new validator in {pod['metadata']['name']}",
         )
+    wait_until(lambda: mesh(four), timeout=SLOW, interval=2, message="the four authenticated")
+
+    def status_current() -> str | None:
+        run = installed_node.stellar_peers("status")
+        return run.stdout if run.returncode == 0 else None
+
+    table = wait_until(status_current, timeout=SLOW, interval=2, message="status exit 0")
+    rows = [line.split() for line in table.splitlines() if line.startswith(ns)]
+    assert len(rows) == 4, table
+    assert all(row[4] == "current" and row[5] == "3/3" for row in rows), table
 
 
 def test_an_injector_rollout_admits_no_validator_uninjected(installed_node: Node) -> None:
