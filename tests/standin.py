@@ -665,7 +665,14 @@ class StellarCoreStandIn:
         while not self._stopping.is_set():
             with self._lock:
                 wanted = sorted(self._peer_db, key=lambda a: not self._peer_db[a])
-            for address in wanted:
+            for known in wanted:
+                # `PeerManager` keeps resolved addresses only: a name that does not
+                # resolve (no DNS in a pod here) is skipped, and tried again next time.
+                try:
+                    address = self.resolve(known)
+                except CommandError as exc:
+                    self._event(known, f"not dialed: {exc}")
+                    continue
                 self._spawn(self._dial, address, True)  # a connection lives in its thread
             # jittered, so two nodes dialing each other do not keep colliding
             self._stopping.wait(self.redial_seconds * (0.5 + secrets.randbelow(1000) / 1000))

@@ -468,3 +468,26 @@ def test_version_and_new_db_run_without_a_node(tmp_path: Path) -> None:
     )
     assert missing.returncode == 1
     assert "No config file" in missing.stderr
+
+
+def test_a_known_peer_name_that_does_not_resolve_is_skipped_and_the_rest_dialed(
+    stack: ExitStack,
+) -> None:
+    """As in the example config (names of SDF's nodes, no DNS in a pod): the name is not
+    dialed, the redial loop lives on, and a resolvable known peer still authenticates."""
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.32", port=0, node_seed="SB"))
+    a = stack.enter_context(
+        StellarCoreStandIn(
+            host="127.0.0.31",
+            port=0,
+            node_seed="SA",
+            redial_seconds=0.2,
+            known_peers=["core-testnet1.stellar.org", b.peer_address],
+        )
+    )
+    wait_until(lambda: authenticated_out(a) == [b.peer_address], message="a -> b authenticated")
+    wait_until(
+        lambda: sum(1 for address, _ in a.events() if address == "core-testnet1.stellar.org") >= 2,
+        message="the name skipped on two rounds",
+    )
+    assert any("Host not found" in what for _, what in a.events())
