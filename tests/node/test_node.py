@@ -510,6 +510,7 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
         return run.stdout if run.returncode == 0 else None
 
     table = wait_until(status_current, timeout=SLOW, interval=2, message="status exit 0")
+    print(table)  # the README shows this output
     rows = [row.split() for row in table.splitlines() if row.startswith(ns)]
     assert len(rows) == 3, table
     assert all(r[4] == "current" and r[5] == "2/2" for r in rows), table
