@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -9,9 +10,11 @@ import pytest
 
 from webhook import names
 from webhook.core import networks
+from webhook.core.injection import env_for
 from webhook.core.networks import Identity
 from webhook.core.peers import PeerSet, static_peer, stellarnode_peer
 from webhook.core.publish import render
+from webhook.core.reload_plan import handed, missing_peers, plan_round
 from webhook.core.stellar_admin import network_name
 from webhook.core.watched import KIND_NAMESPACE, KIND_POD, peer_set, trim
 from webhook.settings import Settings, SettingsError
@@ -219,3 +222,41 @@ def test_a_disagreeing_label_is_reported() -> None:
     assert networks.mismatch("pubnet", Identity("testnet", KEY_A)) == "testnet"
     assert networks.mismatch("pubnet", Identity("pubnet", KEY_A)) == ""
     assert networks.mismatch("", Identity("testnet", KEY_A)) == ""
+
+
+def test_each_node_is_planned_against_its_own_networks_hash() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Snap:
+        peers: PeerSet
+        validators: tuple[dict[str, Any], ...]
+
+    pods = (pod("a", "10.0.0.1"), pod("b", "10.0.0.2"), pod("c", "10.0.0.3", network="pubnet"))
+    learned = {"uid-a": Identity("testnet", KEY_A), "uid-b": Identity("testnet", KEY_B)}
+    peers = peer_set(state_of(*pods), enabled_namespaces=frozenset({"ns"}), identities=learned)
+    plans = {p.name: p for p in plan_round(Snap(peers, pods), settings=Settings())}
+    assert {n: p.network for n, p in plans.items()} == {
+        "a": "testnet",
+        "b": "testnet",
+        "c": "pubnet",
+    }
+    testnet = networks.split(peers)["testnet"]
+    assert plans["a"].hash == plans["b"].hash == testnet.hash != plans["c"].hash
+    assert [
+        p.peer_string for p in missing_peers(handed(peers, plans["a"]), set(), own_ip="10.0.0.1")
+    ] == ["10.0.0.2:11625"]
+    # A new testnet node changes the testnet nodes' hash only.
+    more = (*pods, pod("d", "10.0.0.4", network="testnet"))
+    grown = peer_set(state_of(*more), enabled_namespaces=frozenset({"ns"}), identities=learned)
+    after = {p.name: p for p in plan_round(Snap(grown, more), settings=Settings())}
+    assert after["a"].hash != plans["a"].hash
+    assert after["c"].hash == plans["c"].hash
+
+
+def test_a_labeled_pod_gets_its_networks_env_and_an_unlabeled_one_the_plain_keys() -> None:
+    env = {e["name"]: e for e in env_for({names.NETWORK_LABEL: "testnet"})}
+    assert env[names.ENV_PEERS]["valueFrom"]["configMapKeyRef"]["key"] == "peers-testnet.csv"
+    assert env[names.ENV_PEER_COUNT]["valueFrom"]["configMapKeyRef"]["key"] == "peer_count-testnet"
+    assert env[names.ENV_NETWORK]["value"] == "testnet"
+    plain = {e["name"]: e for e in env_for({})}
+    assert plain[names.ENV_PEERS]["valueFrom"]["configMapKeyRef"]["key"] == names.KEY_CSV
+    assert names.ENV_NETWORK not in plain

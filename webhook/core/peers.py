@@ -21,6 +21,7 @@ from webhook.core.pod import (
     as_dict,
     as_str,
     is_ready,
+    label_network,
     peer_port,
     port_number,
     target_container,
@@ -114,13 +115,6 @@ def pod_peer(pod: Obj) -> Peer | None:
 
 # A home domain as stellar-core's config takes it; nothing else reaches validators.cfg.
 _HOME_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
-
-
-def label_network(pod: Obj) -> str:
-    """The pod's `stellar.org/network` label when it is a network name, else ""."""
-    labels = as_dict(as_dict(pod.get("metadata")).get("labels"))
-    value = as_str(labels.get(names.NETWORK_LABEL))
-    return value if is_network_name(value) else ""
 
 
 def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | None) -> Peer | None:

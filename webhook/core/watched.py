@@ -222,9 +222,11 @@ def peer_set(
     static: Iterable[Peer] = (),
     identities: Mapping[str, Identity] | None = None,
     default_network: str = "",
+    waiting: frozenset[str] = frozenset(),
 ) -> PeerSet:
     """Every peer, one per `ip:port` (pods win over StellarNodes over static), sorted,
-    each with its network (`webhook.core.networks`); `identities` are by pod uid."""
+    each with its network (`webhook.core.networks`); `identities` are by pod uid, and
+    pods whose uid is `waiting` (their node not asked yet) are left out for now."""
     learned = identities or {}
     candidates: list[Peer] = []
     for key, obj in state.items():
@@ -232,6 +234,8 @@ def peer_set(
             peer = _peer_of(obj)
             if peer is not None:
                 uid = as_str(as_dict(obj.get("metadata")).get("uid"))
+                if uid in waiting:
+                    continue
                 identity = learned.get(uid)
                 candidates.append(with_identity(peer, identity, default_network=default_network))
     candidates.extend(_stellarnode_peers(state, enabled=enabled_namespaces))
