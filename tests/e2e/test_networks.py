@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -27,6 +28,7 @@ from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from tests.standin import PUBNET, TESTNET, StellarCoreStandIn
 from webhook import names
+from webhook.cli import status
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.core import networks
@@ -269,6 +271,13 @@ def test_networks_are_learned_kept_apart_and_changed_one_at_a_time(
             if core.read_namespaced_pod(name, namespace).metadata.resource_version != versions[name]
         )
         assert not set(patched) & {"t0", "t1", "odd"}, patched
+        published = status.peer_set({"data": canonical(core, namespace)})
+        listed = core.list_namespaced_pod(namespace, _preload_content=False)
+        pods = orjson.loads(listed.data)["items"]
+        rows = {r.pod: r for r in status.rows(published, pods, settings=settings)}
+        assert (rows["t0"].network, rows["t0"].key) == ("testnet", t0.public_key)
+        assert (rows["odd"].network, rows["odd"].key) == ("testnet", odd.public_key)
+        assert (rows["p2"].network, rows["p2"].state) == ("pubnet", "current")
         with capsys.disabled():
             print(
                 f"\nnetwork change (one pubnet node added): ConfigMap writes "
@@ -276,6 +285,56 @@ def test_networks_are_learned_kept_apart_and_changed_one_at_a_time(
                 f"identity admin calls {watcher.identity.asked - learner_asked}, "
                 f"admin requests per node {calls}"
             )
+    finally:
+        with pytest.raises(StopIteration):
+            next(runner)
+
+
+def test_a_node_that_cannot_be_asked_is_only_with_its_own_kind(
+    cluster: Any,
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    stack: ExitStack,
+) -> None:
+    """Refused admin port, no label: the `unknown` set, handed to no known network."""
+    label_enabled(core, namespace, settings)
+    nodes = Cluster(stack, core, kubelet, namespace)
+    t0 = nodes.pod("t0", TESTNET)
+    t1 = nodes.pod("t1", TESTNET)
+    mute = nodes.ip()
+    with socket.socket() as s:
+        s.bind((mute, 0))
+        closed = s.getsockname()[1]
+    core.create_namespaced_pod(namespace, validator_pod("mute", http_port=closed))
+    kubelet.mark_ready(namespace=namespace, name="mute", ip=mute)
+    metrics = Metrics()
+    runner = run_injector(settings, cluster.api_client, metrics)
+    watcher = next(runner)
+    try:
+
+        def placed() -> bool:
+            data = canonical(core, namespace)
+            entries = {e["name"]: e for e in orjson.loads(data.get("peers.json", "[]"))}
+            return (
+                set(entries) == {"t0", "t1", "mute"}
+                and "network" not in entries["mute"]
+                and data.get("peers-testnet.txt") == f"{t0.host}:11625\n{t1.host}:11625\n"
+            )
+
+        wait_until(placed, timeout=30, message="mute in the unknown set, t0 and t1 in testnet")
+        data = canonical(core, namespace)
+        assert not any("unknown" in key for key in data)
+        assert data["peers.txt"] == "", "two sets: the unqualified keys are empty"
+        sets = networks.split(watcher.snapshot.peers)
+        wait_until(
+            lambda: all(observed(core, namespace, n) == sets["testnet"].hash for n in ("t0", "t1")),
+            timeout=20,
+            message="the testnet nodes up to date",
+        )
+        for node in (t0, t1):
+            assert f"{mute}:11625" not in node.connects()
     finally:
         with pytest.raises(StopIteration):
             next(runner)
