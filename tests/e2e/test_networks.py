@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.test_reload import IMAGE, events, loopback_block, observed
+from tests.e2e.test_watcher import ensure_crd, stellar_node
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
@@ -335,6 +336,74 @@ def test_a_node_that_cannot_be_asked_is_only_with_its_own_kind(
         )
         for node in (t0, t1):
             assert f"{mute}:11625" not in node.connects()
+    finally:
+        with pytest.raises(StopIteration):
+            next(runner)
+
+
+def test_stellarnodes_are_placed_by_their_spec(
+    cluster: Any,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    apiext: client.ApiextensionsV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    stack: ExitStack,
+) -> None:
+    label_enabled(core, namespace, settings)
+    ensure_crd(apiext)
+    nodes = Cluster(stack, core, kubelet, namespace)
+    t0, t1 = nodes.pod("t0", TESTNET), nodes.pod("t1", TESTNET)
+    sn_test, sn_pub = nodes.standin(TESTNET), nodes.standin(PUBNET)
+    group, version = names.STELLARNODE_GROUP, names.STELLARNODE_VERSION
+    for name, spec, node in (
+        ("sn-test", {"networkPassphrase": TESTNET}, sn_test),
+        ("sn-pub", {"network": "pubnet"}, sn_pub),
+    ):
+        body = stellar_node(name, **spec)
+        custom.create_namespaced_custom_object(
+            group, version, namespace, names.STELLARNODE_PLURAL, body
+        )
+        pod = {
+            "metadata": {
+                "name": f"{name}-0",
+                "labels": {
+                    "app.kubernetes.io/name": "stellar-node",
+                    "app.kubernetes.io/instance": name,
+                },
+            },
+            "spec": {"containers": [{"name": "core", "image": "stellar/stellar-core:22"}]},
+        }
+        core.create_namespaced_pod(namespace, pod)
+        kubelet.mark_ready(namespace=namespace, name=f"{name}-0", ip=node.host)
+    runner = run_injector(settings, cluster.api_client, Metrics())
+    watcher = next(runner)
+    try:
+
+        def placed() -> bool:
+            data = canonical(core, namespace)
+            return (
+                set(data.get("peers-testnet.txt", "").split())
+                == {f"{ip}:11625" for ip in (t0.host, t1.host, sn_test.host)}
+                and data.get("peers-pubnet.txt") == f"{sn_pub.host}:11625\n"
+            )
+
+        wait_until(placed, timeout=30, message="each StellarNode in its spec's network")
+        entries = {e["name"]: e for e in orjson.loads(canonical(core, namespace)["peers.json"])}
+        assert (entries["sn-test"]["network"], entries["sn-pub"]["network"]) == (
+            "testnet",
+            "pubnet",
+        )
+        testnet = networks.split(watcher.snapshot.peers)["testnet"]
+        wait_until(
+            lambda: all(observed(core, namespace, n) == testnet.hash for n in ("t0", "t1")),
+            timeout=20,
+            message="the testnet pods up to date",
+        )
+        for node in (t0, t1):
+            assert f"{sn_pub.host}:11625" not in node.connects()
+            assert f"{sn_test.host}:11625" in node.connects()
     finally:
         with pytest.raises(StopIteration):
             next(runner)
