@@ -77,18 +77,21 @@ class Cluster:
         self.next += 1
         return f"{self.block}{self.next}"
 
-    def standin(self, passphrase: str) -> StellarCoreStandIn:
+    def standin(self, passphrase: str, **options: Any) -> StellarCoreStandIn:
         node = StellarCoreStandIn(
             host=self.ip(),
             port=0,
             peer_port=11625,
             network_passphrase=passphrase,
             redial_seconds=0.5,
+            **options,
         )
         return self.stack.enter_context(node)
 
-    def pod(self, name: str, passphrase: str, *, label: str | None = None) -> StellarCoreStandIn:
-        node = self.standin(passphrase)
+    def pod(
+        self, name: str, passphrase: str, *, label: str | None = None, **options: Any
+    ) -> StellarCoreStandIn:
+        node = self.standin(passphrase, **options)
         self.core.create_namespaced_pod(
             self.namespace, validator_pod(name, http_port=node.port, network=label)
         )
@@ -404,6 +407,39 @@ def test_stellarnodes_are_placed_by_their_spec(
         for node in (t0, t1):
             assert f"{sn_pub.host}:11625" not in node.connects()
             assert f"{sn_test.host}:11625" in node.connects()
+    finally:
+        with pytest.raises(StopIteration):
+            next(runner)
+
+
+def test_a_booting_node_is_asked_again_until_it_says_who_it_is(
+    cluster: Any,
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    stack: ExitStack,
+) -> None:
+    label_enabled(core, namespace, settings)
+    nodes = Cluster(stack, core, kubelet, namespace)
+    slow = nodes.pod("slow", PUBNET, booting_requests=3)  # three answers of "booting" first
+    runner = run_injector(settings, cluster.api_client, Metrics())
+    next(runner)
+    try:
+
+        def learned() -> bool:
+            data = canonical(core, namespace)
+            entries = orjson.loads(data.get("peers.json", "[]"))
+            return bool(entries) and entries[0].get("publicKey") == slow.public_key
+
+        wait_until(learned, timeout=30, message="the key learned after the node booted")
+        entry = orjson.loads(canonical(core, namespace)["peers.json"])[0]
+        assert entry["network"] == "pubnet"
+        commands = [r.command for r in slow.received]
+        # Asked first (before any reload), and again after the booting answer.
+        assert commands[0] == "info", commands
+        assert commands.count("info") >= 2, commands
+        assert commands.count("quorum") == 1, commands
     finally:
         with pytest.raises(StopIteration):
             next(runner)
