@@ -202,13 +202,11 @@ def test_one_network_keeps_the_unqualified_keys_as_they_were() -> None:
     assert known["peers.txt"] == known["peers-testnet.txt"] == unknown["peers.txt"]
 
 
-def test_each_pod_is_handed_only_its_own_network() -> None:
-    peers = two_networks()
-    own = networks.own_sets(peers)
-    assert own[("ns", "a")].strings == ("10.0.0.1:11625", "10.0.0.2:11625")
-    assert own[("ns", "c")].strings == ("10.0.0.3:11625",)
-    assert own[("ns", "d")].strings == ("10.0.0.4:11625",)  # unknown: only its own kind
-    assert networks.set_for(peers, namespace="ns", name="zz").strings == ("10.0.0.4:11625",)
+def test_each_network_is_a_set_of_its_own() -> None:
+    sets = networks.split(two_networks())
+    assert sets["testnet"].strings == ("10.0.0.1:11625", "10.0.0.2:11625")
+    assert sets["pubnet"].strings == ("10.0.0.3:11625",)
+    assert sets["unknown"].strings == ("10.0.0.4:11625",)  # unknown: only its own kind
 
 
 def test_a_home_domain_that_could_break_the_snippet_is_dropped() -> None:

@@ -60,26 +60,7 @@ def network_of(peer: Peer) -> str:
 
 def split(peers: PeerSet) -> dict[str, PeerSet]:
     """One set per network (`unknown` included), each in the set's own order."""
-    grouped: dict[str, list[Peer]] = {}
-    for peer in peers.peers:
-        grouped.setdefault(network_of(peer), []).append(peer)
-    return {network: PeerSet(tuple(members)) for network, members in sorted(grouped.items())}
-
-
-def own_sets(peers: PeerSet) -> dict[tuple[str, str], PeerSet]:
-    """For each pod peer (namespace, name): the set of its own network."""
-    sets = split(peers)
-    return {(p.namespace, p.name): sets[network_of(p)] for p in peers.peers if p.source == "pod"}
-
-
-def set_for(peers: PeerSet, *, namespace: str, name: str) -> PeerSet:
-    """The set handed to the pod `namespace/name`: its network's, or `unknown`'s when it
-    is no member of the set (not published yet, or its network is not known)."""
-    sets = split(peers)
-    for p in peers.peers:
-        if p.source == "pod" and (p.namespace, p.name) == (namespace, name):
-            return sets[network_of(p)]
-    return sets.get(UNKNOWN, PeerSet(()))
+    return peers.by_network
 
 
 def network_keys(network: str) -> dict[str, str]:

@@ -76,6 +76,15 @@ class PeerSet:
     def hash(self) -> str:
         return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
 
+    @functools.cached_property
+    def by_network(self) -> dict[str, PeerSet]:
+        """One set per network (`unknown` for peers of none), each in this set's order;
+        computed once per set: a reload round asks it for every node."""
+        grouped: dict[str, list[Peer]] = {}
+        for peer in self.peers:
+            grouped.setdefault(peer.network or names.UNKNOWN_NETWORK, []).append(peer)
+        return {network: PeerSet(tuple(members)) for network, members in sorted(grouped.items())}
+
 
 def pod_peer_port(pod: Obj) -> int | None:
     """The target container's peer port by `webhook.core.pod.peer_port`.

@@ -100,8 +100,9 @@ def rollout_hash(
 def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
     """One plan per validator with a valid IP and a target container, in snapshot order.
 
-    Each pod is handed only its own network's set (`networks.set_for`): a pod in
-    rollout mode is judged by that set's `rollout_hash`, every other by its hash.
+    Each pod is handed only its own network's set (`networks.split`; `unknown` while it
+    is no member of the set): in rollout mode it is judged by that set's `rollout_hash`,
+    in every other by that set's hash.
     """
     sets = networks.split(snapshot.peers)
     own = {(p.namespace, p.name): networks.network_of(p) for p in snapshot.peers.peers}
