@@ -63,3 +63,29 @@ def _static_host(text: str, host: str) -> str:
             f"static peer {text!r}: {host!r} is neither an IPv4 address nor a DNS name"
         )
     return host.lower()
+
+
+def static_peer_text(text: str) -> tuple[str, str]:
+    """(`host:port`, network) from `host:port` or `host:port@network`, or raise ValueError.
+
+    The network is a DNS label (`pubnet`, `testnet`, a private network's name);
+    without one the peer's network is decided by the peer set (`webhook.core.networks`).
+    """
+    if not isinstance(text, str):
+        raise ValueError("static peer: expected host:port[@network]")
+    address, sep, network = text.partition("@")
+    if sep and not is_network_name(network):
+        raise ValueError(
+            f"static peer {text!r}: network {network!r} must be a DNS label "
+            "(lower-case letters, digits and '-', at most 63)"
+        )
+    static_address(address)
+    return address, network
+
+
+_NETWORK = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_network_name(text: Any) -> bool:
+    """A network's name as users write it: a lower-case DNS label (`pubnet`, `testnet`)."""
+    return isinstance(text, str) and _NETWORK.fullmatch(text) is not None

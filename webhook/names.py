@@ -28,6 +28,10 @@ CONNECTION_STATUS_ANNOTATION: Final = "stellar.org/peers-connection-status"
 # The node's limits, as its stellar-core.cfg sets them (the admin port does not say)
 TARGET_PEER_CONNECTIONS_ANNOTATION: Final = "stellar.org/target-peer-connections"
 PREFERRED_PEERS_ONLY_ANNOTATION: Final = "stellar.org/preferred-peers-only"
+# The node's network (a DNS label); wins over what the node reports
+NETWORK_LABEL: Final = "stellar.org/network"
+# HOME_DOMAIN of the node's `[[VALIDATORS]]` block in validators-<network>.cfg
+HOME_DOMAIN_ANNOTATION: Final = "stellar.org/home-domain"
 
 # The ConfigMap
 CONFIGMAP_NAME: Final = "stellar-peers"
@@ -36,6 +40,16 @@ KEY_TXT: Final = "peers.txt"
 KEY_CSV: Final = "peers.csv"
 KEY_COUNT: Final = "peer_count"
 KEY_KNOWN_PEERS: Final = "known_peers.cfg"
+# Per network (`peers-testnet.txt`, ...): the unqualified keys above hold the whole
+# set only while the cluster has one network (webhook.core.networks).
+KEY_NETWORK_TXT: Final = "peers-{}.txt"
+KEY_NETWORK_CSV: Final = "peers-{}.csv"
+KEY_NETWORK_COUNT: Final = "peer_count-{}"
+KEY_NETWORK_KNOWN_PEERS: Final = "known_peers-{}.cfg"
+KEY_NETWORK_PREFERRED_KEYS: Final = "preferred_peer_keys-{}.cfg"
+KEY_NETWORK_VALIDATORS: Final = "validators-{}.cfg"
+# The set of nodes whose network is not known: handed only to each other
+UNKNOWN_NETWORK: Final = "unknown"
 OWNER_LABELS: Final = {
     "app.kubernetes.io/name": "stellar-peer-injector",
     "app.kubernetes.io/component": "peer-discovery",
@@ -51,6 +65,8 @@ ENV_PEERS_FILE: Final = "STELLAR_PEERS_FILE"
 ENV_PEERS: Final = "STELLAR_PEERS"
 ENV_PEER_COUNT: Final = "STELLAR_PEER_COUNT"
 ENV_POD_IP: Final = "STELLAR_POD_IP"
+# The pod's `stellar.org/network` label, for the hook to pick its network's file
+ENV_NETWORK: Final = "STELLAR_NETWORK"
 PEERS_FILE: Final = f"{MOUNT_PATH}/{KEY_TXT}"
 # The config file `stellar-core http-command --conf` reads, when the pod sets it
 ENV_CORE_CONF: Final = "STELLAR_CORE_CONF"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from webhook import names
-from webhook.address import static_address
+from webhook.address import is_network_name, static_peer_text
 
 ReloadMode = Literal["http", "exec", "rollout", "none"]
 RELOAD_MODES: tuple[str, ...] = get_args(ReloadMode)
@@ -86,8 +86,11 @@ class Settings:
     namespace_selector: str = names.DEFAULT_NAMESPACE_SELECTOR
     # A container image repository matching this makes a pod a validator.
     image_pattern: str = r"(^|/)stellar-core$"
-    # Peers outside the cluster (`host:port`), e.g. other organisations' validators.
+    # Peers outside the cluster (`host:port` or `host:port@network`), e.g. other
+    # organisations' validators.
     static_peers: tuple[str, ...] = ()
+    # The network of nodes whose network is neither labeled nor learned ("": none).
+    default_network: str = ""
 
     # Admission server
     host: str = "127.0.0.1"
@@ -172,9 +175,14 @@ class Settings:
                     f"{_flag(name)} {value!r}: allowed an object name "
                     "(lower-case letters, digits, '-' and '.', at most 253)"
                 )
+        if self.default_network and not is_network_name(self.default_network):
+            raise SettingsError(
+                f"--default-network {self.default_network!r}: allowed a network name "
+                "(lower-case letters, digits and '-', at most 63)"
+            )
         for text in self.static_peers:
             try:
-                static_address(text)
+                static_peer_text(text)
             except ValueError as exc:
                 raise SettingsError(f"--static-peers: {exc}") from exc
 

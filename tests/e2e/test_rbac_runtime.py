@@ -133,6 +133,17 @@ def test_every_call_the_components_make_is_granted_by_the_manifests(
         wait_until(parts.ready, timeout=30, message="the injector ready")
         for index in (1, 2):
             start_node(nodes, core, kubelet, app, f"v{index}", f"{block}{index}")
+
+        def observed_everywhere() -> bool:
+            for name in ("v1", "v2"):
+                found = core.read_namespaced_pod(name, app).metadata.annotations or {}
+                if names.OBSERVED_HASH_ANNOTATION not in found:
+                    return False
+            return True
+
+        # Before the StellarNode: nothing listens at its Service's cluster IP, so once it
+        # is in their set the nodes never hold every peer (and get no observed hash).
+        wait_until(observed_everywhere, timeout=60, message="both nodes reloaded and recorded")
         cluster_ip = add_stellarnode_with_service(core, app, "sn")
         uninjected = validator_pod("plain")  # admitted without injection: the audit's find
         core.create_namespaced_pod(app, uninjected)
@@ -146,8 +157,8 @@ def test_every_call_the_components_make_is_granted_by_the_manifests(
             )
 
         def judged_everywhere() -> bool:
-            # Each node holds its fellow and is told the StellarNode's Service address,
-            # which nothing listens on here: judged, annotated, not settled.
+            # After the StellarNode: each node holds its fellow and is told the Service
+            # address, which nothing listens on here: judged again, annotated, not settled.
             for name in ("v1", "v2"):
                 found = core.read_namespaced_pod(name, app).metadata.annotations or {}
                 status = orjson.loads(found.get(names.CONNECTION_STATUS_ANNOTATION, "{}"))

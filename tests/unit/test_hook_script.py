@@ -15,6 +15,7 @@ import pytest
 from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
 from webhook.core.hook import poststart_command
+from webhook.core.stellar_admin import network_name
 
 # `stellar-core` is the stand-in's command line (tests/standin.py), which does what
 # `http-command` does: port from HTTP_PORT in the config file, host always 127.0.0.1, every
@@ -355,3 +356,77 @@ def test_hook_with_wget_gives_up_on_a_node_that_accepts_and_hangs(tmp_path: Path
         )
         wait_until(lambda: not processes_with(token), timeout=20, message="the hook to give up")
         assert node.connects() == []
+
+
+def network_files(tmp_path: Path) -> Path:
+    """`peers.txt` empty (two networks) beside one file per network, as the watcher writes."""
+    (tmp_path / "peers-testnet.txt").write_text("10.2.0.1:11625\n10.2.0.2:11625\n")
+    (tmp_path / "peers-pubnet.txt").write_text("10.3.0.1:11625\n")
+    (tmp_path / "peers-net-0a1b2c3d.txt").write_text("10.4.0.1:11625\n")
+    peers = tmp_path / "peers.txt"
+    peers.write_text("")
+    return peers
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "label", "expected"),
+    [
+        ("Public Global Stellar Network ; September 2015", "", ["10.3.0.1:11625"]),
+        ("Test SDF Network ; September 2015", "", ["10.2.0.1:11625", "10.2.0.2:11625"]),
+        # The label wins over what the node says.
+        (
+            "Public Global Stellar Network ; September 2015",
+            "testnet",
+            ["10.2.0.1:11625", "10.2.0.2:11625"],
+        ),
+    ],
+)
+def test_hook_connects_only_its_own_networks_peers(
+    tmp_path: Path, passphrase: str, label: str, expected: list[str]
+) -> None:
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep"])
+    peers = network_files(tmp_path)
+    env = {"STELLAR_PEERS_FILE": str(peers), "STELLAR_PEERS_ADMIN_HOST": "127.0.0.46"}
+    if label:
+        env["STELLAR_NETWORK"] = label
+    with StellarCoreStandIn(host="127.0.0.46", port=0, network_passphrase=passphrase) as node:
+        token = run_hook(bin_dir=bin_dir, http_port=node.port, timeout_seconds=20, env=env)
+        wait_until(lambda: not processes_with(token), timeout=15, message="the hook to finish")
+        assert sorted(node.connects()) == expected
+
+
+def test_hook_without_its_networks_file_sends_nothing(tmp_path: Path) -> None:
+    # A private network no file is written for yet, and a labeled pod whose network has
+    # no file: neither falls back to another network's peers.
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep"])
+    peers = network_files(tmp_path)
+    peers.write_text("10.9.0.1:11625\n")  # were it read, this would be connected
+    for env in ({}, {"STELLAR_NETWORK": "futurenet"}):
+        full = {"STELLAR_PEERS_FILE": str(peers), "STELLAR_PEERS_ADMIN_HOST": "127.0.0.47", **env}
+        with StellarCoreStandIn(
+            host="127.0.0.47", port=0, network_passphrase="Private Net ; 2026"
+        ) as node:
+            token = run_hook(bin_dir=bin_dir, http_port=node.port, timeout_seconds=20, env=full)
+            wait_until(
+                lambda t=token: not processes_with(t),  # type: ignore[misc]
+                timeout=15,
+                message="the hook to end",
+            )
+            assert node.connects() == []
+            assert [r.command for r in node.received] == ["info"]
+
+
+def test_hook_names_a_private_network_by_its_passphrase_hash(tmp_path: Path) -> None:
+    bin_dir = tool_dir(tmp_path, ["curl", "date", "sleep", "sha256sum"])
+    passphrase = "Private Net ; 2026"
+    name = network_name(passphrase)
+    (tmp_path / f"peers-{name}.txt").write_text("10.5.0.1:11625\n")
+    (tmp_path / "peers-testnet.txt").write_text("10.2.0.1:11625\n")
+    env = {
+        "STELLAR_PEERS_FILE": str(tmp_path / "peers.txt"),
+        "STELLAR_PEERS_ADMIN_HOST": "127.0.0.48",
+    }
+    with StellarCoreStandIn(host="127.0.0.48", port=0, network_passphrase=passphrase) as node:
+        token = run_hook(bin_dir=bin_dir, http_port=node.port, timeout_seconds=20, env=env)
+        wait_until(lambda: node.connects() == ["10.5.0.1:11625"], timeout=10, message="connect")
+        wait_until(lambda: not processes_with(token), timeout=15, message="the hook to finish")

@@ -139,9 +139,19 @@ def test_the_table_lists_every_pod_and_the_exit_code_follows_the_states(
     assert status.run(SETTINGS, out=out) == 1
     lines = out.getvalue().splitlines()
     assert lines[0] == f"peer set {PEERS.hash[:19]} (3 peers)"
-    assert lines[1].split() == ["NAMESPACE", "POD", "IP", "MODE", "STATE", "PEERS", "MISSING"]
-    assert lines[2].split() == ["ns", "v1", "10.0.0.1", "http", "current", "-", "-"]
-    assert lines[3].split() == ["ns", "v2", "10.0.0.2", "http", "waiting", "-", "-"]
+    assert lines[1].split() == [
+        "NAMESPACE",
+        "POD",
+        "IP",
+        "NETWORK",
+        "KEY",
+        "MODE",
+        "STATE",
+        "PEERS",
+        "MISSING",
+    ]
+    assert lines[2].split() == ["ns", "v1", "10.0.0.1", "unknown", "-", "http", "current", "-", "-"]
+    assert lines[3].split() == ["ns", "v2", "10.0.0.2", "unknown", "-", "http", "waiting", "-", "-"]
     assert lines[-1] == "2 validators, 1 behind"
     monkeypatch.setattr(status, "read_cluster", lambda settings: (PEERS, [current]))
     assert status.run(SETTINGS, out=io.StringIO()) == 0
@@ -156,3 +166,45 @@ def test_a_cluster_without_the_injector_says_what_to_check(
     monkeypatch.setattr(status, "read_cluster", refuse)
     assert status.run(SETTINGS, out=io.StringIO()) == 2
     assert "stellar-peers status: cannot read ConfigMap" in capsys.readouterr().err
+
+
+def test_each_row_shows_the_network_and_key_published_for_the_pod() -> None:
+    key = "GA" + "A" * 54
+    configmap = {
+        "data": {
+            names.KEY_JSON: orjson.dumps(
+                [
+                    {
+                        "name": "v1",
+                        "namespace": "ns",
+                        "nodeType": "validator",
+                        "ip": "10.0.0.1",
+                        "port": 11625,
+                        "source": "pod",
+                        "network": "testnet",
+                        "publicKey": key,
+                    },
+                    {
+                        "name": "v2",
+                        "namespace": "ns",
+                        "nodeType": "validator",
+                        "ip": "10.0.0.2",
+                        "port": 11625,
+                        "source": "pod",
+                        "network": "pubnet",
+                    },
+                ]
+            ).decode()
+        }
+    }
+    peers = status.peer_set(configmap)
+    found = {
+        r.pod: r
+        for r in status.rows(
+            peers, [pod("v1", "10.0.0.1"), pod("v2", "10.0.0.2")], settings=SETTINGS
+        )
+    }
+    assert (found["v1"].network, found["v1"].key) == ("testnet", key)
+    assert (found["v2"].network, found["v2"].key) == ("pubnet", "-")
+    text = status.table(list(found.values()), peers=peers)
+    assert text.splitlines()[0].endswith("(2 peers; pubnet: 1, testnet: 1)")

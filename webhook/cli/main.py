@@ -96,10 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.filename:
                 text = explain_text(_read(args.filename), settings=settings)
             elif args.pod:
+                from webhook.cli.status import published_peer
                 from webhook.kube.api import read_pod
 
                 pod = read_pod(settings, namespace=args.pod_namespace, name=args.pod)
-                text = explain_pod(pod, settings=settings)
+                found = published_peer(settings, namespace=args.pod_namespace, name=args.pod)
+                text = explain_pod(pod, settings=settings, published=found)
             else:
                 print("stellar-peers explain: give -f FILE or a pod name", file=sys.stderr)
                 return 2

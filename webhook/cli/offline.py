@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
-from webhook.core import injection, patch
+from webhook.core import injection, networks, patch
+from webhook.core.peers import Peer
+from webhook.core.pod import label_network
 from webhook.settings import Settings
 
 # Where each workload keeps the pod template its pods are made from.
@@ -45,9 +47,14 @@ def explain_text(text: str, *, settings: Settings) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def explain_pod(pod: dict[str, Any], *, settings: Settings) -> str:
-    """The line for one pod, e.g. a live pod read from the API server."""
-    return f"{describe(pod, settings=settings, label=_label(pod, 'Pod'))}\n"
+def explain_pod(pod: dict[str, Any], *, settings: Settings, published: Peer | None = None) -> str:
+    """The line for one pod, e.g. a live pod read from the API server, with its entry of
+    the published `peers.json` (network and key) when it has one."""
+    line = describe(pod, settings=settings, label=_label(pod, "Pod"))
+    if published is not None:
+        line += f"; published network {published.network or networks.UNKNOWN}"
+        line += f", key {published.public_key or '-'}"
+    return f"{line}\n"
 
 
 def describe(pod: dict[str, Any], *, settings: Settings, label: str) -> str:
@@ -56,10 +63,13 @@ def describe(pod: dict[str, Any], *, settings: Settings, label: str) -> str:
     decision = injection.decide(pod, settings=settings)
     if not decision.inject:
         return f"{label}: skip ({decision.reason})"
+    network = label_network(pod)
     line = (
         f'{label}: inject ({decision.reason}) into container "{decision.container}", '
         f"peer port {decision.peer_port}, admin port {decision.http_port}"
     )
+    if network:  # unlabeled: the network its node reports, learned once it runs
+        line += f", network {network} (label)"
     mutated = injection.mutate(pod, decision, settings=settings)
     status = injection.read_status(mutated["metadata"]["annotations"]) or {}
     skipped = [f"{s['item']} ({s['reason']})" for s in status.get("skipped", [])]

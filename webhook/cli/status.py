@@ -30,6 +30,7 @@ from kubernetes import client
 
 from webhook import names
 from webhook.cli.check import enabled_namespaces
+from webhook.core import networks
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import as_dict, as_list, is_ready, pod_ip
 from webhook.core.reload_plan import plan_round, reload_mode
@@ -53,6 +54,8 @@ class Row:
     state: str
     peers: str  # "connected/expected" as the node last answered, or "-"
     missing: str  # "reason: peer, peer; ..." or ""
+    network: str = "-"  # the network it is handed, as published ("unknown": not known)
+    key: str = "-"  # its node's full public key, as published
 
     @property
     def behind(self) -> bool:
@@ -87,6 +90,8 @@ def peer_set(configmap: Mapping[str, Any]) -> PeerSet:
                 ip=str(item.get("ip", "")),
                 port=port,
                 source=source,
+                network=str(item.get("network") or ""),
+                public_key=str(item.get("publicKey") or ""),
             )
         )
     return PeerSet(tuple(peers))
@@ -116,6 +121,7 @@ def rows(peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Setting
     ready = [p for p in listed if is_ready(p)]
     planned = plan_round(_Snapshot(peers, ready), settings=settings)
     plans = {(p.namespace, p.name): p for p in planned}
+    published = {(p.namespace, p.name): p for p in peers.peers if p.source == "pod"}
     found = []
     for pod in listed:
         metadata = as_dict(pod.get("metadata"))
@@ -142,18 +148,25 @@ def rows(peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Setting
             missing = _missing_text(status)
         else:
             state = "waiting"
-        found.append(Row(namespace, name, pod_ip(pod) or "-", mode, state, counted, missing))
+        peer = published.get((namespace, name))
+        network = plan.network if plan is not None else networks.UNKNOWN
+        key = peer.public_key if peer is not None and peer.public_key else "-"
+        row = Row(namespace, name, pod_ip(pod) or "-", mode, state, counted, missing, network, key)
+        found.append(row)
     return found
 
 
 def table(found: Sequence[Row], *, peers: PeerSet) -> str:
     """The rows as aligned columns, under a line naming the published set."""
-    header = ("NAMESPACE", "POD", "IP", "MODE", "STATE", "PEERS", "MISSING")
+    header = ("NAMESPACE", "POD", "IP", "NETWORK", "KEY", "MODE", "STATE", "PEERS", "MISSING")
     lines = [header] + [
-        (r.namespace, r.pod, r.ip, r.mode, r.state, r.peers, r.missing or "-") for r in found
+        (r.namespace, r.pod, r.ip, r.network, r.key, r.mode, r.state, r.peers, r.missing or "-")
+        for r in found
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    text = f"peer set {peers.hash[:19]} ({len(peers.strings)} peers)\n"
+    sets = networks.split(peers)
+    per = ", ".join(f"{n}: {len(s.strings)}" for n, s in sets.items()) if len(sets) > 1 else ""
+    text = f"peer set {peers.hash[:19]} ({len(peers.strings)} peers{'; ' + per if per else ''})\n"
     for line in lines:
         cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
         text += "  ".join([*cells, line[-1]]).rstrip() + "\n"
@@ -195,6 +208,29 @@ def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
     finally:
         api.close()
     return peer_set(configmap), pods
+
+
+def published_peer(settings: Settings, *, namespace: str, name: str) -> Peer | None:
+    """The pod's entry in the canonical `peers.json`, or None (not published, or unreadable)."""
+    api = kube.api_client(settings)
+    try:
+        configmap = kube.read_json(
+            client.CoreV1Api(api).read_namespaced_config_map,
+            names.CONFIGMAP_NAME,
+            settings.namespace,
+            _request_timeout=REQUEST_TIMEOUT_SECONDS,
+        )
+        peers = peer_set(configmap)
+    except kube.FAILURES:
+        return None
+    except StatusError:
+        return None
+    finally:
+        api.close()
+    return next(
+        (p for p in peers.peers if (p.namespace, p.name, p.source) == (namespace, name, "pod")),
+        None,
+    )
 
 
 def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:

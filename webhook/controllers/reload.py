@@ -44,7 +44,7 @@ from webhook import names
 from webhook.controllers import node_admin
 from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, Rollout
 from webhook.controllers.waiting import unless_stopped, wait_any
-from webhook.core import connection, stellar_admin
+from webhook.core import connection, networks, stellar_admin
 from webhook.core.connection import PeersSeen
 from webhook.core.peers import PeerSet
 from webhook.core.reload_plan import (
@@ -52,6 +52,7 @@ from webhook.core.reload_plan import (
     NodePlan,
     Observation,
     Snapshot,
+    handed,
     missing_peers,
     plan_round,
 )
@@ -93,6 +94,7 @@ class ReloadController:
         self._states: dict[str, dict[str, int]] = {}  # pod uid -> peers by connection state
         self._networks: dict[str, str] = {}  # pod IP -> its node's info.network
         self._peer_ports: dict[str, int] = {}  # pod IP -> its peer port, this round
+        self._latest_peers = PeerSet(())  # the set of this round, with each peer's network
         self._semaphore = asyncio.Semaphore(settings.reload_concurrency)
         self._events = EventRecorder(core=self._core, timeout=API_TIMEOUT_SECONDS)
 
@@ -152,6 +154,7 @@ class ReloadController:
         """One round over `snapshot`; returns how many nodes are behind and still asked."""
         started = time.monotonic()
         plans = plan_round(snapshot, settings=self._settings)
+        self._latest_peers = snapshot.peers
         live = {p.uid for p in plans}
         self._done = {uid: h for uid, h in self._done.items() if uid in live}
         self._attempts = {uid: a for uid, a in self._attempts.items() if uid in live}
@@ -199,7 +202,7 @@ class ReloadController:
             return Observation(plan, Result(Outcome.SUCCESS, "skipped"))
         if plan.mode == "rollout":  # created from the current template: nothing to tell it
             return Observation(plan, Result(Outcome.SUCCESS, "rolled-out"))
-        expected = missing_peers(peer_set, set(), own_ip=plan.ip)
+        expected = missing_peers(handed(peer_set, plan), set(), own_ip=plan.ip)
         listed, peers_seen = await self._peers(plan)
         if peers_seen is None:
             return Observation(plan, listed)
@@ -259,17 +262,20 @@ class ReloadController:
         plan = seen.plan
         if seen.seen is None:
             return NodeOutcome(plan, seen.result, seen.asked)
-        networks = {
-            f"{ip}:{port}": self._networks[ip]
+        # By name: what a node reported wins over the set's (a label may disagree).
+        by_peer = {p.peer_string: p.network for p in self._latest_peers.peers if p.network}
+        by_peer |= {
+            f"{ip}:{port}": stellar_admin.network_name(self._networks[ip])
             for ip, port in self._peer_ports.items()
             if ip in self._networks
         }
+        own = self._networks.get(plan.ip)
         node_verdict = connection.verdict(
             expected=seen.expected,
             seen=seen.seen,
             connects=seen.connects,
-            network=self._networks.get(plan.ip, ""),
-            peer_networks=networks,
+            network=stellar_admin.network_name(own) if own else _known(plan.network),
+            peer_networks=by_peer,
             node_limits=plan.limits,
         )
         if node_verdict["settled"]:
@@ -392,3 +398,8 @@ class ReloadController:
             message=message[:1024],
             event_type=kind,
         )
+
+
+def _known(network: str) -> str:
+    """A network name that says something ("" for the `unknown` set)."""
+    return "" if network == networks.UNKNOWN else network

@@ -43,6 +43,7 @@ from kubernetes import client
 from webhook import names
 from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
 from webhook.controllers.availability import Availability
+from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.publisher import ConfigMapWriter
 from webhook.core.peers import PeerSet, static_peer
 from webhook.core.watched import (
@@ -133,6 +134,10 @@ class PeerWatcher:
         self.availability = Availability(metrics=metrics, holding=HOLDING_SOURCES)
         self._held_logged = False
         self._executor: ThreadPoolExecutor | None = None
+        self._learned = False  # the learner knows more than the last snapshot showed
+        self.identity = IdentityLearner(
+            settings=settings, api_client=api_client, on_learned=self._relearn
+        )
         self.audit = UninjectedAudit(
             settings=settings,
             core=self._core,
@@ -205,6 +210,7 @@ class PeerWatcher:
         tasks.append(asyncio.create_task(self._follow_crd()))
         tasks.append(asyncio.create_task(self._publish_loop()))
         tasks.append(asyncio.create_task(self._audit_after_listing()))
+        tasks.append(asyncio.create_task(self.identity.run(stop)))
         for task in tasks:
             task.add_done_callback(_report_crash)
         try:
@@ -224,6 +230,11 @@ class PeerWatcher:
     def _apply(self, event: Mapping[str, Any]) -> None:
         """Queue an event; the publish loop folds the queue once per debounce window."""
         self._inbox.append(event)
+        self._dirty.set()
+
+    def _relearn(self) -> None:
+        """A node's network or key was learned: publish again with it."""
+        self._learned = True
         self._dirty.set()
 
     def _listed(self, source: str) -> None:
@@ -336,7 +347,7 @@ class PeerWatcher:
         await self._listed_all.wait()
         was_leader = False
         published = False
-        notified: str | None = None
+        notified: PeerSet | None = None  # with networks and keys: a key learned is a change
         attempt = 0
         retry_at: float | None = None
         poll = min(1.0, self.settings.lease_renew_seconds)
@@ -356,7 +367,8 @@ class PeerWatcher:
             self._dirty.clear()
             events, self._inbox = self._inbox, []
             state = fold_all(self._state, events)
-            changed, self._state = state is not self._state, state
+            changed, self._state = state is not self._state or self._learned, state
+            self._learned = False
             self._folded_once.set()
             if published and not (changed or due or became_leader):
                 continue
@@ -368,17 +380,28 @@ class PeerWatcher:
                 attempt += 1
             else:
                 attempt = 0
-            if self.on_change is not None and self.snapshot.hash != notified:
-                notified = self.snapshot.hash
+            if self.on_change is not None and self.snapshot.peers != notified:
+                notified = self.snapshot.peers
                 await self._notify(self.snapshot)
 
     async def _publish(self, *, leader: bool) -> bool:
         state = self._state
         enabled = enabled_namespaces(state)
-        peers = peer_set(state, enabled_namespaces=enabled, static=self.static)
-        if peers.hash != self.snapshot.hash:
+        listed = validators(state, enabled=enabled)
+        self.identity.want(listed)
+        waiting = self.identity.pending()
+        ready = tuple(v for v in listed if v["metadata"].get("uid") not in waiting)
+        peers = peer_set(
+            state,
+            enabled_namespaces=enabled,
+            static=self.static,
+            identities=self.identity.identities(),
+            default_network=self.settings.default_network,
+            waiting=waiting,
+        )
+        if peers != self.snapshot.peers:
             log.info("watcher.peers-changed", extra={"hash": peers.hash, "peers": len(peers.peers)})
-        self.snapshot = Snapshot(peers=peers, validators=validators(state, enabled=enabled))
+        self.snapshot = Snapshot(peers=peers, validators=ready)
         for source in ("pod", "stellarnode", "static"):
             self.metrics.peers.labels(source=source).set(
                 sum(1 for p in peers.peers if p.source == source)

@@ -22,6 +22,14 @@ kills `http-command`). The node is ready once `info`'s `state` is past
 read from the JSON, whatever its spacing (jsoncpp writes `"state" : "Synced!"`).
 `Connect to:` means the node took the address ("asked"), not that it connected.
 
+Networks: the node reads only its own network's file, `peers-<network>.txt` beside
+`$STELLAR_PEERS_FILE`, the network being `$STELLAR_NETWORK` (the pod's
+`stellar.org/network` label, injected) else the name of `info.network`'s
+passphrase (`pubnet`, `testnet`, else `net-` and 8 hex digits of its sha256, when
+`sha256sum` is there). Without that file it falls back to `$STELLAR_PEERS_FILE`
+only when no `peers-*.txt` exists at all (a cluster of one unknown network) and
+the pod is not labeled: otherwise it sends nothing rather than another network's peers.
+
 `STELLAR_PEERS_ADMIN_HOST` (default 127.0.0.1) points curl/wget elsewhere; it
 exists for tests that run a stand-in admin port on another loopback address.
 """
@@ -29,13 +37,16 @@ exists for tests that run a stand-in admin port on another loopback address.
 from __future__ import annotations
 
 from webhook import names
-from webhook.core.stellar_admin import PAST_BOOTING
+from webhook.core.stellar_admin import NETWORK_NAMES, PAST_BOOTING
 
 MAX_TIMEOUT_SECONDS = names.HOOK_MAX_TIMEOUT_SECONDS
 CONNECT_ATTEMPTS = 5
 ASK_SECONDS = 3  # one admin request; a starting node accepts and may answer nothing
 # `info.state` values past `Booting` (stellar_admin.PAST_BOOTING), as a sh case pattern
 READY_PATTERN = "|".join(f"'{state}'" for state in sorted(PAST_BOOTING))
+
+# `case` arms naming the well-known passphrases (none holds a quote)
+KNOWN_NETWORKS = "\n    ".join(f"'{p}') net={n} ;;" for p, n in sorted(NETWORK_NAMES.items()))
 
 _SCRIPT = """\
 (
@@ -53,9 +64,10 @@ ask() {{
   else bounded stellar-core http-command ${{STELLAR_CORE_CONF:+--conf "$STELLAR_CORE_CONF"}} "$1"
   fi
 }}
-state() {{
-  s=${{1#*'"state"'}}
-  [ "$s" != "$1" ] || return 0
+state() {{ field state "$1"; }}
+field() {{
+  s=${{2#*'"'"$1"'"'}}
+  [ "$s" != "$2" ] || return 0
   s=${{s#"${{s%%[!$blank]*}}"}}
   case "$s" in :*) s=${{s#:}} ;; *) return 0 ;; esac
   s=${{s#"${{s%%[!$blank]*}}"}}
@@ -63,10 +75,28 @@ state() {{
 }}
 blank=$(printf ' \\t\\r\\n_'); blank=${{blank%_}}
 in_time() {{ [ "$(date +%s)" -lt "$deadline" ]; }}
-until case "$(state "$(ask info)")" in {ready}) true ;; *) false ;; esac; do
+until body=$(ask info); case "$(state "$body")" in {ready}) true ;; *) false ;; esac; do
   in_time || exit 0
   sleep 1
 done
+net=${{STELLAR_NETWORK:-}}
+case "$net" in *[!a-z0-9-]*) net= ;; esac
+labeled=$net
+if [ -z "$net" ]; then
+  pass=$(field network "$body")
+  case "$pass" in
+    {known_networks}
+    "") ;;
+    *) h=$(printf '%s' "$pass" | sha256sum 2>/dev/null) && net=net-$(printf '%.8s' "$h") ;;
+  esac
+fi
+dir=${{file%/*}}
+if [ -n "$net" ] && [ -r "$dir/peers-$net.txt" ]; then
+  file=$dir/peers-$net.txt
+else
+  [ -z "$labeled" ] || exit 0
+  for f in "$dir"/peers-*.txt; do [ ! -e "$f" ] || exit 0; done
+fi
 [ -r "$file" ] || exit 0
 pending=
 while IFS= read -r line || [ -n "$line" ]; do
@@ -111,5 +141,6 @@ def poststart_command(*, http_port: int, timeout_seconds: int) -> list[str]:
         ask_seconds=ASK_SECONDS,
         ready=READY_PATTERN,
         peers_file=names.PEERS_FILE,
+        known_networks=KNOWN_NETWORKS,
     )
     return ["/bin/sh", "-c", script]

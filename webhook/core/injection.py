@@ -16,7 +16,7 @@ import orjson
 from webhook import __version__, names
 from webhook.core import hook, patch
 from webhook.core import pod as pod_facts
-from webhook.core.pod import image_repository
+from webhook.core.pod import image_repository, label_network
 from webhook.settings import Settings
 
 Reason = Literal[
@@ -164,7 +164,7 @@ def _injected(pod: Mapping[str, Any], decision: Decision, *, settings: Settings)
     skipped: list[dict[str, str]] = []
 
     _add_volume_and_mount(spec, container, added, skipped)
-    _add_env(container, added, skipped)
+    _add_env(container, env_for(labels), added, skipped)
 
     lifecycle = container.get("lifecycle")
     if isinstance(lifecycle, dict) and lifecycle.get("postStart") is not None:
@@ -226,6 +226,28 @@ ENV: Final = (
 )
 
 
+def env_for(labels: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The env of a pod: a pod labeled `stellar.org/network` reads its network's keys
+    (and names its network for the hook); any other the unqualified ones, which hold
+    the whole set only while the cluster has one network, so env never mixes networks."""
+    network = label_network({"metadata": {"labels": labels}})
+    if not network:
+        return ENV
+    return (
+        ENV[0],
+        {
+            "name": names.ENV_PEERS,
+            "valueFrom": _from_config_map(names.KEY_NETWORK_CSV.format(network)),
+        },
+        {
+            "name": names.ENV_PEER_COUNT,
+            "valueFrom": _from_config_map(names.KEY_NETWORK_COUNT.format(network)),
+        },
+        ENV[3],
+        {"name": names.ENV_NETWORK, "value": network},
+    )
+
+
 def _add_volume_and_mount(
     spec: dict[str, Any],
     container: dict[str, Any],
@@ -272,11 +294,14 @@ def _is_our_volume(volume: dict[str, Any]) -> bool:
 
 
 def _add_env(
-    container: dict[str, Any], added: dict[str, Any], skipped: list[dict[str, str]]
+    container: dict[str, Any],
+    wanted: tuple[dict[str, Any], ...],
+    added: dict[str, Any],
+    skipped: list[dict[str, str]],
 ) -> None:
     env = _list_at(container, "env")
     present = {e["name"]: e for e in env if isinstance(e.get("name"), str)}
-    for var in ENV:
+    for var in wanted:
         name = var["name"]
         if name in present:
             reason = "already-present" if patch.equal(present[name], var) else "name-taken"

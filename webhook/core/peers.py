@@ -1,29 +1,33 @@
 """Peers as plain values: what a peer is, and how a set of them is ordered and hashed.
 
-A peer comes from an injected pod, a StellarNode or a static `host:port`.
-No I/O here: everything takes and returns dicts.
+A peer comes from an injected pod, a StellarNode or a static `host:port`;
+it carries its network and node key where known (`webhook.core.networks`
+decides them). No I/O here: everything takes and returns dicts.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from webhook import names
-from webhook.address import static_address
+from webhook.address import is_network_name, static_address, static_peer_text
 from webhook.core import injection
 from webhook.core.pod import (
     as_dict,
     as_str,
     is_ready,
+    label_network,
     peer_port,
     port_number,
     target_container,
 )
 from webhook.core.pod import ip as ip_address
+from webhook.core.stellar_admin import network_name
 from webhook.settings import Settings
 
 Source = Literal["pod", "stellarnode", "static"]
@@ -38,6 +42,9 @@ class Peer:
     ip: str  # an IP address, or a DNS name for static peers
     port: int
     source: Source
+    network: str = ""  # a network name (`testnet`); "" while not known
+    public_key: str = ""  # the node's full `G...` key, once learned
+    home_domain: str = ""  # from the pod's `stellar.org/home-domain` annotation
 
     @property
     def peer_string(self) -> str:
@@ -69,6 +76,15 @@ class PeerSet:
     def hash(self) -> str:
         return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
 
+    @functools.cached_property
+    def by_network(self) -> dict[str, PeerSet]:
+        """One set per network (`unknown` for peers of none), each in this set's order;
+        computed once per set: a reload round asks it for every node."""
+        grouped: dict[str, list[Peer]] = {}
+        for peer in self.peers:
+            grouped.setdefault(peer.network or names.UNKNOWN_NETWORK, []).append(peer)
+        return {network: PeerSet(tuple(members)) for network, members in sorted(grouped.items())}
+
 
 def pod_peer_port(pod: Obj) -> int | None:
     """The target container's peer port by `webhook.core.pod.peer_port`.
@@ -90,8 +106,24 @@ def pod_peer(pod: Obj) -> Peer | None:
     port = pod_peer_port(pod)
     if port is None:
         return None
-    node_type = as_str(as_dict(metadata.get("labels")).get(names.NODE_TYPE_LABEL)) or "validator"
-    return Peer(namespace=namespace, name=name, node_type=node_type, ip=ip, port=port, source="pod")
+    labels = as_dict(metadata.get("labels"))
+    node_type = as_str(labels.get(names.NODE_TYPE_LABEL)) or "validator"
+    annotations = as_dict(metadata.get("annotations"))
+    domain = as_str(annotations.get(names.HOME_DOMAIN_ANNOTATION)).strip().lower()
+    return Peer(
+        namespace=namespace,
+        name=name,
+        node_type=node_type,
+        ip=ip,
+        port=port,
+        source="pod",
+        network=label_network(pod),
+        home_domain=domain if _HOME_DOMAIN.fullmatch(domain) else "",
+    )
+
+
+# A home domain as stellar-core's config takes it; nothing else reaches validators.cfg.
+_HOME_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | None) -> Peer | None:
@@ -116,13 +148,33 @@ def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | N
         ip=ip,
         port=port,
         source="stellarnode",
+        network=stellarnode_network(spec),
     )
 
 
+def stellarnode_network(spec: Obj) -> str:
+    """`spec.network` as a name, or the name of the passphrase it (or `networkPassphrase`) holds."""
+    network = as_str(spec.get("network"))
+    if is_network_name(network):
+        return network
+    passphrase = network or as_str(spec.get("networkPassphrase"))
+    return network_name(passphrase) if passphrase else ""
+
+
 def static_peer(text: str) -> Peer:
-    """Parse `host:port` (IPv4, RFC 1123 DNS name, or `[IPv6]:port`), or raise ValueError."""
-    ip, port = static_address(text)
-    return Peer(namespace="", name=text, node_type="validator", ip=ip, port=port, source="static")
+    """Parse `host:port[@network]` (IPv4, RFC 1123 DNS name, or `[IPv6]:port`), or raise
+    ValueError."""
+    address, network = static_peer_text(text)
+    ip, port = static_address(address)
+    return Peer(
+        namespace="",
+        name=address,
+        node_type="validator",
+        ip=ip,
+        port=port,
+        source="static",
+        network=network,
+    )
 
 
 def admitted_uninjected(pod: Obj, *, settings: Settings) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from webhook import names
-from webhook.address import port_number
+from webhook.address import is_network_name, port_number
 
 __all__ = [
     "admin_port",
@@ -23,6 +23,7 @@ __all__ = [
     "image_repository",
     "ip",
     "is_ready",
+    "label_network",
     "named_port",
     "peer_port",
     "pod_ip",
@@ -172,3 +173,10 @@ def _injected_container(annotations: Mapping[str, Any]) -> str:
     except orjson.JSONDecodeError:
         return ""
     return as_str(status.get("container")) if isinstance(status, dict) else ""
+
+
+def label_network(pod: Obj) -> str:
+    """The pod's `stellar.org/network` label when it is a network name, else ""."""
+    labels = as_dict(as_dict(pod.get("metadata")).get("labels"))
+    value = as_str(labels.get(names.NETWORK_LABEL))
+    return value if is_network_name(value) else ""

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from webhook import names
-from webhook.core.peers import PeerSet
+from webhook.core import networks
+from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import as_dict
 
 Obj = Mapping[str, Any]
@@ -39,27 +40,36 @@ def is_owned(configmap: Obj) -> bool:
 def render(peers: PeerSet) -> dict[str, str]:
     """The ConfigMap's data, byte for byte as DESIGN.md describes it."""
     ordered = sorted(peers.peers, key=lambda p: (p.namespace, p.name))
-    entries = [
-        {
-            "name": p.name,
-            "namespace": p.namespace,
-            "nodeType": p.node_type,
-            "ip": p.ip,
-            "port": p.port,
-            "peerString": p.peer_string,
-            "source": p.source,
-        }
-        for p in ordered
-    ]
-    strings = peers.strings
-    quoted = ", ".join(f'"{s}"' for s in strings)
+    entries = [_entry(p) for p in ordered]
+    # With more than one network the unqualified keys would mix them: they stay empty.
+    whole = peers if networks.single(peers) else PeerSet(())
+    strings = whole.strings
     return {
         names.KEY_JSON: orjson.dumps(entries).decode(),
-        names.KEY_TXT: peers.text,
+        names.KEY_TXT: whole.text,
         names.KEY_CSV: ",".join(strings),
         names.KEY_COUNT: str(len(strings)),
-        names.KEY_KNOWN_PEERS: f"KNOWN_PEERS = [{quoted}]\n",
+        names.KEY_KNOWN_PEERS: networks.known_peers_cfg(strings),
+        **networks.render_networks(peers),
     }
+
+
+def _entry(p: Peer) -> dict[str, Any]:
+    """One `peers.json` entry; `network` and `publicKey` only once known."""
+    entry: dict[str, Any] = {
+        "name": p.name,
+        "namespace": p.namespace,
+        "nodeType": p.node_type,
+        "ip": p.ip,
+        "port": p.port,
+        "peerString": p.peer_string,
+        "source": p.source,
+    }
+    if p.network:
+        entry["network"] = p.network
+    if p.public_key:
+        entry["publicKey"] = p.public_key
+    return entry
 
 
 def configmap_body(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook import names
-from webhook.core import stellar_admin
+from webhook.core import networks, stellar_admin
 from webhook.core.connection import Limits, PeersSeen, limits
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import admin_port, core_conf, peer_port, pod_ip, target_container
@@ -49,6 +49,7 @@ class NodePlan:
     rolled_out: bool  # the pod was created from a template with `hash` (rollout mode)
     limits: Limits = field(default_factory=Limits)
     status: str = ""  # its `stellar.org/peers-connection-status` annotation as it is
+    network: str = networks.UNKNOWN  # whose set it is handed (`networks.split`)
 
 
 def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> ReloadMode:
@@ -99,8 +100,12 @@ def rollout_hash(
 def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
     """One plan per validator with a valid IP and a target container, in snapshot order.
 
-    A pod in rollout mode is judged by `rollout_hash`; every other by the whole set's.
+    Each pod is handed only its own network's set (`networks.split`; `unknown` while it
+    is no member of the set): in rollout mode it is judged by that set's `rollout_hash`,
+    in every other by that set's hash.
     """
+    sets = networks.split(snapshot.peers)
+    own = {(p.namespace, p.name): networks.network_of(p) for p in snapshot.peers.peers}
     siblings: dict[tuple[str, str, str] | None, set[tuple[str, str]]] = {}
     addresses: dict[tuple[str, str, str] | None, set[str]] = {}
     for pod in snapshot.validators:
@@ -110,7 +115,7 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
             (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
         )
         addresses.setdefault(key, set()).add(pod_ip(pod) or "")
-    hashes: dict[tuple[str, str, str], str] = {}
+    hashes: dict[tuple[tuple[str, str, str], str], str] = {}
     plans = []
     for pod in snapshot.validators:
         metadata = pod.get("metadata") or {}
@@ -121,18 +126,20 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         if ip is None or container is None:
             continue
         mode = reload_mode(annotations, default=settings.reload_mode)
-        digest = snapshot.peers.hash
+        me = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        network = own.get(me, networks.UNKNOWN)
+        given = sets.get(network, PeerSet(()))
+        digest = given.hash
         if mode == "rollout":
             key = workload(metadata)
-            own = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
             if key is None:
-                digest = rollout_hash(snapshot.peers, own={own}, own_ips={ip})
+                digest = rollout_hash(given, own={me}, own_ips={ip})
             else:
-                if key not in hashes:
-                    hashes[key] = rollout_hash(
-                        snapshot.peers, own=siblings[key], own_ips=addresses[key]
+                if (key, network) not in hashes:
+                    hashes[(key, network)] = rollout_hash(
+                        given, own=siblings[key], own_ips=addresses[key]
                     )
-                digest = hashes[key]
+                digest = hashes[(key, network)]
         plans.append(
             NodePlan(
                 namespace=str(metadata.get("namespace", "")),
@@ -150,9 +157,15 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
                 rolled_out=annotations.get(names.PEERS_HASH_ANNOTATION) == digest,
                 limits=limits(annotations),
                 status=str(annotations.get(names.CONNECTION_STATUS_ANNOTATION, "")),
+                network=network,
             )
         )
     return plans
+
+
+def handed(peer_set: PeerSet, plan: NodePlan) -> PeerSet:
+    """The part of the set the node is handed: its own network's."""
+    return networks.split(peer_set).get(plan.network, PeerSet(()))
 
 
 def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str) -> list[Peer]:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from webhook import names
+from webhook.core.networks import Identity, place, with_identity
 from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
 from webhook.core.pod import as_dict, as_list, as_str, is_ready
 from webhook.core.pod import ip as ip_address
@@ -86,7 +87,8 @@ def trim(obj: Obj, *, kind: str) -> dict[str, Any]:
         }
     if kind == KIND_STELLARNODE:
         spec = as_dict(obj.get("spec"))
-        kept = {k: spec[k] for k in ("nodeType", "suspended") if k in spec}
+        wanted = ("nodeType", "suspended", "network", "networkPassphrase")
+        kept = {k: spec[k] for k in wanted if k in spec}
         peer_port = as_dict(spec.get("validatorConfig")).get("peerPort")
         if peer_port is not None:
             kept["validatorConfig"] = {"peerPort": peer_port}
@@ -214,17 +216,31 @@ def validators(state: State, *, enabled: frozenset[str]) -> tuple[Mapping[str, A
 
 
 def peer_set(
-    state: State, *, enabled_namespaces: frozenset[str], static: Iterable[Peer] = ()
+    state: State,
+    *,
+    enabled_namespaces: frozenset[str],
+    static: Iterable[Peer] = (),
+    identities: Mapping[str, Identity] | None = None,
+    default_network: str = "",
+    waiting: frozenset[str] = frozenset(),
 ) -> PeerSet:
-    """Every peer, one per `ip:port` (pods win over StellarNodes over static), sorted."""
+    """Every peer, one per `ip:port` (pods win over StellarNodes over static), sorted,
+    each with its network (`webhook.core.networks`); `identities` are by pod uid, and
+    pods whose uid is `waiting` (their node not asked yet) are left out for now."""
+    learned = identities or {}
     candidates: list[Peer] = []
     for key, obj in state.items():
         if key[0] == KIND_POD and key[1] in enabled_namespaces:
             peer = _peer_of(obj)
             if peer is not None:
-                candidates.append(peer)
+                uid = as_str(as_dict(obj.get("metadata")).get("uid"))
+                if uid in waiting:
+                    continue
+                identity = learned.get(uid)
+                candidates.append(with_identity(peer, identity, default_network=default_network))
     candidates.extend(_stellarnode_peers(state, enabled=enabled_namespaces))
     candidates.extend(static)
+    candidates = place(candidates, default_network=default_network)
     rank = {"pod": 0, "stellarnode": 1, "static": 2}
     chosen: dict[str, Peer] = {}
     for peer in sorted(candidates, key=lambda p: (rank[p.source], p.namespace, p.name)):

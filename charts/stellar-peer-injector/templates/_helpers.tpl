@@ -71,6 +71,7 @@ render exactly what manifests/ does).
   "LOG_LEVEL" $v.logLevel
   "IMAGE_PATTERN" $v.imagePattern
   "LEASE_NAME" $v.leaderElection.leaseName
+  "DEFAULT_NETWORK" $v.defaultNetwork
 -}}
 {{- $ints := dict
   "MAX_BODY_BYTES" $v.webhook.maxBodyBytes

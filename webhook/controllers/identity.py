@@ -1,0 +1,211 @@
+"""Node identities: each Ready injected validator's network and full public key, asked once.
+
+The peer set needs to know which network every node is on (nodes of different
+networks never connect) and which key it holds (`peers.json`, the
+`preferred_peer_keys-<network>.cfg` and `validators-<network>.cfg` snippets).
+The node says both: `info` names its `NETWORK_PASSPHRASE`, `quorum?fullkeys=true`
+its full key. This learner asks each node once per pod uid and IP, the way the
+reload controller asks it (`http`, or `exec` through pods/exec for a
+localhost-only admin port; `node_admin`), bounded in time and with backoff
+while the node does not answer. Every replica asks (two reads per node), so a
+new leader publishes warm. What it learned feeds the watcher's next snapshot
+(`identities()`); a pod not asked even once yet is `pending()`: it is handed to
+nobody and nothing is handed to it until its first answer (or failure) is in,
+so no node is told of a peer whose network is merely not asked yet.
+
+A pod labeled `stellar.org/network` keeps its label's network; when its node
+reports another one the disagreement is logged and put on the pod as one Warning
+Event `NetworkMismatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from webhook.controllers import node_admin
+from webhook.controllers.waiting import wait_any
+from webhook.core import networks, stellar_admin
+from webhook.core.networks import Identity
+from webhook.core.peers import PeerSet
+from webhook.core.pod import label_network
+from webhook.core.reload_plan import NodePlan, plan_round
+from webhook.kube.backoff import backoff_delay
+from webhook.kube.events import EventRecorder
+from webhook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 1.0
+RETRY_CAP_SECONDS = 120.0
+API_TIMEOUT_SECONDS = 10.0
+Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
+
+
+@dataclass(frozen=True)
+class _Validators:
+    """What `plan_round` reads, without a peer set: only how to reach each node."""
+
+    peers: PeerSet
+    validators: Sequence[Mapping[str, Any]]
+
+
+class IdentityLearner:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api_client: client.ApiClient,
+        on_learned: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._api_client = api_client
+        self._on_learned = on_learned
+        self._known: dict[Key, Identity] = {}
+        self._retry: dict[Key, tuple[int, float]] = {}  # attempts, when to ask again
+        self._plans: list[NodePlan] = []
+        self._labels: dict[str, str] = {}  # pod uid -> its network label
+        self._reported: set[str] = set()  # pod uids whose mismatch is reported
+        self._wake = asyncio.Event()
+        self._events = EventRecorder(core=client.CoreV1Api(api_client), timeout=API_TIMEOUT_SECONDS)
+        self.asked = 0  # admin requests sent, for tests and measurements
+
+    def identities(self) -> dict[str, Identity]:
+        """What the nodes said, by pod uid, for the pods seen last (at their current IP)."""
+        return {
+            p.uid: self._known[(p.uid, p.ip)] for p in self._plans if (p.uid, p.ip) in self._known
+        }
+
+    def pending(self) -> frozenset[str]:
+        """Uids of the pods seen last that were never asked: not placed in any set yet."""
+        return frozenset(
+            p.uid
+            for p in self._plans
+            if (p.uid, p.ip) not in self._known and (p.uid, p.ip) not in self._retry
+        )
+
+    def want(self, validators: Sequence[Mapping[str, Any]]) -> None:
+        """The Ready injected validators now: ask those not known yet. Never blocks."""
+        self._plans = plan_round(_Validators(PeerSet(()), validators), settings=self._settings)
+        live = {(p.uid, p.ip) for p in self._plans}
+        self._known = {k: v for k, v in self._known.items() if k in live}
+        self._retry = {k: v for k, v in self._retry.items() if k in live}
+        self._labels = {
+            str((pod.get("metadata") or {}).get("uid", "")): label_network(pod)
+            for pod in validators
+        }
+        self._events.forget(lambda uid: uid in self._labels)
+        if any(key not in self._known for key in live):
+            self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            due = [t for k, (_, t) in self._retry.items() if k not in self._known]
+            timeout = max(0.0, min(due) - time.monotonic()) if due else None
+            await wait_any(self._wake, stop, seconds=timeout)
+            self._wake.clear()
+            if stop.is_set():
+                return
+            try:
+                await self.learn_once()
+            except Exception:  # a bug in one pass must not end learning for good
+                log.exception("identity.pass-crashed")
+                await wait_any(stop, seconds=RETRY_BASE_SECONDS)
+
+    async def learn_once(self) -> int:
+        """Ask every node not known and due; return how many were learned."""
+        now = time.monotonic()
+        todo = [
+            p
+            for p in self._plans
+            if (p.uid, p.ip) not in self._known
+            and self._retry.get((p.uid, p.ip), (0, 0.0))[1] <= now
+        ]
+        gate = asyncio.Semaphore(self._settings.reload_concurrency)
+
+        async def one(plan: NodePlan) -> bool:
+            async with gate:
+                return await self._learn(plan)
+
+        learned = sum(await asyncio.gather(*(one(p) for p in todo)))
+        if todo:  # learned, or no longer pending (the `unknown` set until it answers)
+            self._on_learned()
+        return learned
+
+    async def _ask(self, plan: NodePlan, command: str) -> str | None:
+        self.asked += 1
+        verdict, body = await node_admin.ask(
+            plan,
+            command,
+            api_client=self._api_client,
+            time_limit=self._settings.reload_timeout_seconds,
+        )
+        return body if verdict is None else None
+
+    async def _learn(self, plan: NodePlan) -> bool:
+        key = (plan.uid, plan.ip)
+        identity: Identity | None = None
+        info = await self._ask(plan, "info")
+        quorum = await self._ask(plan, "quorum?fullkeys=true") if info is not None else None
+        if info is not None and quorum is not None:
+            try:
+                passphrase = stellar_admin.parse_info(info).network
+                public_key = stellar_admin.node_key(quorum)
+            except stellar_admin.AnswerError:
+                pass
+            else:
+                if passphrase and public_key.startswith("G"):
+                    identity = Identity(stellar_admin.network_name(passphrase), public_key)
+        if identity is None:
+            attempts = self._retry.get(key, (0, 0.0))[0]
+            delay = backoff_delay(attempts, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+            self._retry[key] = (attempts + 1, time.monotonic() + delay)
+            log.info(
+                "identity.unknown",
+                extra={"namespace": plan.namespace, "pod": plan.name, "retry_in": round(delay, 1)},
+            )
+            return False
+        self._retry.pop(key, None)
+        self._known[key] = identity
+        log.info(
+            "identity.learned",
+            extra={
+                "namespace": plan.namespace,
+                "pod": plan.name,
+                "network": identity.network,
+                "key": identity.public_key[:5],
+            },
+        )
+        await self._check_label(plan, identity)
+        return True
+
+    async def _check_label(self, plan: NodePlan, identity: Identity) -> None:
+        label = self._labels.get(plan.uid, "")
+        reported = networks.mismatch(label, identity)
+        if not reported or plan.uid in self._reported:
+            return
+        self._reported.add(plan.uid)
+        message = (
+            f"label stellar.org/network={label} wins, but the node reports network "
+            f"{reported}: it is handed {label} peers, which it will never authenticate"
+        )
+        log.warning(
+            "identity.network-mismatch",
+            extra={"namespace": plan.namespace, "pod": plan.name, "label": label, "node": reported},
+        )
+        await self._events.record(
+            key="NetworkMismatch",
+            kind="Pod",
+            name=plan.name,
+            namespace=plan.namespace,
+            uid=plan.uid,
+            reason="NetworkMismatch",
+            message=message,
+            event_type="Warning",
+        )
