@@ -12,6 +12,7 @@ replica (http mode) → exec mode through pods/exec → uninstall leaves nothing
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import re
 import socket
@@ -158,6 +159,56 @@ def test_injector_replicas_are_ready_as_their_service_account(installed_node: No
         assert pod["spec"]["nodeName"] == "stellar-node"
         # Its token is the ServiceAccount's own, projected by the kubelet.
         assert any(v.get("projected") for v in pod["spec"]["volumes"])
+
+
+def test_installed_with_no_certificate_step_injects_within_a_minute(installed_node: Node) -> None:
+    """install.sh applies manifests/ and nothing else: the injector made its CA and Secret."""
+    deployment = installed_node.json(
+        "get", "deployment", "stellar-peer-injector", "-n", SYSTEM_NAMESPACE
+    )
+    available = next(c for c in deployment["status"]["conditions"] if c["type"] == "Available")
+    assert available["status"] == "True"
+    since = time.time()
+    secret = installed_node.json(
+        "get", "secret", "stellar-peer-injector-tls", "-n", SYSTEM_NAMESPACE
+    )
+    assert {"tls.crt", "tls.key", "ca.crt", "ca.key"} <= set(secret["data"])
+    webhook = installed_node.json("get", "mutatingwebhookconfiguration", "stellar-peer-injector")
+    bundle = base64.b64decode(webhook["webhooks"][0]["clientConfig"]["caBundle"])
+    assert base64.b64decode(secret["data"]["ca.crt"]).strip() in bundle
+    namespace = validator_namespace(installed_node, "nocerts")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {
+            "containers": [
+                {
+                    "name": "stellar-core",
+                    "image": "stellar/stellar-core:21.3.1-2007.4ede19620.focal",
+                }
+            ]
+        },
+    }
+
+    def injected() -> bool:
+        installed_node.kubectl("delete", "pod", "probe", "-n", namespace, "--ignore-not-found")
+        installed_node.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+        found = installed_node.json("get", "pod", "probe", "-n", namespace)
+        return names.STATUS_ANNOTATION in (found["metadata"].get("annotations") or {})
+
+    # From the Deployment turning Available (install.sh waits for it) to an injected pod.
+    wait_until(
+        injected,
+        timeout=60 - (since - _seconds(available["lastTransitionTime"])),
+        interval=2,
+        message="a validator pod injected",
+    )
+    installed_node.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def _seconds(stamp: str) -> float:
+    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def _post_review(pod_ip: str, ca_pem: str, body: bytes) -> dict[str, Any]:
