@@ -12,15 +12,34 @@ certificate it does not trust.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Literal
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from certs import files, install, rotation
 
 Outcome = Literal["created", "adopted", "renewed", "unchanged", "waiting"]
+
+
+class StepFailed(RuntimeError):
+    """One API call failed; the message names the call and the answer, `status` is kept."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def _step(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ApiException as exc:
+        raise StepFailed(f"{what}: API answered {exc.status} {exc.reason}", exc.status) from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +78,15 @@ def obtain(
 ) -> Obtained:
     """The bundle to serve now, with its CA in the caBundle; may create or renew the Secret.
 
-    Raises ApiException when the API cannot be read or written (a 409 from a
+    Raises StepFailed when the API cannot be read or written (a 409 from a
     renewal that lost a race among them: the caller tries again later).
     """
-    bundle, version = install.read_secret_versioned(
-        core, namespace=target.namespace, secret=target.secret
-    )
+    secret = f"Secret {target.namespace}/{target.secret}"
+    webhook = f"MutatingWebhookConfiguration {target.configuration_name}"
+    with _step(f"read {secret}"):
+        bundle, version = install.read_secret_versioned(
+            core, namespace=target.namespace, secret=target.secret
+        )
     if version is None:
         found = _create_or_adopt(core, target)
     elif may_renew:
@@ -75,16 +97,18 @@ def obtain(
             found = Obtained(renewed, "unchanged")
         else:
             # caBundle first: the new CA is trusted before anyone serves its certificate.
-            install.patch_ca_bundle(
-                admreg, configuration_name=target.configuration_name, new_ca=renewed.ca_cert
-            )
-            install.replace_secret(
-                core,
-                namespace=target.namespace,
-                secret=target.secret,
-                bundle=renewed,
-                resource_version=version,
-            )
+            with _step(f"put the new CA in the caBundle of {webhook}"):
+                install.patch_ca_bundle(
+                    admreg, configuration_name=target.configuration_name, new_ca=renewed.ca_cert
+                )
+            with _step(f"renew {secret}"):
+                install.replace_secret(
+                    core,
+                    namespace=target.namespace,
+                    secret=target.secret,
+                    bundle=renewed,
+                    resource_version=version,
+                )
             found = Obtained(renewed, "renewed")
     elif bundle is not None and rotation.usable(bundle, dns=target.dns, ips=target.ips):
         found = Obtained(bundle, "unchanged")
@@ -92,10 +116,11 @@ def obtain(
         found = Obtained(None, "waiting")  # unfit, and renewing it is the leader's job
     if found.bundle is None:
         return found
-    patched = install.patch_ca_bundle(
-        admreg,
-        configuration_name=target.configuration_name,
-        new_ca=found.bundle.ca_cert,
-        only_if_missing=True,
-    )
+    with _step(f"put the CA in the caBundle of {webhook}"):
+        patched = install.patch_ca_bundle(
+            admreg,
+            configuration_name=target.configuration_name,
+            new_ca=found.bundle.ca_cert,
+            only_if_missing=True,
+        )
     return dataclasses.replace(found, patched=patched)

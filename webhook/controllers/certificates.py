@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 
 # Before the first pair: try again soon (the API server may be starting too).
 RETRY_SECONDS: Final = 2.0
-_SYNC_FAILURES: Final[tuple[type[BaseException], ...]] = (*FAILURES, ValueError)
+_SYNC_FAILURES: Final[tuple[type[BaseException], ...]] = (
+    *FAILURES,
+    bootstrap.StepFailed,
+    ValueError,
+)
 
 
 def managed(settings: Settings, *, local: bool) -> bool:
@@ -107,7 +111,7 @@ class CertificateController:
             try:
                 outcome = await asyncio.to_thread(self.sync_once)
             except _SYNC_FAILURES as exc:  # the API, a lost 409, the disk, a bad PEM
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.last_error = str(exc)[:300]
                 log.warning("certs.sync_failed", extra={"error": self.last_error})
             else:
                 if outcome != "waiting":
