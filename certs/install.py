@@ -1,12 +1,13 @@
 """Installing certificates in the cluster: the TLS Secret and the webhooks' caBundle.
 
 The Secret (`kubernetes.io/tls`, named `<service>-tls` in the injector's
-namespace) holds `tls.crt`, `tls.key`, `ca.crt` and `ca.key`; the Deployment
-mounts only the first three. The caBundle of every webhook in our
+namespace) holds `tls.crt`, `tls.key`, `ca.crt` and `ca.key`; serving pods
+write only the first two to disk. The caBundle of every webhook in our
 MutatingWebhookConfiguration becomes the new CA followed by the previous one,
 so replicas still serving a certificate from the old CA stay trusted until
-they reload. `ensure` does both; `stellar-peers certs install` and the in-cluster
-renewal loop call it.
+they reload. `ensure` does both for `stellar-peers certs install`; the
+injector itself goes through `certs.bootstrap` (create-if-absent, versioned
+replace).
 """
 
 from __future__ import annotations
