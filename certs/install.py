@@ -1,12 +1,13 @@
 """Installing certificates in the cluster: the TLS Secret and the webhooks' caBundle.
 
 The Secret (`kubernetes.io/tls`, named `<service>-tls` in the injector's
-namespace) holds `tls.crt`, `tls.key`, `ca.crt` and `ca.key`; the Deployment
-mounts only the first three. The caBundle of every webhook in our
+namespace) holds `tls.crt`, `tls.key`, `ca.crt` and `ca.key`; serving pods
+write only the first two to disk. The caBundle of every webhook in our
 MutatingWebhookConfiguration becomes the new CA followed by the previous one,
 so replicas still serving a certificate from the old CA stay trusted until
-they reload. `ensure` does both; `stellar-peers certs install` and the in-cluster
-renewal loop call it.
+they reload. `ensure` does both for `stellar-peers certs install`; the
+injector itself goes through `certs.bootstrap` (create-if-absent, versioned
+replace).
 """
 
 from __future__ import annotations
@@ -38,28 +39,39 @@ def _decoded(data: dict[str, str] | None, key: str) -> bytes | None:
         return None
 
 
-def read_secret(core: client.CoreV1Api, *, namespace: str, secret: str) -> files.Bundle | None:
-    """The bundle stored in Secret `namespace/secret`, or None when missing or incomplete."""
+def read_secret_versioned(
+    core: client.CoreV1Api, *, namespace: str, secret: str
+) -> tuple[files.Bundle | None, str | None]:
+    """(bundle, resourceVersion): (None, None) when missing, (None, version) when incomplete."""
     try:
         found = core.read_namespaced_secret(secret, namespace)
     except ApiException as exc:
         if exc.status == 404:
-            return None
+            return None, None
         raise
+    version = str(found.metadata.resource_version)
     data = found.data
     ca_cert = _decoded(data, files.CA_CERT)
     cert = _decoded(data, files.TLS_CERT)
     key = _decoded(data, files.TLS_KEY)
     if ca_cert is None or cert is None or key is None:
-        return None
-    return files.Bundle(
+        return None, version
+    bundle = files.Bundle(
         ca_cert=ca_cert,
         serving=authority.KeyPair(cert, key),
         ca_key=_decoded(data, files.CA_KEY),
     )
+    return bundle, version
 
 
-def secret_body(*, namespace: str, secret: str, bundle: files.Bundle) -> dict[str, Any]:
+def read_secret(core: client.CoreV1Api, *, namespace: str, secret: str) -> files.Bundle | None:
+    """The bundle stored in Secret `namespace/secret`, or None when missing or incomplete."""
+    return read_secret_versioned(core, namespace=namespace, secret=secret)[0]
+
+
+def secret_body(
+    *, namespace: str, secret: str, bundle: files.Bundle, resource_version: str | None = None
+) -> dict[str, Any]:
     data = {
         files.TLS_CERT: bundle.serving.cert_pem,
         files.TLS_KEY: bundle.serving.key_pem,
@@ -67,15 +79,18 @@ def secret_body(*, namespace: str, secret: str, bundle: files.Bundle) -> dict[st
     }
     if bundle.ca_key is not None:
         data[files.CA_KEY] = bundle.ca_key
+    metadata: dict[str, Any] = {
+        "name": secret,
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/name": "stellar-peer-injector"},
+    }
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version  # a replace then fails on a newer write
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/tls",
-        "metadata": {
-            "name": secret,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": "stellar-peer-injector"},
-        },
+        "metadata": metadata,
         "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
     }
 
@@ -97,16 +112,64 @@ def write_secret(
         core.create_namespaced_secret(namespace, body)
 
 
-def ca_bundle_ops(configuration: dict[str, Any], *, new_ca: bytes) -> list[dict[str, Any]]:
+def create_secret(
+    core: client.CoreV1Api, *, namespace: str, secret: str, bundle: files.Bundle
+) -> bool:
+    """Create the Secret if it is absent: True when this call made it, False when one exists.
+
+    The API server creates an object at most once, so of several replicas
+    starting together exactly one gets True; the others read the winner's.
+    """
+    body = secret_body(namespace=namespace, secret=secret, bundle=bundle)
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+    return True
+
+
+def replace_secret(
+    core: client.CoreV1Api,
+    *,
+    namespace: str,
+    secret: str,
+    bundle: files.Bundle,
+    resource_version: str,
+) -> None:
+    """Replace the Secret as read at `resource_version`; a 409 ApiException if it changed since."""
+    body = secret_body(
+        namespace=namespace, secret=secret, bundle=bundle, resource_version=resource_version
+    )
+    core.replace_namespaced_secret(secret, namespace, body)
+
+
+def _trusts(bundle: bytes, ca: bytes) -> bool:
+    try:
+        return bool(bundle.strip()) and set(authority.split_pem_bundle(ca)) <= set(
+            authority.split_pem_bundle(bundle)
+        )
+    except ValueError:
+        return False
+
+
+def ca_bundle_ops(
+    configuration: dict[str, Any], *, new_ca: bytes, only_if_missing: bool = False
+) -> list[dict[str, Any]]:
     """JSONPatch ops setting each webhook's caBundle to new CA + previous, at most two CAs.
 
-    A `test` on each webhook's name makes the patch fail rather than touch the
-    wrong entry if the list changed since it was read.
+    `only_if_missing` leaves a caBundle that already holds the CA as it is
+    (a replica still serving the older of two trusted CAs must not reorder
+    them). A `test` on each webhook's name makes the patch fail rather than
+    touch the wrong entry if the list changed since it was read.
     """
     ops: list[dict[str, Any]] = []
     for index, hook in enumerate(configuration.get("webhooks") or []):
         client_config = hook.get("clientConfig") or {}
         previous = base64.b64decode(client_config.get("caBundle") or "")
+        if only_if_missing and _trusts(previous, new_ca):
+            continue
         merged = authority.merge_ca_bundle(new_ca=new_ca, previous=previous)
         encoded = base64.b64encode(merged).decode()
         if encoded == client_config.get("caBundle"):
@@ -119,13 +182,17 @@ def ca_bundle_ops(configuration: dict[str, Any], *, new_ca: bytes) -> list[dict[
 
 
 def patch_ca_bundle(
-    admreg: client.AdmissionregistrationV1Api, *, configuration_name: str, new_ca: bytes
+    admreg: client.AdmissionregistrationV1Api,
+    *,
+    configuration_name: str,
+    new_ca: bytes,
+    only_if_missing: bool = False,
 ) -> int:
     """Put `new_ca` in front of every webhook's caBundle; returns how many webhooks changed."""
     name = configuration_name
     raw = admreg.read_mutating_webhook_configuration(name, _preload_content=False)
     configuration: dict[str, Any] = orjson.loads(raw.data)
-    ops = ca_bundle_ops(configuration, new_ca=new_ca)
+    ops = ca_bundle_ops(configuration, new_ca=new_ca, only_if_missing=only_if_missing)
     if ops:
         admreg.patch_mutating_webhook_configuration(name, ops)
     return len(ops) // 2

@@ -43,6 +43,11 @@ def _serving_fits(
     )
 
 
+def usable(bundle: files.Bundle, *, dns: list[str], ips: list[str]) -> bool:
+    """The serving certificate can be served now: from this CA, with every name, not expired."""
+    return _serving_fits(bundle, dns=dns, ips=ips, renew_before=timedelta(0))
+
+
 def refresh(
     existing: files.Bundle | None,
     *,

@@ -29,7 +29,7 @@ if [[ "${1:-}" == "down" ]]; then
 fi
 k get nodes -o wide
 
-say "2. Install the injector as a user does: images, kubectl apply -k manifests/, stellar-peers certs install"
+say "2. Install the injector as a user does: images, kubectl apply -k manifests/ (it makes its own certificate)"
 scripts/install.sh up
 
 say "3. Label a namespace: stellar.org/peer-injection=enabled"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the injector into the real node's cluster the way a user does:
 # the local images loaded into the node, `kubectl apply -k manifests/` (or
-# OVERLAY=manifests/overlays/exec), then `stellar-peers certs install`.
+# OVERLAY=manifests/overlays/exec), and nothing else: the injector makes its own
+# CA, TLS Secret and caBundle (`stellar-peers certs install` is for manual setups).
 #
 #   scripts/install.sh up     build and load the images, install, wait until the injector is Ready
 #   scripts/install.sh down   remove everything the install made (the namespace, RBAC, webhook,
@@ -23,8 +24,6 @@ up() {
   scripts/node.sh import "${archives[@]}"
   k apply -k "$OVERLAY" >/dev/null
   log "applied $OVERLAY"
-  # The serving certificate: a CA and key made here, the Secret and the caBundle written.
-  .venv/bin/stellar-peers certs install --kubeconfig "$KUBECONFIG" --namespace "$NAMESPACE"
   k rollout status -n "$NAMESPACE" deployment/stellar-peer-injector --timeout 180s
   k get pods -n "$NAMESPACE" -o wide
 }

@@ -19,6 +19,8 @@ from webhook.address import is_network_name, static_peer_text
 
 ReloadMode = Literal["http", "exec", "rollout", "none"]
 RELOAD_MODES: tuple[str, ...] = get_args(ReloadMode)
+CertMode = Literal["self", "external"]
+CERT_MODES: tuple[str, ...] = get_args(CertMode)
 ENV_PREFIX = "STELLAR_INJECTOR_"
 
 
@@ -53,6 +55,7 @@ _LIMITS: dict[str, tuple[float | None, float | None, bool, str]] = {
     "lease_renew_seconds": (0, None, False, ""),
     "reload_connect_wait_seconds": (0, None, False, ""),
     "shutdown_grace_seconds": (0, 300, True, "longer than any terminationGracePeriod needs"),
+    "cert_sync_seconds": (0, None, False, ""),
 }
 
 
@@ -100,6 +103,13 @@ class Settings:
     cert_file: str = "/etc/stellar-peer-injector/tls/tls.crt"
     key_file: str = "/etc/stellar-peer-injector/tls/tls.key"
     max_body_bytes: int = 3 * 1024 * 1024
+    # self: the injector creates its CA and TLS Secret when missing, keeps the
+    # webhook's caBundle holding that CA, renews, and writes the serving pair to
+    # cert_file/key_file. external: someone else (cert-manager, `stellar-peers
+    # certs install`) manages Secret and caBundle; the files are only read.
+    cert_mode: CertMode = "self"
+    # self mode: how often each replica reads the Secret again (renewals, a deleted Secret).
+    cert_sync_seconds: float = 10.0
     # After SIGTERM: unready but still serving admissions for this long, so the
     # Service stops sending reviews here before the server closes.
     shutdown_grace_seconds: float = 5.0
@@ -147,6 +157,10 @@ class Settings:
         if self.reload_mode not in RELOAD_MODES:
             raise SettingsError(
                 f"--reload-mode {self.reload_mode!r}: expected one of {', '.join(RELOAD_MODES)}"
+            )
+        if self.cert_mode not in CERT_MODES:
+            raise SettingsError(
+                f"--cert-mode {self.cert_mode!r}: expected one of {', '.join(CERT_MODES)}"
             )
         _check_limits(self)
         if self.lease_renew_seconds >= self.lease_duration_seconds:

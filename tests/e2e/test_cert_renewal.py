@@ -1,9 +1,9 @@
 """The leader's renewal, as `serve` wires it: a serving certificate near expiry is renewed.
 
 The Secret holds a pair that expires in a day (inside the 30-day renewal
-window); one pass of the renewal `serve` runs hourly replaces it with a fresh
-pair from the same CA, keeps the CA in the webhook's caBundle, and a replica
-that is not the leader leaves everything alone.
+window); one round of the certificate controller on the leader replaces it
+with a fresh pair from the same CA and keeps the CA in the webhook's caBundle;
+a replica that is not the leader serves the still-valid pair and changes nothing.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 from datetime import timedelta
+from pathlib import Path
 
 from kubernetes import client
 
 from certs import authority, files, install
 from tests.e2e.conftest import Cluster
 from webhook.cli import serve as service
+from webhook.controllers.certificates import CertificateController
 from webhook.kube.leader import LeaderElector
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -34,7 +36,11 @@ def test_renewal_replaces_a_certificate_near_expiry(
     core: client.CoreV1Api,
     admreg: client.AdmissionregistrationV1Api,
     settings: Settings,
+    tmp_path: Path,
 ) -> None:
+    settings = dataclasses.replace(
+        settings, cert_file=str(tmp_path / "tls.crt"), key_file=str(tmp_path / "tls.key")
+    )
     ca = authority.make_ca()
     dns = authority.service_dns_names(service=settings.service_name, namespace=settings.namespace)
     expiring = authority.make_serving(ca=ca, dns_names=dns, validity=timedelta(days=1))
@@ -57,17 +63,19 @@ def test_renewal_replaces_a_certificate_near_expiry(
             metrics=Metrics(),
         )
         assert not follower.is_leader()
-        action = service.renew_certificates_once(
-            api_client=cluster.api_client, settings=settings, leader=follower
-        )
+        action = CertificateController(
+            settings=settings, api_client=cluster.api_client, is_leader=follower.is_leader
+        ).sync_once()
         assert action == "unchanged"
         assert _secret_cert(core, settings) == expiring.cert_pem
+        assert (tmp_path / "tls.crt").read_bytes() == expiring.cert_pem
 
         leader = LeaderElector(settings=settings, api_client=cluster.api_client, metrics=Metrics())
         assert leader.is_leader()  # leader_election=False in the test settings: always leads
-        action = service.renew_certificates_once(
-            api_client=cluster.api_client, settings=settings, leader=leader
+        controller = CertificateController(
+            settings=settings, api_client=cluster.api_client, is_leader=leader.is_leader
         )
+        action = controller.sync_once()
         assert action == "renewed"
         renewed = _secret_cert(core, settings)
         assert renewed != expiring.cert_pem
@@ -76,12 +84,8 @@ def test_renewal_replaces_a_certificate_near_expiry(
         stored = admreg.read_mutating_webhook_configuration(settings.webhook_config_name)
         bundle = base64.b64decode(stored.webhooks[0].client_config.ca_bundle)
         assert ca.cert_pem.strip() in bundle
+        assert (tmp_path / "tls.crt").read_bytes() == renewed
         # A second pass finds nothing to do.
-        assert (
-            service.renew_certificates_once(
-                api_client=cluster.api_client, settings=settings, leader=leader
-            )
-            == "unchanged"
-        )
+        assert controller.sync_once() == "unchanged"
     finally:
         service.unregister(admreg, settings.webhook_config_name)

@@ -347,7 +347,11 @@ def test_rbac_secrets_only_its_own_tls_secret(installed: Installed) -> None:
     expect_forbidden(lambda: core.list_namespaced_secret(installed.system))
     expect_forbidden(lambda: core.list_secret_for_all_namespaces())
     expect_forbidden(lambda: watch_once(core.list_namespaced_secret, namespace=installed.system))
-    expect_forbidden(lambda: core.create_namespaced_secret(installed.system, _secret("new")))
+    # create cannot be limited by resourceNames: any Secret, but only in its own namespace,
+    # and it can then neither read nor delete it.
+    core.create_namespaced_secret(installed.system, _secret("new"))
+    expect_forbidden(lambda: core.read_namespaced_secret("new", installed.system))
+    expect_forbidden(lambda: core.create_namespaced_secret(installed.other, _secret("new")))
     expect_forbidden(lambda: core.delete_namespaced_secret(TLS_SECRET, installed.system))
 
 

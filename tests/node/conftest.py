@@ -98,7 +98,7 @@ def assert_nothing_left() -> None:
 
 
 def install(overlay: str = "manifests") -> str:
-    """`scripts/install.sh up`: images built and loaded, manifests applied, certificate made."""
+    """`scripts/install.sh up`: images built and loaded, manifests applied; no certificate step."""
     return _script(INSTALL_SH, "up", env={"OVERLAY": overlay})
 
 

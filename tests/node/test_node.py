@@ -12,10 +12,12 @@ replica (http mode) → exec mode through pods/exec → uninstall leaves nothing
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import re
 import socket
 import ssl
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +27,7 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
+from tests import binaries
 from tests.node.conftest import SYSTEM_NAMESPACE, Node, install, uninstall
 from tests.polling import wait_until
 from webhook import names
@@ -212,6 +215,58 @@ def test_injector_replicas_are_ready_as_their_service_account(installed_node: No
         assert pod["spec"]["nodeName"] == "stellar-node"
         # Its token is the ServiceAccount's own, projected by the kubelet.
         assert any(v.get("projected") for v in pod["spec"]["volumes"])
+
+
+def test_installed_with_no_certificate_step_injects_within_a_minute(installed_node: Node) -> None:
+    """install.sh applies manifests/ and nothing else: the injector made its CA and Secret."""
+    deployment = installed_node.json(
+        "get", "deployment", "stellar-peer-injector", "-n", SYSTEM_NAMESPACE
+    )
+    available = next(c for c in deployment["status"]["conditions"] if c["type"] == "Available")
+    assert available["status"] == "True"
+    since = time.time()
+    secret = installed_node.json(
+        "get", "secret", "stellar-peer-injector-tls", "-n", SYSTEM_NAMESPACE
+    )
+    assert {"tls.crt", "tls.key", "ca.crt", "ca.key"} <= set(secret["data"])
+    webhook = installed_node.json("get", "mutatingwebhookconfiguration", "stellar-peer-injector")
+    bundle = base64.b64decode(webhook["webhooks"][0]["clientConfig"]["caBundle"])
+    assert base64.b64decode(secret["data"]["ca.crt"]).strip() in bundle
+    namespace = validator_namespace(installed_node, "nocerts")
+    # From the Deployment turning Available (install.sh waits for it) to an injected pod.
+    left = 60 - (since - _seconds(available["lastTransitionTime"]))
+    wait_until(
+        lambda: probe_injected(installed_node, namespace),
+        timeout=left,
+        interval=2,
+        message="a validator pod injected",
+    )
+    installed_node.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def probe_injected(node: Node, namespace: str) -> bool:
+    """Create a validator pod `probe` (again); whether admission injected it."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {
+            "containers": [
+                {
+                    "name": "stellar-core",
+                    "image": "stellar/stellar-core:21.3.1-2007.4ede19620.focal",
+                }
+            ]
+        },
+    }
+    node.kubectl("delete", "pod", "probe", "-n", namespace, "--ignore-not-found", "--wait=false")
+    node.kubectl("create", "-f", "-", stdin=json.dumps(pod))
+    found = node.json("get", "pod", "probe", "-n", namespace)
+    return names.STATUS_ANNOTATION in (found["metadata"].get("annotations") or {})
+
+
+def _seconds(stamp: str) -> float:
+    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def _post_review(pod_ip: str, ca_pem: str, body: bytes) -> dict[str, Any]:
@@ -530,4 +585,56 @@ def test_uninstall_leaves_nothing_of_ours(installed_node: Node) -> None:
         assert installed_node.kubectl("get", kind, "-l", LABEL, "-o", "name") == "", kind
     left = installed_node.kubectl("get", "configmap", "-A", "-l", LABEL, "-o", "name")
     assert left == "", f"mirrors left behind: {left}"
+    assert not re.search(r"stellar-peer-injector", installed_node.kubectl("get", "all", "-A"))
+
+
+def _helm(node: Node, *args: str) -> str:
+    out = subprocess.run(
+        [binaries.helm(), "--kubeconfig", node.kubeconfig, *args], capture_output=True, text=True
+    )
+    assert out.returncode == 0, f"helm {' '.join(args)}: {out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def test_helm_install_upgrade_uninstall_with_injection_in_between(installed_node: Node) -> None:
+    """After the kustomize install is gone: the chart alone, its own certificate, then removed."""
+    chart = str(ROOT / "charts" / "stellar-peer-injector")
+    release = ("stellar-peer-injector", chart, "--namespace", SYSTEM_NAMESPACE)
+    rollout = ("rollout", "status", "-n", SYSTEM_NAMESPACE, "deployment/stellar-peer-injector")
+    _helm(installed_node, "install", *release, "--create-namespace", "--wait", "--timeout", "180s")
+    installed_node.kubectl(*rollout, "--timeout", "180s")
+    namespace = validator_namespace(installed_node, "helm")
+    wait_until(
+        lambda: probe_injected(installed_node, namespace),
+        timeout=60,
+        interval=2,
+        message="injected after helm install",
+    )
+    _helm(installed_node, "upgrade", *release, "--set", "logLevel=DEBUG", "--wait")
+    installed_node.kubectl(*rollout, "--timeout", "180s")
+    deployment = installed_node.json(
+        "get", "deployment", "stellar-peer-injector", "-n", SYSTEM_NAMESPACE
+    )
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "STELLAR_INJECTOR_LOG_LEVEL", "value": "DEBUG"} in env
+    wait_until(
+        lambda: probe_injected(installed_node, namespace),
+        timeout=60,
+        interval=2,
+        message="injected after helm upgrade",
+    )
+    _helm(
+        installed_node,
+        "uninstall",
+        "stellar-peer-injector",
+        "--namespace",
+        SYSTEM_NAMESPACE,
+        "--wait",
+    )
+    webhooks = installed_node.kubectl(
+        "get", "mutatingwebhookconfiguration", "-l", LABEL, "-o", "name"
+    )
+    assert webhooks == ""
+    # The Secret the injector made is not part of the release: it goes with the namespace.
+    installed_node.kubectl("delete", "namespace", SYSTEM_NAMESPACE, namespace, "--wait=true")
     assert not re.search(r"stellar-peer-injector", installed_node.kubectl("get", "all", "-A"))

@@ -278,3 +278,28 @@ def test_renewal_loop_survives_a_failing_round(caplog: pytest.LogCaptureFixture)
     run_loop(renew, rounds=2)
     assert outcomes == ["failed", "unchanged"]
     assert "certs.renewal_failed" in caplog.messages
+
+
+def test_ca_bundle_ops_only_if_missing_leaves_a_bundle_that_trusts_the_ca() -> None:
+    old, new = authority.make_ca().cert_pem, authority.make_ca().cert_pem
+    both = {
+        "webhooks": [
+            {"name": "a", "clientConfig": {"caBundle": base64.b64encode(new + old).decode()}}
+        ]
+    }
+    # A replica still serving the older CA must not reorder the two (and push the newer out later).
+    assert install.ca_bundle_ops(both, new_ca=old, only_if_missing=True) == []
+    assert install.ca_bundle_ops(both, new_ca=old) != []
+    empty = {"webhooks": [{"name": "a", "clientConfig": {}}]}
+    ops = install.ca_bundle_ops(empty, new_ca=new, only_if_missing=True)
+    assert base64.b64decode(ops[1]["value"]) == new
+
+
+def test_usable_is_valid_now_from_its_ca_with_every_name() -> None:
+    ca = authority.make_ca()
+    pair = authority.make_serving(ca=ca, dns_names=["a.svc"], validity=timedelta(days=1))
+    bundle = files.Bundle(ca_cert=ca.cert_pem, serving=pair)
+    assert rotation.usable(bundle, dns=["a.svc"], ips=[])  # due for renewal, still servable
+    assert not rotation.usable(bundle, dns=["b.svc"], ips=[])
+    other = files.Bundle(ca_cert=authority.make_ca().cert_pem, serving=pair)
+    assert not rotation.usable(other, dns=["a.svc"], ips=[])

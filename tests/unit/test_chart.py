@@ -149,6 +149,46 @@ def test_exec_reload_mode_renders_the_exec_overlay(helm: str, kubectl: str, tmp_
     assert_same_objects(chart, kustomize(kubectl, MANIFESTS / "overlays" / "exec"))
 
 
+def test_cert_manager_mode_renders_the_cert_manager_overlay(
+    helm: str, kubectl: str, tmp_path: Path
+) -> None:
+    chart = render_through_kustomize(
+        helm,
+        kubectl,
+        tmp_path,
+        "--set",
+        "namespace.create=true",
+        "--set",
+        "certificates.mode=cert-manager",
+    )
+    overlay = kustomize(kubectl, MANIFESTS / "overlays" / "cert-manager")
+    assert_same_objects(chart, overlay)
+    webhook = next(o for o in overlay.values() if o["kind"] == "MutatingWebhookConfiguration")
+    assert webhook["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "stellar-system/stellar-peer-injector"
+    }
+    certificate = overlay[
+        ("cert-manager.io/v1", "Certificate", RELEASE_NAMESPACE, "stellar-peer-injector")
+    ]
+    assert certificate["spec"]["secretName"] == "stellar-peer-injector-tls"
+    assert "stellar-peer-injector.stellar-system.svc" in certificate["spec"]["dnsNames"]
+    assert env_of(overlay)["STELLAR_INJECTOR_CERT_MODE"] == "external"
+    volumes = deployment(overlay)["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0]["secret"]["secretName"] == "stellar-peer-injector-tls"
+    role = overlay[
+        ("rbac.authorization.k8s.io/v1", "Role", RELEASE_NAMESPACE, "stellar-peer-injector")
+    ]
+    assert not any("create" in r["verbs"] for r in role["rules"] if "secrets" in r["resources"])
+
+
+def test_self_mode_makes_no_cert_manager_objects_and_may_create_its_secret(helm: str) -> None:
+    objects = render(helm)
+    assert not any(k[0].startswith("cert-manager.io/") for k in objects)
+    assert "STELLAR_INJECTOR_CERT_MODE" not in env_of(objects)
+    volumes = deployment(objects)["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0] == {"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+
+
 def test_docs_name_the_pinned_helm_version() -> None:
     script = (ROOT / "scripts" / "build-helm.sh").read_text()
     pinned = re.search(r'HELM_VERSION="\$\{HELM_VERSION:-(v[0-9.]+)\}"', script)
@@ -170,6 +210,7 @@ def test_app_version_is_the_package_version() -> None:
         (["--set-json", "replicas=1.5"], "/replicas"),
         (["--set", "webhook.failurePolicy=Never"], "/webhook/failurePolicy"),
         (["--set", "reload.mode=restart"], "/reload/mode"),
+        (["--set", "certificates.mode=vault"], "/certificates/mode"),
         (["--set", "webhook.timeoutSeconds=0"], "/webhook/timeoutSeconds"),
         (["--set", "webhook.timeoutSeconds=31"], "/webhook/timeoutSeconds"),
         (["--set", "hook.timeoutSeconds=0"], "/hook/timeoutSeconds"),

@@ -209,6 +209,7 @@ def values_default(path: str) -> Any:
 
 # A Helm value's sample and the setting it must produce, where they differ in shape.
 HELM_SAMPLES = {
+    "cert_mode": ("cert-manager", "external"),
     "namespace_selector": (
         {"matchLabels": {"team": "a"}},
         "stellar.org/peer-injection=enabled,team=a",

@@ -179,9 +179,9 @@ def test_deployment_is_locked_down(rendered: list[dict[str, Any]]) -> None:
     assert mounts["tls"]["mountPath"] == os.path.dirname(Settings().cert_file)
     assert mounts["tls"]["mountPath"] == os.path.dirname(Settings().key_file)
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["tls"]["secret"]["secretName"] == "stellar-peer-injector-tls"
-    projected = {item["key"] for item in volumes["tls"]["secret"]["items"]}
-    assert projected == {"tls.crt", "tls.key", "ca.crt"}  # never ca.key
+    # The injector writes the pair it takes from the Secret here: in memory, never ca.key.
+    assert volumes["tls"] == {"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    assert not mounts["tls"].get("readOnly")
     assert container["image"] == "stellar-peer-injector:0.1.0"
 
 
@@ -213,9 +213,11 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
         assert "*" not in rule["resources"]
         assert "pods/exec" not in rule["resources"]
     assert not [r for r in cluster_rules if "secrets" in r["resources"]]
-    (secrets,) = [r for r in rules_of(rendered, "Role") if "secrets" in r["resources"]]
+    secrets, create = [r for r in rules_of(rendered, "Role") if "secrets" in r["resources"]]
     assert secrets["resourceNames"] == ["stellar-peer-injector-tls"]
     assert set(secrets["verbs"]) == {"get", "update"}
+    # create cannot be limited by resourceNames; it is the only unnamed Secret right.
+    assert create == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
     (webhooks,) = [r for r in cluster_rules if "mutatingwebhookconfigurations" in r["resources"]]
     assert webhooks["resourceNames"] == ["stellar-peer-injector"]
     assert set(webhooks["verbs"]) == {"get", "patch"}

@@ -7,6 +7,7 @@ import dataclasses
 import socket
 import ssl
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +163,47 @@ def test_tls_context_error_names_the_files(tmp_path: Path) -> None:
         server.tls_context(cert_file=str(tmp_path / "no.crt"), key_file=str(tmp_path / "no.key"))
     assert "no.crt" in str(caught.value)
     assert "no.key" in str(caught.value)
+
+
+def test_with_certificate_ready_the_tls_port_opens_only_once_it_is_set(tmp_path: Path) -> None:
+    settings = Settings(
+        port=0,
+        metrics_port=0,
+        cert_file=str(tmp_path / "tls.crt"),
+        key_file=str(tmp_path / "tls.key"),
+    )
+    listeners = server.bind(settings=settings)
+    plain = socket.create_server(("127.0.0.1", 0))
+    listeners.plain = plain
+    loop = asyncio.new_event_loop()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = server.serve(
+        settings=settings,
+        metrics=Metrics(),
+        readiness=ready.is_set,
+        stop=stop,
+        listeners=listeners,
+        certificate_ready=ready,
+    )
+    thread = threading.Thread(target=loop.run_until_complete, args=(serving,), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{plain.getsockname()[1]}"
+    try:
+        # No files yet: health answers, readiness says no, the TLS port accepts no handshake.
+        wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200)
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{url}/readyz", timeout=2)
+        with pytest.raises((OSError, ssl.SSLError)):
+            handshake(listeners.port, client_context(maximum=ssl.TLSVersion.TLSv1_3))
+        bundle = make_bundle(tmp_path)
+        loop.call_soon_threadsafe(ready.set)
+        served = wait_until(
+            lambda: handshake(listeners.port, client_context(maximum=ssl.TLSVersion.TLSv1_3)),
+            timeout=10,
+        )
+        assert served == der(bundle.serving.cert_pem)
+        assert urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()

@@ -179,6 +179,16 @@ def _uvicorn(app: ASGIApp, *, context: ssl.SSLContext | None) -> _Server:
     return _Server(config)
 
 
+async def _first(*events: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Until one of `events` is set or one of `tasks` ends."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait([*waits, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 async def serve(
     *,
     settings: Settings,
@@ -187,50 +197,74 @@ async def serve(
     stop: asyncio.Event,
     readiness_detail: Callable[[], Mapping[str, str]] | None = None,
     listeners: Listeners | None = None,
+    certificate_ready: asyncio.Event | None = None,
 ) -> None:
-    """Serve until `stop` is set; a server that ends before that raises."""
-    listeners = listeners or bind(settings=settings)
-    try:
-        context = tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
-    except CertificateError:
-        listeners.close()
-        raise
-    reloader = CertificateReloader(
-        context=context, cert_file=settings.cert_file, key_file=settings.key_file, metrics=metrics
-    )
-    admission = build_app(
-        settings=settings, metrics=metrics, readiness=readiness, readiness_detail=readiness_detail
-    )
-    servers = [(_uvicorn(admission, context=context), listeners.tls)]
-    if listeners.plain is not None:
-        health = build_app(
-            settings=settings,
-            metrics=metrics,
-            readiness=readiness,
-            readiness_detail=readiness_detail,
-            mutate=False,
-        )
-        servers.append((_uvicorn(health, context=None), listeners.plain))
+    """Serve until `stop` is set; a server that ends before that raises.
 
-    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
-    reload_task = asyncio.create_task(reloader.run(stop=stop))
-    stopped = asyncio.create_task(stop.wait())
-    log.info(
-        "server.listening",
-        extra={
-            "address": f"https://{settings.host}:{listeners.port}/mutate",
-            "metrics_port": listeners.metrics_port,
-        },
-    )
+    With `certificate_ready` the health/metrics port opens at once and the TLS
+    port once the event is set (the certificate files are written by then).
+    """
+    listeners = listeners or bind(settings=settings)
+    if certificate_ready is None:
+        try:
+            tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
+        except CertificateError:
+            listeners.close()
+            raise
+    servers: list[_Server] = []
+    tasks: list[asyncio.Task[None]] = []
+    reload_task: asyncio.Task[None] | None = None
+
+    def start(app: ASGIApp, sock: socket.socket, context: ssl.SSLContext | None) -> None:
+        server = _uvicorn(app, context=context)
+        servers.append(server)
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
+
     try:
-        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if listeners.plain is not None:
+            health = build_app(
+                settings=settings,
+                metrics=metrics,
+                readiness=readiness,
+                readiness_detail=readiness_detail,
+                mutate=False,
+            )
+            start(health, listeners.plain, None)
+        if certificate_ready is not None:
+            await _first(certificate_ready, stop, tasks=tasks)
+        if not stop.is_set() and not any(t.done() for t in tasks):
+            context = tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
+            reloader = CertificateReloader(
+                context=context,
+                cert_file=settings.cert_file,
+                key_file=settings.key_file,
+                metrics=metrics,
+            )
+            admission = build_app(
+                settings=settings,
+                metrics=metrics,
+                readiness=readiness,
+                readiness_detail=readiness_detail,
+            )
+            start(admission, listeners.tls, context)
+            reload_task = asyncio.create_task(reloader.run(stop=stop))
+            log.info(
+                "server.listening",
+                extra={
+                    "address": f"https://{settings.host}:{listeners.port}/mutate",
+                    "metrics_port": listeners.metrics_port,
+                },
+            )
+            await _first(stop, tasks=tasks)
     finally:
-        for server, _sock in servers:
+        for server in servers:
             server.should_exit = True
-        stopped.cancel()
-        reload_task.cancel()
-        results = await asyncio.gather(*tasks, reload_task, return_exceptions=True)
+        if reload_task is not None:
+            reload_task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        if reload_task is not None:
+            await asyncio.gather(reload_task, return_exceptions=True)
         listeners.close()
     if not stop.is_set():
-        failure = next((r for r in results[:-1] if isinstance(r, BaseException)), None)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
         raise RuntimeError(f"a server stopped before it was asked to: {failure!r}") from failure

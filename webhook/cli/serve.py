@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import functools
 import logging
 import re
 import signal
@@ -25,9 +24,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 
-from certs import authority, files, install, rotation
+from certs import authority, files
 from webhook import log as logs
 from webhook.admission import server
+from webhook.controllers import certificates
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.kube import api as kube
@@ -178,6 +178,8 @@ class Components:
     ready: Callable[[], bool]
     # Sources that cannot list, and what to do: shown by /readyz.
     detail: Callable[[], dict[str, str]] = dict
+    # Set once the serving certificate is on disk (self-managed certificates only).
+    certificate_ready: asyncio.Event | None = None
 
 
 def components(
@@ -196,7 +198,14 @@ def components(
     source, so a replica never serves admission without having seen the cluster.
     """
     if not settings.enable_watcher:
-        return Components(parts=[], ready=lambda: True)
+        return with_certificates(
+            Components(parts=[], ready=lambda: True),
+            settings=settings,
+            api_client=api_client,
+            stop=stop,
+            is_leader=lambda: True,
+            manage=renew_certificates,
+        )
     leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
     reload = ReloadController(
         settings=settings, api_client=api_client, metrics=metrics, is_leader=leader.is_leader
@@ -209,40 +218,41 @@ def components(
         on_change=reload.on_change,
     )
     parts = [leader.run(stop), watcher.run(stop), reload.run(stop)]
-    if renew_certificates:
-        parts.append(
-            rotation.renewal_loop(
-                renew=functools.partial(
-                    renew_certificates_once, api_client=api_client, settings=settings, leader=leader
-                ),
-                stop=stop,
-            )
-        )
-    return Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail)
-
-
-def renew_certificates_once(
-    *, api_client: client.ApiClient, settings: Settings, leader: LeaderElector
-) -> rotation.Action:
-    """Leader only: renew the Secret's serving pair before it expires, caBundle first.
-
-    Every replica mounts the Secret; the kubelet refreshes the files and each
-    server reloads them without a restart.
-    """
-    if not leader.is_leader():
-        return "unchanged"
-    _, action, _ = install.ensure(
-        client.CoreV1Api(api_client),
-        client.AdmissionregistrationV1Api(api_client),
-        namespace=settings.namespace,
-        secret=install.secret_name(settings.service_name),
-        configuration_name=settings.webhook_config_name,
-        dns=authority.service_dns_names(
-            service=settings.service_name, namespace=settings.namespace
-        ),
-        ips=[],
+    return with_certificates(
+        Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail),
+        settings=settings,
+        api_client=api_client,
+        stop=stop,
+        is_leader=leader.is_leader,
+        manage=renew_certificates,
     )
-    return action
+
+
+def with_certificates(
+    base: Components,
+    *,
+    settings: Settings,
+    api_client: client.ApiClient,
+    stop: asyncio.Event,
+    is_leader: Callable[[], bool],
+    manage: bool,
+) -> Components:
+    """`base` plus the certificate controller when this process manages its certificate.
+
+    Readiness then also waits for the serving pair (certs.bootstrap: created or
+    adopted, its CA in the caBundle, the leader renewing).
+    """
+    if not manage or settings.cert_mode != "self":
+        return base
+    controller = certificates.CertificateController(
+        settings=settings, api_client=api_client, is_leader=is_leader
+    )
+    return Components(
+        parts=[*base.parts, controller.run(stop)],
+        ready=lambda: controller.installed.is_set() and base.ready(),
+        detail=lambda: {**base.detail(), **controller.detail()},
+        certificate_ready=controller.installed,
+    )
 
 
 @contextlib.contextmanager
@@ -291,6 +301,7 @@ async def _run_all(
             readiness_detail=background.detail,
             stop=stop,
             listeners=listeners,
+            certificate_ready=background.certificate_ready,
         ),
         *background.parts,
     ]
@@ -346,8 +357,9 @@ async def _serve(settings: Settings, *, local: bool) -> int:
         ca_bundle = b""
         if local:
             settings, ca_bundle = cleanup.enter_context(_local_certificates(settings))
-        # Fail before binding or registering anything, with a message naming the files.
-        server.tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
+        if not certificates.managed(settings, local=local):
+            # Fail before binding or registering anything, with a message naming the files.
+            server.tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
         listeners = server.bind(settings=settings)
         if local:
             url = f"https://127.0.0.1:{listeners.port}/mutate"
@@ -373,8 +385,9 @@ async def _serve(settings: Settings, *, local: bool) -> int:
             api_client=api_client,
             listeners=listeners,
             stop=stop,
-            # In a cluster the leader renews the Secret; --local makes a throwaway pair.
-            renew_certificates=not local,
+            # In a cluster (cert mode self) the certificate comes from the Secret,
+            # made if missing; --local makes a throwaway pair.
+            renew_certificates=certificates.managed(settings, local=local),
             draining=draining,
         )
     drainer.cancel()

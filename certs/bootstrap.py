@@ -1,0 +1,126 @@
+"""The injector's own certificates in the cluster: get or create the TLS Secret, trust its CA.
+
+Every replica calls `obtain` at start and then now and then. A missing Secret
+is created with a new CA by whichever replica gets there first: the create is
+atomic (409 for everyone else, who then read the winner's). One replica (the
+Lease holder, `may_renew`) renews a due or unfit certificate, writing with the
+resourceVersion it read so two writers cannot both win. Before a replica
+serves a CA's certificate it makes sure the webhook configuration's caBundle
+holds that CA (the patch is idempotent), so the API server never meets a
+certificate it does not trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Literal
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from certs import files, install, rotation
+
+Outcome = Literal["created", "adopted", "renewed", "unchanged", "waiting"]
+
+
+class StepFailed(RuntimeError):
+    """One API call failed; the message names the call and the answer, `status` is kept."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def _step(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ApiException as exc:
+        raise StepFailed(f"{what}: API answered {exc.status} {exc.reason}", exc.status) from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where the certificate lives and what it must name."""
+
+    namespace: str
+    secret: str
+    configuration_name: str
+    dns: list[str]
+    ips: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Obtained:
+    bundle: files.Bundle | None  # None: nothing servable yet ("waiting")
+    outcome: Outcome
+    patched: int = 0  # webhooks whose caBundle changed
+
+
+def _create_or_adopt(core: client.CoreV1Api, target: Target) -> Obtained:
+    fresh, _ = rotation.refresh(None, dns=target.dns, ips=target.ips)
+    if install.create_secret(core, namespace=target.namespace, secret=target.secret, bundle=fresh):
+        return Obtained(fresh, "created")
+    won = install.read_secret(core, namespace=target.namespace, secret=target.secret)
+    return Obtained(won, "adopted" if won is not None else "waiting")
+
+
+def obtain(
+    core: client.CoreV1Api,
+    admreg: client.AdmissionregistrationV1Api,
+    *,
+    target: Target,
+    may_renew: bool,
+    renew_before: timedelta = rotation.RENEW_BEFORE,
+) -> Obtained:
+    """The bundle to serve now, with its CA in the caBundle; may create or renew the Secret.
+
+    Raises StepFailed when the API cannot be read or written (a 409 from a
+    renewal that lost a race among them: the caller tries again later).
+    """
+    secret = f"Secret {target.namespace}/{target.secret}"
+    webhook = f"MutatingWebhookConfiguration {target.configuration_name}"
+    with _step(f"read {secret}"):
+        bundle, version = install.read_secret_versioned(
+            core, namespace=target.namespace, secret=target.secret
+        )
+    if version is None:
+        found = _create_or_adopt(core, target)
+    elif may_renew:
+        renewed, action = rotation.refresh(
+            bundle, dns=target.dns, ips=target.ips, renew_before=renew_before
+        )
+        if action == "unchanged":
+            found = Obtained(renewed, "unchanged")
+        else:
+            # caBundle first: the new CA is trusted before anyone serves its certificate.
+            with _step(f"put the new CA in the caBundle of {webhook}"):
+                install.patch_ca_bundle(
+                    admreg, configuration_name=target.configuration_name, new_ca=renewed.ca_cert
+                )
+            with _step(f"renew {secret}"):
+                install.replace_secret(
+                    core,
+                    namespace=target.namespace,
+                    secret=target.secret,
+                    bundle=renewed,
+                    resource_version=version,
+                )
+            found = Obtained(renewed, "renewed")
+    elif bundle is not None and rotation.usable(bundle, dns=target.dns, ips=target.ips):
+        found = Obtained(bundle, "unchanged")
+    else:
+        found = Obtained(None, "waiting")  # unfit, and renewing it is the leader's job
+    if found.bundle is None:
+        return found
+    with _step(f"put the CA in the caBundle of {webhook}"):
+        patched = install.patch_ca_bundle(
+            admreg,
+            configuration_name=target.configuration_name,
+            new_ca=found.bundle.ca_cert,
+            only_if_missing=True,
+        )
+    return dataclasses.replace(found, patched=patched)
