@@ -208,8 +208,10 @@ def components(
         metrics=metrics,
         is_leader=leader.is_leader,
         on_change=reload.on_change,
+        leader_only=leader.guard,
     )
-    parts = [leader.run(stop), watcher.run(stop), reload.run(stop)]
+    # Leader-only work, wrapped once: cancelled the moment the Lease is lost.
+    parts = [leader.run(stop), watcher.run(stop), leader.run_leading(reload.run, stop)]
     if renew_certificates:
         parts.append(
             rotation.renewal_loop(
