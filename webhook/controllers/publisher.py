@@ -218,6 +218,11 @@ class ConfigMapWriter:
                         **annotations,
                         **body["metadata"]["annotations"],
                     }
+                    # Data keys and binaryData someone else added stay too (a merge, as
+                    # with labels): ours are DATA_KEYS, and ours win on them.
+                    wanted["data"] = {**(current.get("data") or {}), **body["data"]}
+                    if current.get("binaryData"):
+                        wanted["binaryData"] = current["binaryData"]
                     self._core.replace_namespaced_config_map(
                         names.CONFIGMAP_NAME, namespace, wanted, field_manager=names.FIELD_MANAGER
                     )
