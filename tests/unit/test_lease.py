@@ -1,4 +1,4 @@
-"""The Lease rules: expiry by this replica's own observation, leadership through a failed renewal."""
+"""The Lease rules: expiry by our own observation, leadership through a failed renewal."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_one_failed_renewal_within_the_deadline_keeps_leadership() -> None:
     assert leading_until(until, "failed", started=105.0, deadline=10.0) == 110.0
     # Retried sooner than the renew period, and before the deadline.
     pause = next_attempt_in(until, now=105.0, renew_seconds=5.0, failed=True)
-    assert 0 < pause < 5.0 and 105.0 + pause < 110.0
+    assert 0 < pause < 5.0
+    assert 105.0 + pause < 110.0
     assert leading_until(until, "held", started=106.0, deadline=10.0) == 116.0
 
 
@@ -85,4 +86,5 @@ def test_takeover_counts_a_transition_and_renew_keeps_acquire_time() -> None:
     taken = lease_spec(current, action="takeover", identity="me", now=NOW, duration_seconds=15)
     assert (taken["holderIdentity"], taken["leaseTransitions"]) == ("me", 3)
     kept = lease_spec({"spec": taken}, action="renew", identity="me", now=NOW, duration_seconds=15)
-    assert kept["acquireTime"] == taken["acquireTime"] and kept["leaseTransitions"] == 3
+    assert kept["acquireTime"] == taken["acquireTime"]
+    assert kept["leaseTransitions"] == 3
