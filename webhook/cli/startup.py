@@ -44,6 +44,9 @@ def ensure_namespace(core: client.CoreV1Api, namespace: str, *, create: bool) ->
         core.read_namespace(namespace, _request_timeout=CALL_TIMEOUT_SECONDS)
         return
     except ApiException as exc:
+        if exc.status == 403 and not create:  # not ours to read: the Lease will tell
+            log.warning("serve.namespace-unchecked", extra={"error": describe_failure(exc)})
+            return
         if exc.status != 404:
             raise
     command = f"kubectl create namespace {namespace}"
