@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -313,3 +314,32 @@ def test_namespace_selector_excludes_own_namespace() -> None:
     assert selects(selector, {"a": "b", "kubernetes.io/metadata.name": "validators"})
     assert not selects(selector, {"a": "b", "kubernetes.io/metadata.name": "ops"})
     assert not selects(selector, {"a": "b", "kubernetes.io/metadata.name": "kube-system"})
+
+
+def _benchmark_mb(label: str) -> float:
+    """The first figure in MB of the docs/benchmarks.md table row that starts with `label`."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    for line in text.splitlines():
+        if line.startswith(f"| {label} |"):
+            return float(re.search(r"\| ([\d.]+) MB", line).group(1))  # type: ignore[union-attr]
+    raise AssertionError(f"no row {label!r} in docs/benchmarks.md")
+
+
+def _mebibytes(quantity: str) -> float:
+    assert quantity.endswith("Mi"), quantity
+    return float(quantity[:-2]) * 1024 * 1024 / 1e6  # in MB, as the benchmarks report
+
+
+def test_memory_request_and_limit_cover_the_measured_peaks(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """128Mi was below the 154 MB the watcher alone reached at 1,000 pods: OOM-killed."""
+    container = one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    memory = {
+        kind: _mebibytes(container["resources"][kind]["memory"]) for kind in ("requests", "limits")
+    }
+    admission = _benchmark_mb("admission: idle RSS of stellar-peers serve")
+    thousand = _benchmark_mb("scale: 1,000 pods, watcher peak RSS")
+    five_thousand = _benchmark_mb("scale: 5,000 pods, watcher peak RSS")
+    assert memory["requests"] >= thousand + admission, memory
+    assert memory["limits"] >= five_thousand + admission, memory

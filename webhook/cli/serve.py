@@ -27,6 +27,7 @@ from kubernetes.config import ConfigException
 from certs import authority, files
 from webhook import log as logs
 from webhook.admission import server
+from webhook.cli import startup
 from webhook.controllers import certificates
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
@@ -216,8 +217,10 @@ def components(
         metrics=metrics,
         is_leader=leader.is_leader,
         on_change=reload.on_change,
+        leader_only=leader.guard,
     )
-    parts = [leader.run(stop), watcher.run(stop), reload.run(stop)]
+    # Leader-only work, wrapped once: cancelled the moment the Lease is lost.
+    parts = [leader.run(stop), watcher.run(stop), leader.run_leading(reload.run, stop)]
     return with_certificates(
         Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail),
         settings=settings,
@@ -360,6 +363,7 @@ async def _serve(settings: Settings, *, local: bool) -> int:
         if not certificates.managed(settings, local=local):
             # Fail before binding or registering anything, with a message naming the files.
             server.tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
+        await _check_cluster(settings, api_client, local=local)
         listeners = server.bind(settings=settings)
         if local:
             url = f"https://127.0.0.1:{listeners.port}/mutate"
@@ -395,6 +399,26 @@ async def _serve(settings: Settings, *, local: bool) -> int:
     return code
 
 
+async def _check_cluster(settings: Settings, api_client: client.ApiClient, *, local: bool) -> None:
+    """What must be there before any part runs: the namespace of the Lease and ConfigMap."""
+    if settings.leader_election or settings.enable_watcher:
+        await asyncio.to_thread(
+            startup.ensure_namespace,
+            client.CoreV1Api(api_client),
+            settings.namespace,
+            create=local,
+        )
+
+
+def _api_server(settings: Settings) -> str:
+    """The API server's address for a message, or empty when even that cannot be read."""
+    try:
+        with kube.api_client(settings) as api:
+            return str(api.configuration.host)
+    except (ConfigException, OSError):
+        return ""
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when installed (the `fast` extra, as in the image), else asyncio's own loop."""
     try:
@@ -404,12 +428,22 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+# Every failure on start ends the process with a line that says what to do.
+_START_FAILURES: tuple[type[BaseException], ...] = (
+    OSError,
+    server.CertificateError,
+    SelectorError,
+    *startup.STARTUP_FAILURES,
+)
+
+
 def run(settings: Settings, *, local: bool) -> int:
     """Entry point of `stellar-peers serve`; returns the exit code."""
     logs.configure(settings.log_level)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(_serve(settings, local=local))
-    except (OSError, server.CertificateError, ConfigException, ApiException, SelectorError) as exc:
-        log.error("serve.failed", extra={"error": str(exc)})
+    except _START_FAILURES as exc:
+        message = startup.explain(exc, server=_api_server(settings))
+        log.error("serve.failed", extra={"error": message})
     return 1

@@ -17,7 +17,7 @@ from kubernetes import client
 
 from webhook import names
 from webhook.core.peers import admitted_uninjected
-from webhook.kube.api import FAILURES
+from webhook.kube.api import FAILURES, describe_failure
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -53,26 +53,31 @@ class UninjectedAudit:
         reported: set[str] = set()
         while True:
             try:
-                found = await asyncio.to_thread(self._find_uninjected, namespaces())
+                reported = await self._round(namespaces, reported)
             except FAILURES as exc:
-                log.warning("audit.failed", extra={"error": repr(exc)[:300]})
-            else:
-                self.metrics.uninjected_validators.set(len(found))
-                for pod in found:
-                    metadata = pod["metadata"]
-                    if metadata.get("uid") not in reported:
-                        log.warning(
-                            "audit.uninjected-validator",
-                            extra={
-                                "namespace": metadata.get("namespace"),
-                                "pod": metadata.get("name"),
-                                "hint": "admitted while the webhook was unreachable; recreate it",
-                            },
-                        )
-                reported = {str(pod["metadata"].get("uid")) for pod in found}
-                if found and self.settings.evict_uninjected and self.is_leader():
-                    await asyncio.to_thread(self._evict, found)
+                log.warning("audit.failed", extra={"error": describe_failure(exc)})
+            except Exception:  # supervised: a bug in one round must not end the audit
+                log.exception("audit.round-crashed")
             await asyncio.sleep(self.interval_seconds)
+
+    async def _round(self, namespaces: Callable[[], list[str]], reported: set[str]) -> set[str]:
+        """One audit round; the uids reported so far."""
+        found = await asyncio.to_thread(self._find_uninjected, namespaces())
+        self.metrics.uninjected_validators.set(len(found))
+        for pod in found:
+            metadata = pod["metadata"]
+            if metadata.get("uid") not in reported:
+                log.warning(
+                    "audit.uninjected-validator",
+                    extra={
+                        "namespace": metadata.get("namespace"),
+                        "pod": metadata.get("name"),
+                        "hint": "admitted while the webhook was unreachable; recreate it",
+                    },
+                )
+        if found and self.settings.evict_uninjected and self.is_leader():
+            await asyncio.to_thread(self._evict, found)
+        return {str(pod["metadata"].get("uid")) for pod in found}
 
     def _find_uninjected(self, namespaces: list[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -83,8 +88,12 @@ class UninjectedAudit:
                 _preload_content=False,
             )
             for pod in orjson.loads(response.data).get("items") or ():
-                if admitted_uninjected(pod, settings=self.settings):
-                    found.append(pod)
+                try:
+                    if admitted_uninjected(pod, settings=self.settings):
+                        found.append(pod)
+                except Exception:  # one odd object is skipped, not the whole audit
+                    name = (pod.get("metadata") or {}).get("name")
+                    log.exception("audit.bad-object", extra={"namespace": namespace, "pod": name})
         return found
 
     def _evict(self, pods: list[dict[str, Any]]) -> None:

@@ -13,8 +13,10 @@ good one stays.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -34,6 +36,8 @@ from webhook.settings import Settings
 log = logging.getLogger(__name__)
 
 WRITE_CONCURRENCY = 8
+# A round waits this long for one write; one still hanging then finishes alone.
+ROUND_WAIT_SECONDS = 2.0
 CONFLICT_RETRIES = 3
 
 
@@ -46,6 +50,9 @@ class ConfigMapWriter:
         self._core = client.CoreV1Api(api_client)
         self._last_good: PeerSet | None = None
         self._warned: set[str] = set()  # uids and hashes already reported in an Event
+        # Writes of their own threads: a hung one never takes a thread others need.
+        self._executor = ThreadPoolExecutor(WRITE_CONCURRENCY * 2, thread_name_prefix="cm-write")
+        self._in_flight: dict[str, asyncio.Future[bool]] = {}  # namespace -> its write
 
     def fit(self, peers: PeerSet) -> tuple[PeerSet | None, str]:
         """The set to publish (`peers` if it fits, else the last good one) and a warning, if new."""
@@ -102,21 +109,43 @@ class ConfigMapWriter:
             canonical=canonical,
         )
         gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+        loop = asyncio.get_running_loop()
 
         async def run(step: Step) -> bool:
             async with gate:
                 if not is_leader():  # lost the Lease mid-round: stop writing at once
                     return True
-                return await asyncio.to_thread(self._do, step, body, digest)
+                call = functools.partial(self._do, step, body, digest)
+                return await loop.run_in_executor(self._executor, call)
 
         # The canonical ConfigMap first: it is what the reload controller's hash
         # and operators look at, and with a hundred mirrors it would otherwise
         # wait behind them all.
         first = [step for step in steps if step.namespace == self.settings.namespace]
         rest = [step for step in steps if step.namespace != self.settings.namespace]
-        results = [await run(step) for step in first]
-        results += await asyncio.gather(*(run(step) for step in rest))
+        try:
+            results = [await self._bounded(step, run) for step in first]
+            results += await asyncio.gather(*(self._bounded(step, run) for step in rest))
+        except asyncio.CancelledError:  # leadership lost: nothing of ours goes on writing
+            for task in self._in_flight.values():
+                task.cancel()
+            raise
         return all(results)
+
+    async def _bounded(self, step: Step, run: Callable[[Step], Awaitable[bool]]) -> bool:
+        """`run(step)`, but a write still hanging after `ROUND_WAIT_SECONDS` is left to
+        finish on its own (bounded by the call timeout) and its namespace skipped until
+        then, so one hung write never holds up the other ConfigMaps' rounds."""
+        if step.namespace in self._in_flight:
+            return False  # the previous write there is still hanging: a later round
+        task = asyncio.ensure_future(run(step))
+        self._in_flight[step.namespace] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(step.namespace, None))
+        done, _ = await asyncio.wait({task}, timeout=ROUND_WAIT_SECONDS)
+        if not done:
+            log.warning("configmap.write-slow", extra={"namespace": step.namespace})
+            return False
+        return task.result()
 
     def _do(self, step: Step, body: dict[str, Any], digest: str) -> bool:
         kind = "canonical" if step.namespace == self.settings.namespace else "mirror"
@@ -189,6 +218,11 @@ class ConfigMapWriter:
                         **annotations,
                         **body["metadata"]["annotations"],
                     }
+                    # Data keys and binaryData someone else added stay too (a merge, as
+                    # with labels): ours are DATA_KEYS, and ours win on them.
+                    wanted["data"] = {**(current.get("data") or {}), **body["data"]}
+                    if current.get("binaryData"):
+                        wanted["binaryData"] = current["binaryData"]
                     self._core.replace_namespaced_config_map(
                         names.CONFIGMAP_NAME, namespace, wanted, field_manager=names.FIELD_MANAGER
                     )

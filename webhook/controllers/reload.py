@@ -112,8 +112,14 @@ class ReloadController:
     # The loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run rounds until `stop` is set: one per debounce window, leader only."""
+        """Run rounds until `stop` is set: one per debounce window, leader only.
+
+        Started on election and cancelled on loss (`LeaderElector.run_leading`);
+        a new start catches up at once with the latest snapshot.
+        """
         last_start = -float("inf")
+        self._pending = self._latest is not None
+        self._wake.set()
         retry_at: float | None = None
         while not stop.is_set():
             timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())

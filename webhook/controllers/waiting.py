@@ -15,6 +15,9 @@ async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the caller is cancelled (leadership lost): so is the work
+        task.cancel()
+        raise
     finally:
         stopping.cancel()
     if task.done():

@@ -101,6 +101,8 @@ class Source:
 
 
 OnChange = Callable[[Snapshot], Awaitable[None]]
+# Runs leader-only work, cancelled (answering None) the moment leadership ends.
+LeaderOnly = Callable[[Awaitable[bool]], Awaitable[bool | None]]
 
 
 class PeerWatcher:
@@ -113,11 +115,13 @@ class PeerWatcher:
         is_leader: Callable[[], bool],
         on_change: OnChange | None = None,
         audit_interval_seconds: float = AUDIT_INTERVAL_SECONDS,
+        leader_only: LeaderOnly | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.is_leader = is_leader
         self.on_change = on_change
+        self._leader_only = leader_only
         self._core = client.CoreV1Api(api_client)
         self.writer = ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics)
         self.static = tuple(static_peer(text) for text in settings.static_peers)
@@ -419,9 +423,13 @@ class PeerWatcher:
             return True
         self._held_logged = False
         try:
-            return await self.writer.reconcile(
+            work = self.writer.reconcile(
                 peers=peers, state=state, enabled=enabled, is_leader=self.is_leader
             )
+            if self._leader_only is None:
+                return await work
+            # Cancelled at once when the Lease is lost; the next leader publishes.
+            return await self._leader_only(work) is not None
         except Exception:  # a bug in one round must not end publishing: retry with backoff
             log.exception("watcher.publish-failed", extra={"hash": peers.hash})
             return False

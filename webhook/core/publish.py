@@ -18,13 +18,17 @@ from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import as_dict
 
 Obj = Mapping[str, Any]
+# The data keys this injector writes; any other key in the ConfigMap belongs to someone else.
+DATA_KEYS = (names.KEY_JSON, names.KEY_TXT, names.KEY_CSV, names.KEY_COUNT, names.KEY_KNOWN_PEERS)
 
 
 def content_digest(configmap: Obj) -> str:
     """What we compare to decide whether a `stellar-peers` ConfigMap needs a write."""
     metadata = as_dict(configmap.get("metadata"))
+    data = as_dict(configmap.get("data"))
     content = {
-        "data": as_dict(configmap.get("data")),
+        # Only our keys: a key another writer added is theirs, kept and never fought over.
+        "data": {key: data[key] for key in DATA_KEYS if key in data},
         "hash": as_dict(metadata.get("annotations")).get(names.PEERS_HASH_ANNOTATION),
         "owned": is_owned(configmap),
     }

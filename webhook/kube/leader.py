@@ -1,92 +1,58 @@
 """Leader election over a `coordination.k8s.io/v1` Lease: one replica writes.
 
 Owns the Lease `settings.lease_name` in `settings.namespace`. The holder
-renews it every `lease_renew_seconds`; anyone may take it once
-`renewTime + leaseDurationSeconds` has passed. Every write carries the
+renews it every `lease_renew_seconds`; another replica takes it once it has
+seen the record unchanged for `leaseDurationSeconds` (`webhook.core.lease`:
+its own monotonic clock, never the holder's). Every write carries the
 resourceVersion that was read, so two replicas racing for it cannot both win
-(the loser gets a 409). `is_leader()` turns False the moment a renewal fails or
-the renew deadline passes, well before another replica may take over; a clean
-stop releases the Lease so a successor need not wait for it to expire.
+(the loser gets a 409). The holder leads until the renew deadline after its
+last good renewal (a failed renewal is retried sooner, and drops nothing
+until then); a read showing another holder ends it at once. Renewals run on
+a thread of their own, so they never queue behind other work.
+
+Leader-only work runs through `guard` or `run_leading`: it is cancelled the
+moment leadership ends (as controller-runtime's leader-only runnables), not
+at its next check. A clean stop releases the Lease so a successor need not
+wait for it to expire.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import math
 import os
 import socket
 import time
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.kube.api import FAILURES
+from webhook.core.lease import (
+    Observed,
+    Outcome,
+    decide,
+    leading_until,
+    lease_spec,
+    micro_time,
+    next_attempt_in,
+    now_utc,
+    observe,
+    parse_time,
+)
+from webhook.kube.api import FAILURES, describe_failure
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-Action = Literal["create", "renew", "takeover", "wait"]
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def micro_time(moment: dt.datetime) -> str:
-    """The API's MicroTime format."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """An API timestamp (`...Z` or with offset; none means UTC), or None when unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def decide(lease: dict[str, Any] | None, *, identity: str, now: dt.datetime) -> Action:
-    """What to do with the Lease as read: pure, so the rules read in one place."""
-    if lease is None:
-        return "create"
-    spec = lease.get("spec") or {}
-    holder = spec.get("holderIdentity") or ""
-    if holder == identity:
-        return "renew"
-    renewed = parse_time(spec.get("renewTime"))
-    duration = spec.get("leaseDurationSeconds") or 0
-    if not holder or renewed is None or renewed + dt.timedelta(seconds=duration) < now:
-        return "takeover"
-    return "wait"
-
-
-def lease_spec(
-    lease: dict[str, Any] | None,
-    *,
-    action: Action,
-    identity: str,
-    now: dt.datetime,
-    duration_seconds: int,
-) -> dict[str, Any]:
-    """The Lease spec to write for `action` (create, renew or takeover)."""
-    spec = dict((lease or {}).get("spec") or {})
-    stamp = micro_time(now)
-    spec.update(holderIdentity=identity, renewTime=stamp, leaseDurationSeconds=duration_seconds)
-    if action != "renew":
-        spec["acquireTime"] = stamp
-        spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (
-            1 if action == "takeover" else 0
-        )
-    return spec
+__all__ = ["LeaderElector", "micro_time", "now_utc", "parse_time"]
 
 
 class LeaderElector:
@@ -101,11 +67,53 @@ class LeaderElector:
         # Stop writing this long after the last good renewal: sooner than anyone may take over.
         self._renew_deadline = settings.lease_duration_seconds - settings.lease_renew_seconds
         self._leading_until = 0.0  # time.monotonic() value; 0 means not leading
+        self._observed: Observed | None = None
+        self._changed = asyncio.Event()  # set, then replaced, whenever leadership changes
+        self._executor: ThreadPoolExecutor | None = None
 
     def is_leader(self) -> bool:
         if not self.settings.leader_election:
             return True
         return time.monotonic() < self._leading_until
+
+    async def guard(self, work: Awaitable[T]) -> T | None:
+        """Run leader-only `work`; cancel it the moment leadership ends (None then)."""
+        task = asyncio.ensure_future(work)
+        if not self.settings.leader_election:
+            return await task
+        try:
+            while not task.done():
+                if not self.is_leader():
+                    task.cancel()
+                    log.warning("leader.work-cancelled", extra={"identity": self.identity})
+                    await asyncio.gather(task, return_exceptions=True)
+                    return None
+                changed = asyncio.ensure_future(self._changed.wait())
+                # The deadline too: a renewal stuck in its call must not keep the work going.
+                remaining = max(0.0, self._leading_until - time.monotonic()) + 0.01
+                await asyncio.wait(
+                    {task, changed}, timeout=remaining, return_when="FIRST_COMPLETED"
+                )
+                changed.cancel()
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        return task.result()
+
+    async def run_leading(
+        self, runnable: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        """Run `runnable(stop)` while leading: started on election, cancelled on loss."""
+        while not stop.is_set():
+            while not self.is_leader():
+                changed = asyncio.ensure_future(self._changed.wait())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({changed, stopping}, return_when="FIRST_COMPLETED")
+                changed.cancel()
+                stopping.cancel()
+                if stop.is_set():
+                    return
+            await self.guard(runnable(stop))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Acquire, renew and, on a clean stop, release the Lease."""
@@ -113,35 +121,66 @@ class LeaderElector:
             self.metrics.leader.set(1)
             await stop.wait()
             return
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lease")
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
                 was_leader = self.is_leader()
                 started = time.monotonic()
+                outcome: Outcome
                 try:
-                    won = await asyncio.to_thread(self._attempt)
+                    outcome = await loop.run_in_executor(self._executor, self._attempt)
                 except FAILURES as exc:
-                    won = False
-                    log.warning("leader.renew-failed", extra={"error": repr(exc)[:300]})
-                self._leading_until = started + self._renew_deadline if won else 0.0
+                    outcome = "failed"
+                    self._log_failure(exc)
+                self._leading_until = leading_until(
+                    self._leading_until, outcome, started=started, deadline=self._renew_deadline
+                )
                 self._report(was_leader=was_leader)
+                leading = self.is_leader()
+                pause = next_attempt_in(
+                    self._leading_until,
+                    now=time.monotonic(),
+                    renew_seconds=self.settings.lease_renew_seconds,
+                    failed=outcome == "failed",
+                )
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.lease_renew_seconds):
+                    async with asyncio.timeout(pause):
                         await stop.wait()
+                self._report(was_leader=leading)  # the renew deadline may have passed
         finally:
             if self._leading_until:
                 self._leading_until = 0.0
-                await asyncio.to_thread(self._release)
+                self._report(was_leader=True)
+                await loop.run_in_executor(self._executor, self._release)
             self.metrics.leader.set(0)
+            self._executor.shutdown(wait=False)
+
+    def _log_failure(self, exc: BaseException) -> None:
+        hint = "retrying; leadership holds until the renew deadline"
+        if isinstance(exc, ApiException) and exc.status == 404:
+            hint = (
+                f"namespace {self.settings.namespace!r} is gone: "
+                f"`kubectl create namespace {self.settings.namespace}`"
+            )
+        log.warning(
+            "leader.renew-failed",
+            extra={"error": describe_failure(exc), "hint": hint, "leading": self.is_leader()},
+        )
 
     def _report(self, *, was_leader: bool) -> None:
         leading = self.is_leader()
         self.metrics.leader.set(1 if leading else 0)
-        if leading and not was_leader:
+        if leading == was_leader:
+            return
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if leading:
             log.info(
                 "leader.acquired",
                 extra={"identity": self.identity, "lease": self.settings.lease_name},
             )
-        elif was_leader and not leading:
+        else:
             log.warning(
                 "leader.lost", extra={"identity": self.identity, "lease": self.settings.lease_name}
             )
@@ -161,15 +200,21 @@ class LeaderElector:
         lease: dict[str, Any] = orjson.loads(response.data)
         return lease
 
-    def _attempt(self) -> bool:
-        """One round: True when this replica holds the Lease afterwards."""
+    def _attempt(self) -> Outcome:
+        """One round: what this replica holds afterwards."""
         lease = self._read()
-        now = now_utc()
-        action = decide(lease, identity=self.identity, now=now)
+        self._observed = observe(self._observed, lease, now=time.monotonic())
+        action = decide(
+            lease, identity=self.identity, observed=self._observed, now=time.monotonic()
+        )
         if action == "wait":
-            return False
+            return "lost"
         spec = lease_spec(
-            lease, action=action, identity=self.identity, now=now, duration_seconds=self._duration
+            lease,
+            action=action,
+            identity=self.identity,
+            now=now_utc(),
+            duration_seconds=self._duration,
         )
         name, namespace = self.settings.lease_name, self.settings.namespace
         try:
@@ -191,8 +236,8 @@ class LeaderElector:
                     _request_timeout=self.settings.lease_renew_seconds,
                 )
         except ApiException as exc:
-            if exc.status == 409:  # someone else wrote first: they won this round
-                return False
+            if exc.status == 409:  # someone wrote in between: read again soon
+                return "failed"
             raise
         if action == "takeover":
             log.info(
@@ -202,7 +247,7 @@ class LeaderElector:
                     "previous": (lease or {}).get("spec", {}).get("holderIdentity"),
                 },
             )
-        return True
+        return "held"
 
     def _release(self) -> None:
         """Hand the Lease back (empty holder, 1 s duration) so a successor takes it at once."""
