@@ -19,28 +19,35 @@ from webhook.core import hook, patch
 
 STATUS_VERSION: Final = __version__
 
-# The injected items, built from the contract's names.
-VOLUME: Final = {
-    "name": names.VOLUME_NAME,
-    "configMap": {"name": names.CONFIGMAP_NAME, "optional": True},
-}
-VOLUME_MOUNT: Final = {"name": names.VOLUME_NAME, "mountPath": names.MOUNT_PATH, "readOnly": True}
+
+# The injected items, built from the contract's names; each call makes fresh objects
+# (cheaper than copying a constant, and the caller may change them).
+def volume() -> dict[str, Any]:
+    return {
+        "name": names.VOLUME_NAME,
+        "configMap": {"name": names.CONFIGMAP_NAME, "optional": True},
+    }
+
+
+def volume_mount() -> dict[str, Any]:
+    return {"name": names.VOLUME_NAME, "mountPath": names.MOUNT_PATH, "readOnly": True}
 
 
 def _from_config_map(key: str) -> dict[str, Any]:
     return {"configMapKeyRef": {"name": names.CONFIGMAP_NAME, "key": key, "optional": True}}
 
 
-ENV: Final = (
-    {"name": names.ENV_PEERS_FILE, "value": names.PEERS_FILE},
-    {"name": names.ENV_PEERS, "valueFrom": _from_config_map(names.KEY_CSV)},
-    {"name": names.ENV_PEER_COUNT, "valueFrom": _from_config_map(names.KEY_COUNT)},
-    # apiVersion is what the API server would default it to: a re-read pod compares equal.
-    {
-        "name": names.ENV_POD_IP,
-        "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
-    },
-)
+def env_vars() -> list[dict[str, Any]]:
+    return [
+        {"name": names.ENV_PEERS_FILE, "value": names.PEERS_FILE},
+        {"name": names.ENV_PEERS, "valueFrom": _from_config_map(names.KEY_CSV)},
+        {"name": names.ENV_PEER_COUNT, "valueFrom": _from_config_map(names.KEY_COUNT)},
+        # apiVersion is what the API server would default it to: a re-read pod compares equal.
+        {
+            "name": names.ENV_POD_IP,
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
+        },
+    ]
 
 
 @dataclass(frozen=True)
@@ -135,14 +142,14 @@ def _volume_and_mount(
     elif mount_skip == "path-taken":
         skipped.append({"item": volume_item, "reason": "not-mounted"})
     else:
-        new_volumes.append(patch.clone(VOLUME))
+        new_volumes.append(volume())
         added["volumes"].append(names.VOLUME_NAME)
 
     new_mounts: list[dict[str, Any]] = []
     if mount_skip is not None:
         skipped.append({"item": mount_item, "reason": mount_skip})
     else:
-        new_mounts.append(patch.clone(VOLUME_MOUNT))
+        new_mounts.append(volume_mount())
         added["volumeMounts"].append(names.MOUNT_PATH)
     return new_volumes, new_mounts
 
@@ -158,13 +165,13 @@ def _env(
     env = container.get("env")
     present = {e["name"]: e for e in env or () if isinstance(e.get("name"), str)}
     new: list[dict[str, Any]] = []
-    for var in ENV:
+    for var in env_vars():
         name = var["name"]
         if name in present:
             reason = "already-present" if patch.equal(present[name], var) else "name-taken"
             skipped.append({"item": f"env:{name}", "reason": reason})
         else:
-            new.append(patch.clone(var))
+            new.append(var)
             added["env"].append(name)
     return new
 
