@@ -1,9 +1,10 @@
 """The baseline server: a bare Starlette app on uvicorn (uvloop + httptools) with the same TLS.
 
-`POST /mutate` reads the request body and answers a fixed AdmissionReview
-(the bytes our service answered for the same request), so the difference to
-our service is exactly the work our handler does. Same TLS context, socket
-backlog and uvicorn options as `webhook.admission.server`.
+`POST /mutate` reads the request body, parses it with orjson (what any
+webhook must do to learn the review's uid) and answers a fixed AdmissionReview
+(the bytes our service answered for the same request, JSONPatch included), so
+the difference to our service is the work our handler does beyond that. Same
+TLS context, socket backlog and uvicorn options as `webhook.admission.server`.
 
     python -m tests.bench.baseline_app --port 9443 --cert tls.crt --key tls.key --answer a.json
 """
@@ -15,6 +16,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
+import orjson
 import uvicorn
 import uvloop
 from starlette.applications import Starlette
@@ -27,7 +29,7 @@ from webhook.admission.server import tls_context
 
 def build(answer: bytes) -> Starlette:
     async def mutate(request: Request) -> Response:
-        await request.body()
+        orjson.loads(await request.body())
         return Response(answer, media_type="application/json")
 
     return Starlette(routes=[Route("/mutate", mutate, methods=["POST"])])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -268,3 +269,25 @@ def test_readyz_names_unavailable_sources(metrics: Metrics) -> None:
         answer = client.get("/readyz")
         assert answer.status_code == 200
         assert answer.json() == {"status": "ready", "unavailable": unavailable}
+
+
+@pytest.mark.parametrize(("level", "lines"), [(logging.INFO, 1), (logging.DEBUG, 4)])
+def test_mutate_logs_one_info_line_a_minute_and_every_answer_at_debug(
+    client: TestClient, caplog: pytest.LogCaptureFixture, level: int, lines: int
+) -> None:
+    """A line per admission cost more CPU than the injection; the metrics count them all."""
+    with caplog.at_level(level, logger="webhook.admission.app"):
+        for document in (review_body(), review_body(NGINX), review_body(), review_body()):
+            assert post(client, document).status_code == 200
+    answered = [r for r in caplog.records if r.getMessage() == "admission.answered"]
+    assert len(answered) == lines
+    first = answered[0]
+    assert first.levelno == logging.INFO
+    assert first.__dict__["answered_since_last"] == {"patched": 1}
+    assert all(r.levelno == logging.DEBUG for r in answered[1:])
+    assert [r.__dict__["decision"] for r in answered] == [
+        "patched",
+        "skipped",
+        "patched",
+        "patched",
+    ][:lines]

@@ -10,7 +10,7 @@ import pytest
 
 from webhook import names
 from webhook.core import networks
-from webhook.core.injection import env_for
+from webhook.core.additions import env_vars as env_for
 from webhook.core.networks import Identity
 from webhook.core.peers import PeerSet, static_peer, stellarnode_peer
 from webhook.core.publish import render

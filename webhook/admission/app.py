@@ -10,7 +10,9 @@ because failing open keeps validators running.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -20,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.admission import review
 from webhook.core import injection
@@ -29,6 +32,29 @@ from webhook.settings import Settings
 log = logging.getLogger(__name__)
 
 FAIL_OPEN_WARNING: Final = "stellar-peer-injector: injection failed; pod admitted without peers"
+# At INFO one `admission.answered` line per this many seconds at most (the first
+# admission after it), counting by decision what was answered since the last one;
+# every admission is logged at DEBUG. A log line per request cost more CPU than
+# the injection itself, and the metrics count every answer.
+SUMMARY_SECONDS: Final = 60.0
+
+
+JSON: Final = b"application/json"
+
+
+class _Disconnected(Exception):
+    """The client went away before its body was read."""
+
+
+class _ASGI:
+    """Wraps a bound method so Starlette routes to it as an ASGI app: a method would get
+    a Request and must return a Response, objects the hot path does without."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class ORJSONResponse(JSONResponse):
@@ -106,22 +132,29 @@ class Admission:
             for result in ("patched", "allowed", "skipped", "invalid", "error")
         }
         self._skipped: dict[str, Any] = {}
+        self._answered: Counter[str] = Counter()
+        self._summarized = -math.inf  # when the last INFO line was written
 
-    async def _body(self, request: Request) -> bytes | None:
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The body, or None as soon as it is known to exceed the cap."""
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return None
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                return None
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
                 return None
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-    def _refuse(self, *, status: int, kind: str, message: str, started: float) -> Response:
+    def _refuse(self, *, status: int, kind: str, message: str, started: float) -> tuple[int, bytes]:
         self._results["invalid"].inc()
         self.metrics.admission_errors_total.labels(kind=kind).inc()
         elapsed = time.perf_counter() - started
@@ -130,11 +163,22 @@ class Admission:
             "admission.refused",
             extra={"kind": kind, "reason": message, "duration_ms": round(elapsed * 1000, 3)},
         )
-        return ORJSONResponse({"error": message}, status_code=status)
+        return status, orjson.dumps({"error": message})
 
-    async def mutate(self, request: Request) -> Response:
+    async def mutate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`POST /mutate` as a bare ASGI app: no Request or Response objects per admission."""
         started = time.perf_counter()
-        body = await self._body(request)
+        try:
+            body = await self._body(scope, receive)
+        except _Disconnected:
+            return  # nobody is left to answer
+        status, content = self.respond(body, started=started)
+        headers = [(b"content-length", b"%d" % len(content)), (b"content-type", JSON)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def respond(self, body: bytes | None, *, started: float) -> tuple[int, bytes]:
+        """The status and JSON body for one request body (None: over the cap)."""
         if body is None:
             message = f"request body exceeds {self.limit} bytes"
             return self._refuse(status=413, kind="too-large", message=message, started=started)
@@ -171,9 +215,10 @@ class Admission:
             metrics.admission_errors_total.labels(kind=reason).inc()
         elapsed = time.perf_counter() - started
         metrics.admission_duration_seconds.observe(elapsed)
-        log.info(
-            "admission.answered",
-            extra={
+        self._answered[outcome] += 1
+        summary = started - self._summarized >= SUMMARY_SECONDS
+        if summary or log.isEnabledFor(logging.DEBUG):
+            fields: dict[str, Any] = {
                 "uid": parsed["uid"],
                 "namespace": _text(parsed.get("namespace")),
                 "pod": _pod_name(parsed),
@@ -182,9 +227,13 @@ class Admission:
                 "decision": outcome,
                 "reason": reason,
                 "duration_ms": round(elapsed * 1000, 3),
-            },
-        )
-        return ORJSONResponse(result)
+            }
+            if summary:
+                fields["answered_since_last"] = dict(self._answered)
+                self._answered.clear()
+                self._summarized = started
+            log.log(logging.INFO if summary else logging.DEBUG, "admission.answered", extra=fields)
+        return 200, orjson.dumps(result)
 
     async def healthz(self, request: Request) -> Response:
         return ORJSONResponse({"status": "ok"})
@@ -222,5 +271,5 @@ def build_app(
         Route("/metrics", handlers.metrics_text, methods=["GET"]),
     ]
     if mutate:
-        routes.insert(0, Route("/mutate", handlers.mutate, methods=["POST"]))
+        routes.insert(0, Route("/mutate", _ASGI(handlers.mutate), methods=["POST"]))
     return Starlette(routes=routes)

@@ -36,6 +36,8 @@ exists for tests that run a stand-in admin port on another loopback address.
 
 from __future__ import annotations
 
+import functools
+
 from webhook import names
 from webhook.core.stellar_admin import NETWORK_NAMES, PAST_BOOTING
 
@@ -131,10 +133,16 @@ def _checked_int(value: int, *, name: str, low: int, high: int) -> int:
 
 
 def poststart_command(*, http_port: int, timeout_seconds: int) -> list[str]:
-    """The exec command of the injected postStart hook."""
+    """The exec command of the injected postStart hook (a fresh list each call)."""
     port = _checked_int(http_port, name="http_port", low=1, high=65535)
     timeout = _checked_int(timeout_seconds, name="timeout_seconds", low=1, high=MAX_TIMEOUT_SECONDS)
-    script = _SCRIPT.format(
+    return ["/bin/sh", "-c", _script(port, timeout)]
+
+
+@functools.lru_cache(maxsize=64)
+def _script(port: int, timeout: int) -> str:
+    """Formatting the script costs more than the rest of an admission: done once per pair."""
+    return _SCRIPT.format(
         port=port,
         timeout=timeout,
         attempts=CONNECT_ATTEMPTS,
@@ -143,4 +151,3 @@ def poststart_command(*, http_port: int, timeout_seconds: int) -> list[str]:
         peers_file=names.PEERS_FILE,
         known_networks=KNOWN_NETWORKS,
     )
-    return ["/bin/sh", "-c", script]
