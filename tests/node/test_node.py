@@ -124,6 +124,17 @@ def authenticated(pod: dict[str, Any]) -> set[str]:
     return {p["address"] for way in ("inbound", "outbound") for p in groups.get(way) or ()}
 
 
+def status_rows(table: str, namespace: str) -> list[dict[str, str]]:
+    """The rows of `stellar-peers status` for `namespace`, by column header."""
+    lines = table.splitlines()
+    header = next(line.split() for line in lines if line.startswith("NAMESPACE"))
+    return [
+        dict(zip(header, line.split(), strict=False))
+        for line in lines
+        if line.startswith(namespace)
+    ]
+
+
 def running_validators(
     node: Node, namespace: str, count: int, selector: str = "app=stellar-validator"
 ) -> list[dict[str, Any]]:
@@ -457,9 +468,9 @@ def test_validators_really_connect_and_a_new_one_joins_them(
         return run.stdout if run.returncode == 0 else None
 
     table = wait_until(status_current, timeout=SLOW, interval=2, message="status exit 0")
-    rows = [line.split() for line in table.splitlines() if line.startswith(ns)]
+    rows = status_rows(table, ns)
     assert len(rows) == 4, table
-    assert all(row[4] == "current" and row[5] == "3/3" for row in rows), table
+    assert all(row["STATE"] == "current" and row["PEERS"] == "3/3" for row in rows), table
 
 
 def test_an_injector_rollout_admits_no_validator_uninjected(installed_node: Node) -> None:
@@ -566,9 +577,9 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
 
     table = wait_until(status_current, timeout=SLOW, interval=2, message="status exit 0")
     print(table)  # the README shows this output
-    rows = [row.split() for row in table.splitlines() if row.startswith(ns)]
+    rows = status_rows(table, ns)
     assert len(rows) == 3, table
-    assert all(r[4] == "current" and r[5] == "2/2" for r in rows), table
+    assert all(r["STATE"] == "current" and r["PEERS"] == "2/2" for r in rows), table
 
 
 def test_uninstall_leaves_nothing_of_ours(installed_node: Node) -> None:
