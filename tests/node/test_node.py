@@ -96,7 +96,14 @@ def one_validator(docs: list[dict[str, Any]], suffix: str) -> list[dict[str, Any
     return copies
 
 
-def add_validator(node: Node, namespace: str, suffix: str, docs: list[dict[str, Any]]) -> None:
+def add_validator(
+    node: Node,
+    namespace: str,
+    suffix: str,
+    docs: list[dict[str, Any]],
+    *,
+    own_post_start: bool = False,
+) -> None:
     node.kubectl(
         "create",
         "secret",
@@ -106,7 +113,14 @@ def add_validator(node: Node, namespace: str, suffix: str, docs: list[dict[str, 
         namespace,
         f"--from-literal=seed=S{namespace}-{suffix}",
     )
-    apply(node, namespace, one_validator(docs, suffix))
+    copies = one_validator(docs, suffix)
+    if own_post_start:
+        # A hook of the pod's own is kept: the injector adds none, and says so.
+        for doc in copies:
+            if doc["kind"] == "Deployment":
+                container = doc["spec"]["template"]["spec"]["containers"][0]
+                container["lifecycle"] = {"postStart": {"exec": {"command": ["sh", "-c", "true"]}}}
+    apply(node, namespace, copies)
 
 
 def admin_get(pod: dict[str, Any], path: str) -> Any:
@@ -525,11 +539,21 @@ def test_an_injector_rollout_admits_no_validator_uninjected(installed_node: Node
     assert uninjected == 0, f"{uninjected} of {total} admissions during the rollout were uninjected"
 
 
+def exec_connect_between(node: Node, namespace: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def told(pod: dict[str, Any], other: dict[str, Any]) -> bool:
+        line = f"/connect?peer={other['status']['podIP']}&port=11625"
+        return line in unquote(logs(node, namespace, pod["metadata"]["name"]))
+
+    return told(a, b) or told(b, a)
+
+
 def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node: Node) -> None:
     """Admin ports on 127.0.0.1 as the example ships them: only an exec into the container
     reaches them. `http-command` %-encodes the query as stellar-core does, so the node's
-    log line is decoded before it is compared. Two validators, then a third: the running
-    two get its `connect` through pods/exec, and all three authenticate each other."""
+    log line is decoded before it is compared. Two validators, then a third that brings a
+    postStart hook of its own (kept, so it is not injected): its node dials nobody by
+    itself, and only the controller, through pods/exec, can connect it to the running two.
+    All three then authenticate each other."""
     installed_node.kubectl("delete", "namespace", "-l", f"{TIER_LABEL}=true", "--wait=false")
     installed_node.kubectl(
         "wait", "--for=delete", "namespace", "-l", f"{TIER_LABEL}=true", "--timeout=240s"
@@ -541,16 +565,18 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
     for suffix in ("x", "y"):
         add_validator(installed_node, ns, suffix, docs)
     two = running_validators(installed_node, ns, 2, selector)
-    add_validator(installed_node, ns, "z", docs)
+    add_validator(installed_node, ns, "z", docs, own_post_start=True)
     three = running_validators(installed_node, ns, 3, selector)
     (new,) = [p for p in three if p["metadata"]["name"] not in {q["metadata"]["name"] for q in two}]
-    line = f"/connect?peer={new['status']['podIP']}&port=11625"
+    # Whichever side the controller asks, a connect crosses between the new node and each
+    # running one: in the new node's log (for them) or in theirs (for it).
     for pod in two:
         wait_until(
-            lambda name=pod["metadata"]["name"]: line in unquote(logs(installed_node, ns, name)),
+            lambda pod=pod: exec_connect_between(installed_node, ns, pod, new),
             timeout=SLOW,
             interval=1,
-            message=f"an exec'd connect in {pod['metadata']['name']}",
+            message=f"an exec'd connect between {new['metadata']['name']} and "
+            f"{pod['metadata']['name']}",
         )
 
     def statuses() -> list[dict[str, Any]] | None:
@@ -572,7 +598,7 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
     assert all(s["missing"] == [] for s in settled), settled
 
     def status_current() -> str | None:
-        run = installed_node.stellar_peers("status")
+        run = installed_node.stellar_peers("status", "--reload-mode", "exec")
         return run.stdout if run.returncode == 0 else None
 
     table = wait_until(status_current, timeout=SLOW, interval=2, message="status exit 0")
@@ -580,6 +606,7 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
     rows = status_rows(table, ns)
     assert len(rows) == 3, table
     assert all(r["STATE"] == "current" and r["PEERS"] == "2/2" for r in rows), table
+    assert all(r["MODE"] == "exec" for r in rows), table
 
 
 def test_uninstall_leaves_nothing_of_ours(installed_node: Node) -> None:
