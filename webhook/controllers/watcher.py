@@ -45,7 +45,7 @@ from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
 from webhook.controllers.availability import Availability
 from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.publisher import ConfigMapWriter
-from webhook.core.peers import PeerSet, static_peer
+from webhook.core.peers import PeerSet, dialable_static_peers
 from webhook.core.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
@@ -124,7 +124,16 @@ class PeerWatcher:
         self._leader_only = leader_only
         self._core = client.CoreV1Api(api_client)
         self.writer = ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics)
-        self.static = tuple(static_peer(text) for text in settings.static_peers)
+        self.static, ipv6 = dialable_static_peers(settings.static_peers)
+        for name in ipv6:
+            log.warning(
+                "static-peer.ipv6-left-out",
+                extra={
+                    "peer": name,
+                    "hint": "stellar-core dials IPv4 and DNS names only: "
+                    "give this peer's IPv4 address or a name with an A record",
+                },
+            )
         self.snapshot = Snapshot(peers=PeerSet(peers=()))
         self._state: State = {}
         self._inbox: list[Mapping[str, Any]] = []  # events not folded into the state yet

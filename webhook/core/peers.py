@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,11 +22,12 @@ from webhook.core.pod import (
     as_str,
     is_ready,
     label_network,
+    peer_ip,
     peer_port,
+    pod_ip,
     port_number,
     target_container,
 )
-from webhook.core.pod import ip as ip_address
 from webhook.core.stellar_admin import network_name
 from webhook.settings import Settings
 
@@ -100,7 +101,7 @@ def pod_peer(pod: Obj) -> Peer | None:
     """The peer a pod stands for while it is Ready, not terminating, and has an IP."""
     metadata = as_dict(pod.get("metadata"))
     name, namespace = as_str(metadata.get("name")), as_str(metadata.get("namespace"))
-    ip = ip_address(as_dict(pod.get("status")).get("podIP"))
+    ip = pod_ip(pod)
     if not (name and namespace and ip and is_ready(pod)):
         return None
     port = pod_peer_port(pod)
@@ -134,7 +135,7 @@ def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | N
         return None
     if spec.get("suspended") is True:
         return None
-    ip = ip_address(ready_pod_ip) or ip_address(service_ip)
+    ip = peer_ip(ready_pod_ip) or peer_ip(service_ip)
     if ip is None:
         return None
     config = as_dict(spec.get("validatorConfig"))
@@ -175,6 +176,15 @@ def static_peer(text: str) -> Peer:
         source="static",
         network=network,
     )
+
+
+def dialable_static_peers(texts: Iterable[str]) -> tuple[tuple[Peer, ...], tuple[str, ...]]:
+    """(the static peers a node can be told of, the IPv6 ones left out): stellar-core
+    dials IPv4 and names only (`peer_ip`), so an IPv6 one is never published."""
+    peers = [static_peer(text) for text in texts]
+    # A static host is an IPv4 address, a DNS name or an IPv6 address: only the last has ":".
+    kept = tuple(p for p in peers if ":" not in p.ip)
+    return kept, tuple(p.name for p in peers if ":" in p.ip)
 
 
 def admitted_uninjected(pod: Obj, *, settings: Settings) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "is_ready",
     "label_network",
     "named_port",
+    "peer_ip",
     "peer_port",
     "pod_ip",
     "port_number",
@@ -131,9 +132,26 @@ def ip(value: Any) -> str | None:
         return None
 
 
+def peer_ip(value: Any) -> str | None:
+    """`value` as an IPv4 address a node can be told of, or None.
+
+    stellar-core resolves and dials IPv4 only (`PeerBareAddress::resolve`), so an
+    IPv6 address is never published, mounted or sent in a `connect`.
+    """
+    found = ip(value)
+    return found if found is not None and ipaddress.ip_address(found).version == 4 else None
+
+
 def pod_ip(pod: Obj) -> str | None:
-    """The pod's IP from its status, or None when it has no valid one."""
-    return ip(as_dict(pod.get("status")).get("podIP"))
+    """The pod's IPv4 address (`podIP`, else the IPv4 one of a dual-stack pod's
+    `podIPs`), or None: an IPv6-only pod is no peer (`peer_ip`)."""
+    status = as_dict(pod.get("status"))
+    listed = (as_dict(item).get("ip") for item in as_list(status.get("podIPs")))
+    for value in (status.get("podIP"), *listed):
+        found = peer_ip(value)
+        if found is not None:
+            return found
+    return None
 
 
 def is_ready(pod: Obj) -> bool:

@@ -132,6 +132,7 @@ def _trim_pod(pod: Obj, meta: dict[str, Any]) -> dict[str, Any]:
         "spec": {"containers": containers},
         "status": {
             "podIP": status.get("podIP"),
+            "podIPs": [{"ip": as_dict(i).get("ip")} for i in as_list(status.get("podIPs"))],
             "phase": status.get("phase"),
             "conditions": conditions,
         },

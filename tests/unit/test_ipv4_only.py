@@ -1,0 +1,55 @@
+"""stellar-core dials IPv4 and DNS names only: an IPv6 address is never a peer, anywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.core import watched
+from webhook.core.peers import dialable_static_peers, pod_peer, stellarnode_peer
+from webhook.core.pod import pod_ip
+
+
+def pod(status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "v", "namespace": "ns", "uid": "u1"},
+        "spec": {"containers": [{"name": "stellar-core", "image": "stellar/stellar-core:21"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}], **status},
+    }
+
+
+def test_a_dual_stack_pod_is_a_peer_at_its_ipv4_address() -> None:
+    dual = pod({"podIP": "fd00::5", "podIPs": [{"ip": "fd00::5"}, {"ip": "10.1.2.3"}]})
+    assert pod_ip(dual) == "10.1.2.3"
+    peer = pod_peer(dual)
+    assert peer is not None
+    assert peer.peer_string == "10.1.2.3:11625"
+
+
+def test_the_watchers_trimmed_pod_keeps_the_ipv4_address_of_a_dual_stack_pod() -> None:
+    dual = pod({"podIP": "fd00::5", "podIPs": [{"ip": "fd00::5"}, {"ip": "10.1.2.3"}]})
+    assert pod_ip(watched.trim(dual, kind="Pod")) == "10.1.2.3"
+
+
+def test_an_ipv6_only_pod_is_no_peer() -> None:
+    only = pod({"podIP": "fd00::5", "podIPs": [{"ip": "fd00::5"}]})
+    assert pod_ip(only) is None
+    assert pod_peer(only) is None
+
+
+def test_a_stellarnode_behind_an_ipv6_service_is_no_peer() -> None:
+    node = {
+        "metadata": {"name": "sn", "namespace": "ns"},
+        "spec": {"nodeType": "validator"},
+    }
+    assert stellarnode_peer(node, ready_pod_ip=None, service_ip="fd00::9") is None
+    found = stellarnode_peer(node, ready_pod_ip="fd00::8", service_ip="10.0.0.9")
+    assert found is not None
+    assert found.ip == "10.0.0.9"
+
+
+def test_ipv6_static_peers_are_left_out_and_named() -> None:
+    kept, left_out = dialable_static_peers(
+        ["core1.example.org:11625", "[2001:db8::1]:11625", "192.0.2.7:11625"]
+    )
+    assert [p.peer_string for p in kept] == ["core1.example.org:11625", "192.0.2.7:11625"]
+    assert left_out == ("[2001:db8::1]:11625",)
