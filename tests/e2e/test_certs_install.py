@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from certs import authority, install
 from webhook.cli import certs as command
-from webhook.cli.serve import webhook_configuration
+from webhook.cli.registration import webhook_configuration
 from webhook.settings import Settings
 
 

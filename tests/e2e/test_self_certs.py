@@ -35,7 +35,7 @@ from tests.e2e.test_rbac import SA_NAME, Installed, installed  # noqa: F401 (the
 from tests.polling import wait_until
 from tests.rbac_rules import Recorder, refused, rendered_rbac
 from webhook import names
-from webhook.cli.serve import webhook_configuration
+from webhook.cli.registration import webhook_configuration
 from webhook.controllers.certificates import CertificateController
 from webhook.settings import Settings
 

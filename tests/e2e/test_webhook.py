@@ -33,7 +33,7 @@ from tests.kube import label_enabled, validator_pod
 from tests.polling import wait_until
 from webhook import names
 from webhook.admission import server
-from webhook.cli.serve import webhook_configuration
+from webhook.cli.registration import webhook_configuration
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from webhook import names
-from webhook.cli.serve import label_selector, namespace_selector, webhook_configuration
+from webhook.cli.registration import label_selector, namespace_selector, webhook_configuration
 from webhook.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
