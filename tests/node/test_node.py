@@ -448,7 +448,8 @@ def test_validators_really_connect_and_a_new_one_joins_them(
 ) -> None:
     """Three validators, each its own Deployment and seed; http mode reaches the admin port
     at the pod IP, so the node serves it publicly. Every node authenticates the others; a
-    fourth is `connect`ed by the running three and authenticated; `status` says current."""
+    fourth that no hook connects is connected by the reload controller and authenticated;
+    `status` says current."""
     installed_node.kubectl("delete", "namespace", private_ns, "--wait=false")
     ns = validator_namespace(installed_node, "public")
     docs = example_documents(public_admin=True)
@@ -462,18 +463,19 @@ def test_validators_really_connect_and_a_new_one_joins_them(
         return all(authenticated(p) >= addresses - {f"{p['status']['podIP']}:11625"} for p in pods)
 
     wait_until(lambda: mesh(three), timeout=SLOW, interval=2, message="the three authenticated")
-    add_validator(installed_node, ns, "d", docs)
+    # The fourth brings a postStart hook of its own (kept: none injected), so its node
+    # dials nobody by itself and only the reload controller can connect it.
+    add_validator(installed_node, ns, "d", docs, own_post_start=True)
     four = running_validators(installed_node, ns, 4, selector)
     (new,) = [
         p for p in four if p["metadata"]["name"] not in {q["metadata"]["name"] for q in three}
     ]
-    line = f"/connect?peer={new['status']['podIP']}&port=11625"
     for pod in three:
         wait_until(
-            lambda name=pod["metadata"]["name"]: line in logs(installed_node, ns, name),
+            lambda pod=pod: connect_between(installed_node, ns, pod, new),
             timeout=SLOW,
             interval=1,
-            message=f"connect for the new validator in {pod['metadata']['name']}",
+            message=f"a connect between {new['metadata']['name']} and {pod['metadata']['name']}",
         )
     wait_until(lambda: mesh(four), timeout=SLOW, interval=2, message="the four authenticated")
 
@@ -539,7 +541,7 @@ def test_an_injector_rollout_admits_no_validator_uninjected(installed_node: Node
     assert uninjected == 0, f"{uninjected} of {total} admissions during the rollout were uninjected"
 
 
-def exec_connect_between(node: Node, namespace: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
+def connect_between(node: Node, namespace: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
     def told(pod: dict[str, Any], other: dict[str, Any]) -> bool:
         line = f"/connect?peer={other['status']['podIP']}&port=11625"
         return line in unquote(logs(node, namespace, pod["metadata"]["name"]))
@@ -572,7 +574,7 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
     # running one: in the new node's log (for them) or in theirs (for it).
     for pod in two:
         wait_until(
-            lambda pod=pod: exec_connect_between(installed_node, ns, pod, new),
+            lambda pod=pod: connect_between(installed_node, ns, pod, new),
             timeout=SLOW,
             interval=1,
             message=f"an exec'd connect between {new['metadata']['name']} and "
