@@ -73,11 +73,19 @@ k get configmap -A -l app.kubernetes.io/name=stellar-peer-injector \
   -o custom-columns='NAMESPACE:.metadata.namespace,NAME:.metadata.name,COUNT:.data.peer_count,HASH:.metadata.annotations.stellar\.org/peers-hash'
 
 say "8. Inside the validators: the mounted peers file, and the admin calls the postStart hook made"
+# The kubelet refreshes a mounted ConfigMap within about a minute, and a starting node
+# answers its admin port only once booted: wait for both, up to two minutes a pod.
+canonical="$(k get configmap stellar-peers -n "$NS" -o jsonpath='{.data.peers\.txt}')"
 for pod in $(k get pods -n "$NS" -l app=stellar-validator -o jsonpath='{.items[*].metadata.name}'); do
+  for _ in $(seq 1 120); do
+    mounted="$(k exec -n "$NS" "$pod" -c stellar-core -- cat /etc/stellar/peers/peers.txt 2>/dev/null || true)"
+    calls="$(k logs -n "$NS" "$pod" -c stellar-core 2>/dev/null | grep 'Http INFO' || true)"
+    [[ "$mounted" == "$canonical" && -n "$calls" ]] && break; sleep 1
+  done
   echo "--- $pod: /etc/stellar/peers/peers.txt"
-  k exec -n "$NS" "$pod" -c stellar-core -- cat /etc/stellar/peers/peers.txt
+  echo "$mounted"
   echo "--- $pod: admin requests in its log"
-  k logs -n "$NS" "$pod" -c stellar-core | grep 'Http INFO' | tail -5
+  echo "${calls:-(none yet)}" | tail -5
 done
 
 say "Try it yourself"
