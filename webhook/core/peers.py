@@ -28,7 +28,7 @@ from webhook.core.pod import (
     port_number,
     target_container,
 )
-from webhook.core.stellar_admin import network_name
+from webhook.core.stellar_admin import is_peer_host, network_name
 from webhook.settings import Settings
 
 Source = Literal["pod", "stellarnode", "static"]
@@ -180,11 +180,11 @@ def static_peer(text: str) -> Peer:
 
 def dialable_static_peers(texts: Iterable[str]) -> tuple[tuple[Peer, ...], tuple[str, ...]]:
     """(the static peers a node can be told of, the IPv6 ones left out): stellar-core
-    dials IPv4 and names only (`peer_ip`), so an IPv6 one is never published."""
+    dials IPv4 and names only (`stellar_admin.is_peer_host`), so an IPv6 one is never
+    published."""
     peers = [static_peer(text) for text in texts]
-    # A static host is an IPv4 address, a DNS name or an IPv6 address: only the last has ":".
-    kept = tuple(p for p in peers if ":" not in p.ip)
-    return kept, tuple(p.name for p in peers if ":" in p.ip)
+    kept = tuple(p for p in peers if is_peer_host(p.ip))
+    return kept, tuple(p.name for p in peers if not is_peer_host(p.ip))
 
 
 def admitted_uninjected(pod: Obj, *, settings: Settings) -> bool:
