@@ -23,7 +23,8 @@ from tests.kube import label_enabled, unlabel_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
-from webhook.controllers.watcher import CRD_NAME, PeerWatcher, Snapshot
+from webhook.controllers.sources import CRD_NAME
+from webhook.controllers.watcher import PeerWatcher, Snapshot
 from webhook.core.peers import PeerSet, static_peer
 from webhook.core.publish import encoded_size, render
 from webhook.kube import api as kube

@@ -35,26 +35,27 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 
-from webhook import names
 from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
 from webhook.controllers.availability import Availability
 from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.publisher import ConfigMapWriter
+from webhook.controllers.sources import (
+    BASE_SOURCES,
+    CRD_NAME,
+    HOLDING_SOURCES,
+    NODE_SOURCES,
+    Source,
+    base_sources,
+    crd_source,
+    node_sources,
+)
 from webhook.core.peers import PeerSet, dialable_static_peers
 from webhook.core.watched import (
-    KIND_CONFIGMAP,
-    KIND_NAMESPACE,
-    KIND_NODE_POD,
-    KIND_POD,
-    KIND_SERVICE,
-    KIND_STELLARNODE,
-    NODE_NAME_LABEL,
-    NODE_NAME_VALUE,
     State,
     enabled_namespaces,
     fold_all,
@@ -69,11 +70,6 @@ from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CRD_NAME = f"{names.STELLARNODE_PLURAL}.{names.STELLARNODE_GROUP}"
-BASE_SOURCES = frozenset({"pods", "namespaces", "configmaps", "crds"})
-NODE_SOURCES = frozenset({"stellarnodes", "stellarnode-pods", "services"})
-# Without one of these the peer set or the mirror plan would be wrong: no writes meanwhile.
-HOLDING_SOURCES = frozenset({"pods", "namespaces", "configmaps"})
 # Threads for open watch streams: each holds one while it waits for a line.
 WATCH_THREADS = 12
 
@@ -88,16 +84,6 @@ class Snapshot:
     @property
     def hash(self) -> str:
         return self.peers.hash
-
-
-@dataclass(frozen=True)
-class Source:
-    """One watched resource: what to call, with which filters, and the state kind it feeds."""
-
-    name: str
-    kind: str
-    list_fn: Callable[..., Any]
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 OnChange = Callable[[Snapshot], Awaitable[None]]
@@ -158,54 +144,9 @@ class PeerWatcher:
             is_leader=is_leader,
             interval_seconds=audit_interval_seconds,
         )
-        core = self._core
-        custom = client.CustomObjectsApi(api_client)
-        apiext = client.ApiextensionsV1Api(api_client)
-        self._base = [
-            Source(
-                "pods",
-                KIND_POD,
-                core.list_pod_for_all_namespaces,
-                {"label_selector": f"{names.INJECTED_LABEL}=true"},
-            ),
-            Source(
-                "namespaces",
-                KIND_NAMESPACE,
-                core.list_namespace,
-                {"label_selector": settings.namespace_selector},
-            ),
-            Source(
-                "configmaps",
-                KIND_CONFIGMAP,
-                core.list_config_map_for_all_namespaces,
-                {"field_selector": f"metadata.name={names.CONFIGMAP_NAME}"},
-            ),
-        ]
-        self._crds = Source(
-            "crds",
-            "CustomResourceDefinition",
-            apiext.list_custom_resource_definition,
-            {"field_selector": f"metadata.name={CRD_NAME}"},
-        )
-        self._nodes = [
-            Source(
-                "stellarnodes",
-                KIND_STELLARNODE,
-                custom.list_cluster_custom_object,
-                {
-                    "group": names.STELLARNODE_GROUP,
-                    "version": names.STELLARNODE_VERSION,
-                    "plural": names.STELLARNODE_PLURAL,
-                },
-            ),
-            Source(
-                "stellarnode-pods",
-                KIND_NODE_POD,
-                core.list_pod_for_all_namespaces,
-                {"label_selector": f"{NODE_NAME_LABEL}={NODE_NAME_VALUE}"},
-            ),
-            Source("services", KIND_SERVICE, core.list_service_for_all_namespaces),
-        ]
+        self._base = base_sources(api_client, settings)
+        self._crds = crd_source(api_client)
+        self._nodes = node_sources(api_client)
 
     @property
     def ready(self) -> bool:
