@@ -25,7 +25,8 @@ Rounds are rate-limited to one per `debounce_seconds`; changes during a round
 collapse into one more round with the latest snapshot. A round with failures
 is retried later with backoff. Only the leader runs rounds. The planning and the
 judging are pure (`webhook.core.reload_plan`, `webhook.core.connection`); this
-module's class does the I/O, `webhook.controllers.node_admin` the asking.
+module's class runs the rounds, `webhook.controllers.node_admin` does the asking
+and `webhook.controllers.reload_report` the annotations and Events.
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from webhook import names
 from webhook.controllers import node_admin
+from webhook.controllers.reload_report import ReloadReporter
 from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, Rollout
 from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core import connection, networks, stellar_admin
@@ -58,7 +57,6 @@ from webhook.core.reload_plan import (
 )
 from webhook.core.stellar_admin import Outcome, Result
 from webhook.kube.backoff import backoff_delay
-from webhook.kube.events import EventRecorder
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -66,7 +64,6 @@ log = logging.getLogger(__name__)
 
 ROUND_RETRY_BASE_SECONDS = 1.0
 ROUND_RETRY_CAP_SECONDS = 60.0
-API_TIMEOUT_SECONDS = 10.0
 
 
 class ReloadController:
@@ -80,7 +77,6 @@ class ReloadController:
     ) -> None:
         self._settings = settings
         self._api_client = api_client
-        self._core = client.CoreV1Api(api_client)
         self._rollout = Rollout(apps=client.AppsV1Api(api_client), retries=settings.reload_retries)
         self._metrics = metrics
         self._is_leader = is_leader
@@ -96,7 +92,7 @@ class ReloadController:
         self._peer_ports: dict[str, int] = {}  # pod IP -> its peer port, this round
         self._latest_peers = PeerSet(())  # the set of this round, with each peer's network
         self._semaphore = asyncio.Semaphore(settings.reload_concurrency)
-        self._events = EventRecorder(core=self._core, timeout=API_TIMEOUT_SECONDS)
+        self._report = ReloadReporter(core=client.CoreV1Api(api_client))
 
     # Input
 
@@ -165,7 +161,7 @@ class ReloadController:
         self._done = {uid: h for uid, h in self._done.items() if uid in live}
         self._attempts = {uid: a for uid, a in self._attempts.items() if uid in live}
         self._states = {uid: s for uid, s in self._states.items() if uid in live}
-        self._events.forget(lambda uid: uid in live)
+        self._report.forget(lambda uid: uid in live)
         self._peer_ports = {p.ip: p.peer_port for p in plans if p.peer_port is not None}
         self._networks = {ip: n for ip, n in self._networks.items() if ip in self._peer_ports}
         for plan in plans:
@@ -346,64 +342,25 @@ class ReloadController:
                 },
             )
             if node_verdict is not None:
-                await self._annotate(plan, node_verdict, settled=False)
+                await self._report.annotate(plan, node_verdict, settled=False)
                 reasons = sorted(set(node_verdict["missing"].values()))
                 message = f"peer set {plan.hash}: {result.detail}"
                 for reason in reasons:
-                    await self._event(plan, "PeersNotConnected", reason, "Warning", message)
+                    await self._report.event(plan, "PeersNotConnected", reason, "Warning", message)
                 return
             message = f"peer set {plan.hash}: {result.reason} {result.detail}".strip()
-            await self._event(plan, "PeersReloadFailed", result.reason, "Warning", message)
+            await self._report.event(plan, "PeersReloadFailed", result.reason, "Warning", message)
             return
         if plan.mode != "rollout" or plan.rolled_out:
             # A pod whose workload is rolling out is replaced, not brought up to date.
-            await self._annotate(plan, node_verdict, settled=True)
+            await self._report.annotate(plan, node_verdict, settled=True)
         self._done[plan.uid] = plan.hash
         self._attempts.pop(plan.uid, None)
         detail = f"{outcome.connected} connects" if plan.mode in ("http", "exec") else plan.mode
         if result.detail:
             detail += f"; {result.detail}"
         message = f"peer set {plan.hash}: {result.reason} ({detail})"
-        await self._event(plan, "PeersReloaded", "", "Normal", message)
-
-    async def _annotate(
-        self, plan: NodePlan, node_verdict: Mapping[str, Any] | None, *, settled: bool
-    ) -> None:
-        annotations: dict[str, str] = {}
-        if settled:
-            annotations[names.OBSERVED_HASH_ANNOTATION] = plan.hash
-        if node_verdict is not None:
-            status = connection.status_annotation(
-                node_verdict, hash=plan.hash, http_port=plan.http_port, peer_port=plan.peer_port
-            )
-            if status != plan.status:
-                annotations[names.CONNECTION_STATUS_ANNOTATION] = status
-        if not annotations:
-            return
-        body = {"metadata": {"annotations": annotations}}
-        try:
-            await asyncio.to_thread(
-                self._core.patch_namespaced_pod,
-                plan.name,
-                plan.namespace,
-                body,
-                _request_timeout=API_TIMEOUT_SECONDS,
-            )
-        except ApiException as exc:
-            log.warning("reload.annotate-failed", extra={"pod": plan.name, "status": exc.status})
-
-    async def _event(self, plan: NodePlan, reason: str, why: str, kind: str, message: str) -> None:
-        """One Event per node, reason and cause, counted on each repeat."""
-        await self._events.record(
-            key=f"{reason}/{why}",
-            kind="Pod",
-            name=plan.name,
-            namespace=plan.namespace,
-            uid=plan.uid,
-            reason=reason,
-            message=message[:1024],
-            event_type=kind,
-        )
+        await self._report.event(plan, "PeersReloaded", "", "Normal", message)
 
 
 def _known(network: str) -> str:
