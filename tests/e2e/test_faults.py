@@ -39,7 +39,7 @@ from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
 from webhook.admission import server
-from webhook.cli import check
+from webhook.cli import check, serving_certificate
 from webhook.cli import serve as service
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -451,8 +451,8 @@ def test_faults_certificate_rotation_under_admission_load_fails_nothing(
             trusted = authority.split_pem_bundle(bundle)
             assert len(trusted) == 2, "the caBundle keeps the new CA and the previous one"
             assert trusted[0].strip() == ca.cert_pem.strip()
-        now_served = check.served_certificate(
-            f"https://127.0.0.1:{webhook.listeners.port}/mutate", ca.cert_pem
+        now_served = serving_certificate.served(
+            f"https://127.0.0.1:{webhook.listeners.port}/mutate", ca.cert_pem, timeout=10.0
         )
         assert x509.load_pem_x509_certificate(now_served) == x509.load_pem_x509_certificate(
             served[-1]

@@ -20,18 +20,14 @@ dry-run create, which stores nothing.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
-import socket
 import ssl
 import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
-from urllib.parse import urlsplit
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -39,6 +35,7 @@ from kubernetes.config import ConfigException
 
 from certs import authority, install
 from webhook import names
+from webhook.cli import serving_certificate
 from webhook.kube import api as kube
 from webhook.kube import leader
 from webhook.settings import Settings
@@ -179,71 +176,12 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
 # --- certificate ------------------------------------------------------------
 
 
-def served_certificate(url: str, ca_bundle: bytes) -> bytes:
-    """The certificate the webhook URL serves, verified against `ca_bundle`, as PEM."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValueError(f"not an https URL: {url!r}")
-    context = ssl.create_default_context(cadata=ca_bundle.decode("ascii"))
-    port = parts.port or 443
-    with (
-        socket.create_connection((parts.hostname, port), timeout=REQUEST_TIMEOUT_SECONDS) as raw,
-        context.wrap_socket(raw, server_hostname=parts.hostname) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    if der is None:
-        raise ValueError(f"{url} served no certificate")
-    return ssl.DER_cert_to_PEM_cert(der).encode("ascii")
-
-
-def _certificate_from_webhook(
-    admreg: client.AdmissionregistrationV1Api, settings: Settings
-) -> tuple[bytes, str] | None:
-    configuration = _read_json(
-        admreg.read_mutating_webhook_configuration, settings.webhook_config_name
-    )
-    for hook in configuration.get("webhooks") or ():
-        client_config = hook.get("clientConfig") or {}
-        url = client_config.get("url")
-        if isinstance(url, str) and url:
-            try:
-                ca_bundle = base64.b64decode(client_config.get("caBundle") or "", validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError(f"the caBundle of {hook.get('name')} is not base64") from exc
-            return served_certificate(url, ca_bundle), f"served at {url}"
-    return None
-
-
-def find_certificate(api: client.ApiClient, settings: Settings) -> tuple[bytes, str] | None:
-    """(PEM, where it came from): the Secret, else the file, else what the webhook URL serves."""
-    core = client.CoreV1Api(api)
-    try:
-        secret = _read_json(
-            core.read_namespaced_secret,
-            install.secret_name(settings.service_name),
-            settings.namespace,
-        )
-        encoded = (secret.get("data") or {}).get("tls.crt")
-        if encoded:
-            source = f"Secret {settings.namespace}/{install.secret_name(settings.service_name)}"
-            return base64.b64decode(encoded), source
-    except ApiException as exc:
-        if exc.status not in (403, 404):
-            raise
-    try:
-        with open(settings.cert_file, "rb") as handle:
-            return handle.read(), f"file {settings.cert_file}"
-    except FileNotFoundError:
-        pass
-    return _certificate_from_webhook(client.AdmissionregistrationV1Api(api), settings)
-
-
 def check_certificate(
     api: client.ApiClient, settings: Settings, *, now: dt.datetime | None = None
 ) -> Result:
     name = "certificate"
     try:
-        found = find_certificate(api, settings)
+        found = serving_certificate.find(api, settings, timeout=REQUEST_TIMEOUT_SECONDS)
     except FAILURES as exc:
         return Result(
             name, False, f"cannot get the serving certificate: {kube.describe_failure(exc)}"
