@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import stat
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -134,25 +132,6 @@ def test_refresh_starts_over_without_ca_key() -> None:
     assert fresh.ca_cert != bundle.ca_cert
 
 
-def test_renew_files_renews_in_place_and_never_changes_ca(tmp_path: Path) -> None:
-    bundle, _ = rotation.refresh(None, dns=DNS, ips=[], validity=timedelta(days=3))
-    files.write_bundle(tmp_path, bundle)
-    assert rotation.renew_files(tmp_path, dns=DNS, ips=[], renew_before=timedelta(days=1)) == (
-        "unchanged"
-    )
-    assert rotation.renew_files(tmp_path, dns=DNS, ips=[], renew_before=timedelta(days=7)) == (
-        "renewed"
-    )
-    written = files.read_bundle(tmp_path)
-    assert written.ca_cert == bundle.ca_cert
-    assert authority.signed_by(written.serving.cert_pem, bundle.ca_cert)
-    assert stat.S_IMODE((tmp_path / files.TLS_KEY).stat().st_mode) == 0o600
-    (tmp_path / files.CA_KEY).unlink()
-    before = (tmp_path / files.TLS_CERT).read_bytes()
-    assert rotation.renew_files(tmp_path, dns=[*DNS, "new"], ips=[]) == "unchanged"
-    assert (tmp_path / files.TLS_CERT).read_bytes() == before
-
-
 def test_ca_bundle_ops_put_new_ca_first_and_skip_current() -> None:
     old, new = authority.make_ca().cert_pem, authority.make_ca().cert_pem
     configuration = {
@@ -224,60 +203,6 @@ def test_generate_command_refuses_bad_ip(
     assert code == 2
     assert "not an IP address" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-
-
-def run_loop(renew: Callable[[], rotation.Action], *, rounds: int) -> None:
-    """Run `renewal_loop` until `renew` has been called `rounds` times."""
-
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        calls = 0
-
-        def counted() -> rotation.Action:
-            nonlocal calls
-            calls += 1
-            try:
-                return renew()
-            finally:
-                if calls >= rounds:
-                    loop.call_soon_threadsafe(stop.set)
-
-        await asyncio.wait_for(
-            rotation.renewal_loop(renew=counted, stop=stop, interval=0.01), timeout=5
-        )
-
-    asyncio.run(scenario())
-
-
-def test_renewal_loop_renews_then_stops(tmp_path: Path) -> None:
-    bundle, _ = rotation.refresh(None, dns=DNS, ips=[], validity=timedelta(days=3))
-    files.write_bundle(tmp_path, bundle)
-    actions: list[str] = []
-
-    def renew() -> rotation.Action:
-        action = rotation.renew_files(tmp_path, dns=DNS, ips=[], renew_before=timedelta(days=7))
-        actions.append(action)
-        return action
-
-    run_loop(renew, rounds=2)
-    assert actions == ["renewed", "unchanged"]
-    assert files.read_bundle(tmp_path).serving != bundle.serving
-
-
-def test_renewal_loop_survives_a_failing_round(caplog: pytest.LogCaptureFixture) -> None:
-    outcomes: list[str] = []
-
-    def renew() -> rotation.Action:
-        if not outcomes:
-            outcomes.append("failed")
-            raise OSError("disk full")
-        outcomes.append("unchanged")
-        return "unchanged"
-
-    run_loop(renew, rounds=2)
-    assert outcomes == ["failed", "unchanged"]
-    assert "certs.renewal_failed" in caplog.messages
 
 
 def test_ca_bundle_ops_only_if_missing_leaves_a_bundle_that_trusts_the_ca() -> None:
