@@ -11,6 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 NS="${DEMO_NAMESPACE:-stellar-validators}"
+INJECTED='stellar.org/peers-injected=true'
 OBSERVED_COLUMNS='NAME:.metadata.name,IP:.status.podIP,STATUS:.status.phase,INJECTED:.metadata.labels.stellar\.org/peers-injected'
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -54,16 +55,24 @@ show = {"volumes": [v for v in pod["spec"]["volumes"] if v["name"] == "stellar-p
                       "lifecycle": c.get("lifecycle")}}
 print(yaml.safe_dump(show, sort_keys=False, width=120))'
 
-say "6. Scale to three (this 2-core node fits three only with smaller requests than the example's)"
-k set resources -n "$NS" deployment/stellar-validator -c stellar-core --requests=cpu=10m,memory=32Mi --limits=memory=256Mi >/dev/null
-k scale -n "$NS" deployment/stellar-validator --replicas 3 >/dev/null
-k rollout status -n "$NS" deployment/stellar-validator --timeout 240s
-k get pods -n "$NS" -o custom-columns="$OBSERVED_COLUMNS"
+say "6. Two more validators, as operators run them: copies of the example, each its own name and seed"
+# Not a scaled Deployment: its replicas would share one NODE_SEED, and stellar-core never
+# authenticates a peer with its own node ID. This 2-core node fits three only with small requests.
+k set resources -n "$NS" deployment/stellar-validator -c stellar-core --requests=cpu=10m,memory=32Mi >/dev/null
+for s in b c; do
+  k create secret generic "validator-seed-$s" -n "$NS" --from-literal=seed="SDEMO-$s" --dry-run=client -o yaml | k apply -f - >/dev/null
+done
+.venv/bin/python -m scripts.validator_copies --requests cpu=10m,memory=32Mi b c \
+  < manifests/examples/validator-deployment.yaml | k apply -n "$NS" -f -
+for d in stellar-validator stellar-validator-b stellar-validator-c; do
+  k rollout status -n "$NS" "deployment/$d" --timeout 240s
+done
+k get pods -n "$NS" -l "$INJECTED" -o custom-columns="$OBSERVED_COLUMNS"
 
 POD="$(k get pods -n "$NS" -l app=stellar-validator -o jsonpath='{.items[0].metadata.name}')"
 
 say "7. The peer ConfigMaps: canonical in stellar-system, mirrored into $NS"
-want="$(k get pods -n "$NS" -l app=stellar-validator --field-selector status.phase=Running -o name | wc -l)"
+want="$(k get pods -n "$NS" -l "$INJECTED" --field-selector status.phase=Running -o name | wc -l)"
 for _ in $(seq 1 240); do
   count="$(k get configmap stellar-peers -n "$NS" -o jsonpath='{.data.peer_count}' 2>/dev/null || true)"
   [[ "$count" == "$want" ]] && break; sleep 0.5
@@ -76,7 +85,7 @@ say "8. Inside the validators: the mounted peers file, and the admin calls the p
 # The kubelet refreshes a mounted ConfigMap within about a minute, and a starting node
 # answers its admin port only once booted: wait for both, up to two minutes a pod.
 canonical="$(k get configmap stellar-peers -n "$NS" -o jsonpath='{.data.peers\.txt}')"
-for pod in $(k get pods -n "$NS" -l app=stellar-validator -o jsonpath='{.items[*].metadata.name}'); do
+for pod in $(k get pods -n "$NS" -l "$INJECTED" -o jsonpath='{.items[*].metadata.name}'); do
   for _ in $(seq 1 120); do
     mounted="$(k exec -n "$NS" "$pod" -c stellar-core -- cat /etc/stellar/peers/peers.txt 2>/dev/null || true)"
     calls="$(k logs -n "$NS" "$pod" -c stellar-core 2>/dev/null | grep 'Http INFO' || true)"
@@ -86,6 +95,24 @@ for pod in $(k get pods -n "$NS" -l app=stellar-validator -o jsonpath='{.items[*
   echo "$mounted"
   echo "--- $pod: admin requests in its log"
   echo "${calls:-(none yet)}" | tail -5
+done
+
+say "9. Really connected: the peers each node authenticated (stellar-core http-command peers, in the pod)"
+# `Connect to:` in the log only means "asked"; the `peers` answer says who completed the handshake.
+others="$(( want - 1 ))"
+for pod in $(k get pods -n "$NS" -l "$INJECTED" -o jsonpath='{.items[*].metadata.name}'); do
+  for _ in $(seq 1 120); do
+    authenticated="$(k exec -n "$NS" "$pod" -c stellar-core -- \
+        stellar-core http-command peers --conf /var/lib/stellar/stellar-core.cfg 2>/dev/null \
+      | .venv/bin/python -c '
+import sys
+from webhook.core import stellar_admin
+answer = stellar_admin.parse_http_command_output(sys.stdin.read())
+print(" ".join(sorted(stellar_admin.authenticated_addresses(answer.body))))' \
+      2>/dev/null || true)"
+    [[ "$(wc -w <<<"$authenticated")" -ge "$others" ]] && break; sleep 1
+  done
+  echo "$pod: ${authenticated:-(none yet)}"
 done
 
 say "Try it yourself"
