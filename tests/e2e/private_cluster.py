@@ -19,8 +19,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import orjson
 from kubernetes import client, config
 
+from tests.background import Background
 from tests.polling import wait_until
 from webhook.controllers.watcher import PeerWatcher
 from webhook.kube import api as kube
@@ -245,26 +244,17 @@ def components(settings: Settings, **watcher_options: Any) -> Iterator[Component
         is_leader=elector.is_leader if elector is not None else (lambda: True),
         **watcher_options,
     )
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         parts = [watcher.run(stop)]
         if elector is not None:
             parts.append(elector.run(stop))
         await asyncio.gather(*parts)
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
+    # A fault test may leave the API server gone: a slow stop is reported, not failed.
     try:
-        wait_until(lambda: watcher.ready, timeout=20, message="the watcher to list everything")
-        yield Components(watcher=watcher, elector=elector)
+        with Background(main, what="the components", stop_within=15, must_stop=False):
+            wait_until(lambda: watcher.ready, timeout=20, message="the watcher to list everything")
+            yield Components(watcher=watcher, elector=elector)
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=15)
-        alive = thread.is_alive()
-        if not alive:
-            loop.close()
         api_client.close()
-        if alive:
-            print("components did not stop within 15 s", file=sys.stderr)

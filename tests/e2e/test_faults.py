@@ -7,7 +7,6 @@ test-scoped names.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -27,6 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from certs import authority, files, install
+from tests.background import Background
 from tests.e2e.conftest import Cluster, make_namespace
 from tests.e2e.private_cluster import (
     PrivateCluster,
@@ -322,17 +322,16 @@ class Webhook:
         self.settings = settings
         self.metrics = Metrics()
         self.listeners = server.bind(settings=settings)
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        run = server.serve(
-            settings=settings,
-            metrics=self.metrics,
-            readiness=None,
-            stop=self.stop,
-            listeners=self.listeners,
+        self.background = Background(
+            lambda stop: server.serve(
+                settings=settings,
+                metrics=self.metrics,
+                readiness=None,
+                stop=stop,
+                listeners=self.listeners,
+            ),
+            what="the webhook server",
         )
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(run,))
-        self.thread.start()
         self.admreg = admreg
 
     def register(self, ca_bundle: bytes) -> None:
@@ -348,9 +347,7 @@ class Webhook:
     def close(self) -> None:
         with contextlib.suppress(ApiException):
             self.admreg.delete_mutating_webhook_configuration(self.settings.webhook_config_name)
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        self.background.close()
 
 
 @pytest.mark.parametrize("new_ca", [False, True], ids=["same-ca", "new-ca"])
@@ -494,8 +491,7 @@ def test_faults_webhook_down_with_fail_policy_refuses_then_resumes_injected(
         core.create_namespaced_pod(app, validator_pod("before"))
         port = first.listeners.port
         # The webhook process dies; its configuration stays, as in a cluster.
-        first.loop.call_soon_threadsafe(first.stop.set)
-        first.thread.join(timeout=10)
+        first.background.close()
         with pytest.raises(ApiException) as refused:
             core.create_namespaced_pod(app, validator_pod("while-down"))
         assert refused.value.status >= 500
@@ -515,10 +511,7 @@ def test_faults_webhook_down_with_fail_policy_refuses_then_resumes_injected(
     finally:
         with contextlib.suppress(ApiException):
             admreg.delete_mutating_webhook_configuration(settings.webhook_config_name)
-        if first.thread.is_alive():
-            first.loop.call_soon_threadsafe(first.stop.set)
-            first.thread.join(timeout=10)
-        first.loop.close()
+        first.background.close()  # nothing to do when it was stopped above
         if second is not None:
             second.close()
         core.delete_namespace(app, propagation_policy="Background")

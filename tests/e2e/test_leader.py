@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kubernetes import client
 
+from tests.background import Background
 from tests.e2e.test_watcher import add_validator, app_namespace, settings, wait_for_peers
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
@@ -48,22 +48,15 @@ def replica(settings: Settings, identity: str) -> Iterator[Replica]:
     watcher = PeerWatcher(
         settings=settings, api_client=api_client, metrics=metrics, is_leader=elector.is_leader
     )
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         await asyncio.gather(elector.run(stop), watcher.run(stop))
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: watcher.ready, timeout=15, message=f"{identity} ready")
-        yield Replica(elector=elector, watcher=watcher, metrics=metrics)
+        with Background(main, what=identity):
+            wait_until(lambda: watcher.ready, timeout=15, message=f"{identity} ready")
+            yield Replica(elector=elector, watcher=watcher, metrics=metrics)
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
-        assert not thread.is_alive(), f"{identity} did not stop within 10 s"
-        loop.close()
         api_client.close()
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import time
 from contextlib import ExitStack
 from typing import Any
 
 from kubernetes import client
 
+from tests.background import Background
 from tests.e2e.test_reload import loopback_block, snapshot_of, start_node
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
@@ -58,17 +58,13 @@ def test_a_deposed_leader_stops_its_reload_round_at_once(
             metrics=metrics,
             is_leader=elector.is_leader,
         )
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
 
-        async def main() -> None:
+        async def main(stop: asyncio.Event) -> None:
             await asyncio.gather(elector.run(stop), elector.run_leading(reload.run, stop))
 
-        thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-        thread.start()
-        try:
+        with Background(main, what="the elector and the controller", stop_within=15) as run:
             wait_until(elector.is_leader, timeout=10, message="the elector to lead")
-            loop.call_soon_threadsafe(reload.notify, snapshot_of(core, namespace))
+            run.call(reload.notify, snapshot_of(core, namespace))
 
             def asked() -> int:
                 return sum(len(n.received) for n in standins)
@@ -89,8 +85,3 @@ def test_a_deposed_leader_stops_its_reload_round_at_once(
             for i in range(4):
                 pod = core.read_namespaced_pod(f"v{i}", namespace)
                 assert names.CONNECTION_STATUS_ANNOTATION not in (pod.metadata.annotations or {})
-        finally:
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(timeout=15)
-            assert not thread.is_alive(), "the elector and the controller did not stop"
-            loop.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -22,6 +21,7 @@ import orjson
 import pytest
 from kubernetes import client
 
+from tests.background import Background
 from tests.e2e.test_reload import IMAGE, events, loopback_block, observed
 from tests.e2e.test_watcher import ensure_crd, stellar_node
 from tests.kube import label_enabled
@@ -113,21 +113,12 @@ def run_injector(
         is_leader=lambda: True,
         on_change=controller.on_change,
     )
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
 
-    async def both() -> None:
+    async def both(stop: asyncio.Event) -> None:
         await asyncio.gather(watcher.run(stop), controller.run(stop))
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(both(),), daemon=True)
-    thread.start()
-    try:
+    with Background(both, what="the watcher and the reload controller", stop_within=15):
         yield watcher
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=15)
-        loop.close()
-    assert not thread.is_alive()
 
 
 def canonical(core: client.CoreV1Api, namespace: str) -> dict[str, str]:

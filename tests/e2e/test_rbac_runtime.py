@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,6 +22,7 @@ import orjson
 import pytest
 from kubernetes import client
 
+from tests.background import Background
 from tests.e2e.conftest import Cluster
 from tests.e2e.test_rbac import Installed, installed  # noqa: F401 (the fixture)
 from tests.e2e.test_reload import loopback_block, start_node
@@ -42,22 +42,14 @@ def running_components(
     settings: Settings, api_client: client.ApiClient
 ) -> Iterator[serve.Components]:
     """`serve.components` (elector, watcher, reload) on a loop of their own, stopped after."""
-    loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     parts = serve.components(settings=settings, metrics=Metrics(), api_client=api_client, stop=stop)
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         await asyncio.gather(*parts.parts)
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
+    with Background(main, what="the components", stop_within=20, stop=stop):
         yield parts
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "the components did not stop within 20 s"
-        loop.close()
 
 
 def product_settings(cluster: Cluster, system: str) -> Settings:

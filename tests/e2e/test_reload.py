@@ -23,6 +23,7 @@ import orjson
 import pytest
 from kubernetes import client
 
+from tests.background import Background
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
@@ -120,21 +121,13 @@ class Running:
 
     def __init__(self, controller: ReloadController) -> None:
         self.controller = controller
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        self.thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(controller.run(self.stop),), daemon=True
-        )
-        self.thread.start()
+        self.background = Background(controller.run, what="the run loop", stop_within=15)
 
     def notify(self, snapshot: Snap) -> None:
-        self.loop.call_soon_threadsafe(self.controller.notify, snapshot)
+        self.background.call(self.controller.notify, snapshot)
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "the run loop did not stop"
-        self.loop.close()
+        self.background.close()
 
 
 @pytest.fixture
@@ -558,15 +551,11 @@ def test_reload_driven_by_the_peer_watcher(
         is_leader=lambda: True,
         on_change=controller.on_change,
     )
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
 
-    async def both() -> None:
+    async def both(stop: asyncio.Event) -> None:
         await asyncio.gather(watcher.run(stop), controller.run(stop))
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(both(),), daemon=True)
-    thread.start()
-    try:
+    with Background(both, what="the watcher and the reload controller", stop_within=15):
         wait_until(
             lambda: all(len(n.connects()) == 2 for n in three),
             timeout=20,  # the watcher lists every source first
@@ -587,11 +576,6 @@ def test_reload_driven_by_the_peer_watcher(
             timeout=10,
             message="one observed hash, the watcher's",
         )
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=15)
-        loop.close()
-    assert not thread.is_alive()
 
 
 def test_reload_mode_none_leaves_the_node_alone(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import faulthandler
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +16,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from tests.background import Background
 from tests.e2e.conftest import make_namespace
 from tests.kube import label_enabled, unlabel_enabled, validator_pod
 from tests.kubelet import FakeKubelet
@@ -52,22 +51,11 @@ def running(
         on_change=on_change,
         **options,
     )
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(
-        target=loop.run_until_complete, args=(watcher.run(stop),), daemon=True
-    )
-    thread.start()
     try:
-        wait_until(lambda: watcher.ready, timeout=15, message="watcher ready")
-        yield watcher
+        with Background(watcher.run, what="the watcher"):
+            wait_until(lambda: watcher.ready, timeout=15, message="watcher ready")
+            yield watcher
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
-        if thread.is_alive():
-            faulthandler.dump_traceback(all_threads=True)  # where it hangs, in the test output
-        assert not thread.is_alive(), "the watcher did not stop within 10 s"
-        loop.close()
         api_client.close()
 
 

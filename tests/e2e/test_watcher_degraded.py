@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.background import Background
 from tests.e2e.test_watcher import add_validator, app_namespace, ensure_crd, peers_txt, settings
 from tests.kube import validator_pod
 from tests.kubelet import FakeKubelet
@@ -50,33 +49,26 @@ def test_a_source_refused_by_rbac_is_reported_and_the_rest_runs(
         dataclasses.replace(s, list_fn=forbidden) if s.name == "services" else s
         for s in watcher._nodes
     ]
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(
-        target=loop.run_until_complete, args=(watcher.run(stop),), daemon=True
-    )
-    thread.start()
     try:
-        wait_until(lambda: watcher.ready, timeout=30, message="the watcher ready without services")
-        assert "services" in watcher.detail()
-        assert "grant list and watch on services" in watcher.detail()["services"]
-        unavailable = metrics.watch_source_unavailable.labels(resource="services")
-        assert unavailable._value.get() == 1
-        wait_until(
-            lambda: peers_txt(core, settings.namespace) == "127.0.4.1:11625\n",
-            timeout=20,
-            message="the pods' peers published without the Services",
-        )
-        wait_until(
-            lambda: metrics.uninjected_validators._value.get() == 1,
-            timeout=20,
-            message="the audit to find the validator admitted uninjected",
-        )
+        with Background(watcher.run, what="the watcher", stop_within=15):
+            wait_until(
+                lambda: watcher.ready, timeout=30, message="the watcher ready without services"
+            )
+            assert "services" in watcher.detail()
+            assert "grant list and watch on services" in watcher.detail()["services"]
+            unavailable = metrics.watch_source_unavailable.labels(resource="services")
+            assert unavailable._value.get() == 1
+            wait_until(
+                lambda: peers_txt(core, settings.namespace) == "127.0.4.1:11625\n",
+                timeout=20,
+                message="the pods' peers published without the Services",
+            )
+            wait_until(
+                lambda: metrics.uninjected_validators._value.get() == 1,
+                timeout=20,
+                message="the audit to find the validator admitted uninjected",
+            )
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the watcher did not stop"
-        loop.close()
         api_client.close()
 
 
@@ -93,20 +85,11 @@ def test_a_refused_base_source_holds_writes_but_not_readiness(
         dataclasses.replace(s, list_fn=forbidden) if s.name == "namespaces" else s
         for s in watcher._base
     ]
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(
-        target=loop.run_until_complete, args=(watcher.run(stop),), daemon=True
-    )
-    thread.start()
     try:
-        wait_until(lambda: watcher.ready, timeout=30, message="the watcher ready")
-        assert "namespaces" in watcher.detail()
-        wait_until(lambda: watcher._held_logged, timeout=20, message="publishing held")
-        assert peers_txt(core, settings.namespace) is None
+        with Background(watcher.run, what="the watcher", stop_within=15):
+            wait_until(lambda: watcher.ready, timeout=30, message="the watcher ready")
+            assert "namespaces" in watcher.detail()
+            wait_until(lambda: watcher._held_logged, timeout=20, message="publishing held")
+            assert peers_txt(core, settings.namespace) is None
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the watcher did not stop"
-        loop.close()
         api_client.close()

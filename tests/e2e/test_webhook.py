@@ -7,7 +7,6 @@ match only this module's namespaces.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -28,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from certs import authority, files
+from tests.background import Background
 from tests.e2e.conftest import Cluster, make_namespace
 from tests.kube import label_enabled, validator_pod
 from tests.polling import wait_until
@@ -132,29 +132,23 @@ class InProcessServer:
 
     def __init__(self, settings: Settings) -> None:
         self.listeners = server.bind(settings=settings)
-        self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
-        serving = server.serve(
-            settings=settings,
-            metrics=Metrics(),
-            readiness=None,
-            stop=self.stop,
-            listeners=self.listeners,
+        self.background = Background(
+            lambda stop: server.serve(
+                settings=settings,
+                metrics=Metrics(),
+                readiness=None,
+                stop=stop,
+                listeners=self.listeners,
+            ),
+            what="the server",
         )
-        self.thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(serving,), daemon=True
-        )
-        self.thread.start()
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.listeners.port}/mutate"
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "server did not stop"
-        self.loop.close()
+        self.background.close()
 
 
 def local_certificates(folder: Path) -> bytes:
