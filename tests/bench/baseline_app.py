@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from webhook.admission.server import tls_context
 
@@ -36,9 +38,15 @@ def build(answer: bytes) -> Starlette:
 
 
 async def serve(*, host: str, port: int, cert: str, key: str, answer: bytes) -> None:
-    context = tls_context(cert_file=cert, key_file=key)
+    await serve_app(
+        build(answer), host=host, port=port, context=tls_context(cert_file=cert, key_file=key)
+    )
+
+
+async def serve_app(app: ASGIApp, *, host: str, port: int, context: ssl.SSLContext) -> None:
+    """`app` on uvicorn with uvloop and httptools over `context`, as our service runs."""
     config = uvicorn.Config(
-        build(answer),
+        app,
         loop="uvloop",
         http="httptools",
         log_config=None,

@@ -158,6 +158,7 @@ def ours(folder: Path, *, kubeconfig: str, watcher: bool = True) -> Iterator[Tar
         "--port", str(port),
         "--metrics-host", HOST,
         "--metrics-port", str(metrics_port),
+        "--cert-mode", "external",  # the bench's pair, shared with the baselines
         "--cert-file", str(folder / "tls.crt"),
         "--key-file", str(folder / "tls.key"),
         "--kubeconfig", kubeconfig,
