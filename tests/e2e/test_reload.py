@@ -700,3 +700,38 @@ def test_reload_another_network_explains_a_missing_peer(
         "stellar_peer_connections", {"state": "other-network"}
     )
     assert value == 2
+
+
+def test_reload_tells_a_node_each_peer_once_and_waits_only_while_unexplained(
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    fast: Settings,
+    make_controller: Callable[..., ReloadController],
+    nodes: ExitStack,
+) -> None:
+    block = loopback_block()
+    # No slots at all: every peer it is told stays out, and its limits say why at once.
+    full = start_node(
+        nodes,
+        core,
+        kubelet,
+        namespace,
+        "full",
+        f"{block}2",
+        annotations={names.TARGET_PEER_CONNECTIONS_ANNOTATION: "0"},
+        target_peer_connections=0,
+        max_additional_peer_connections=0,
+    )
+    start_node(nodes, core, kubelet, namespace, "a", f"{block}3")
+    controller = make_controller(fast)
+    asyncio.run(controller.reconcile(snapshot_of(core, namespace)))
+    start_node(nodes, core, kubelet, namespace, "b", f"{block}4")
+    asyncio.run(controller.reconcile(snapshot_of(core, namespace)))
+    # stellar-core keeps a peer it was told and re-dials it: telling it again is only load.
+    assert sorted(full.connects()) == [f"{block}3:11625", f"{block}4:11625"]
+    reads = [path for path in full.paths if path.startswith("/peers")]
+    assert len(reads) == 2, f"one peers read a round, none waiting on explained peers: {reads}"
+    assert sum(path.startswith("/info") for path in full.paths) == 1, "info once per pod"
+    status = orjson.loads(connection_status(core, namespace, "full") or "{}")
+    assert {m["reason"] for m in status["missing"]} == {"slots-full"}

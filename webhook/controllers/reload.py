@@ -14,8 +14,12 @@ on the set's hash, by the pod's `stellar.org/reload-mode` (else the setting):
 - `none`: nothing.
 
 `Connect to:` only means "asked": after the connects the round reads `peers` again
-(bounded) and `webhook.core.connection` judges which expected peers are not
-authenticated and why. Only a node whose missing peers its limits explain gets
+(bounded, and no longer than it takes the node's answer to explain every peer still
+out) and `webhook.core.connection` judges which expected peers are not
+authenticated and why. A node is told each peer once in its pod's life: stellar-core
+keeps a peer it was told in its database and re-dials it by itself, and a node with
+full slots would refuse the same peers again every round. Its network (`info`) is
+asked once per pod too. Only a node whose missing peers its limits explain gets
 `stellar.org/peers-observed-hash`; every node gets `stellar.org/peers-connection-status`
 and aggregated Events (`PeersReloaded`, `PeersReloadFailed`, `PeersNotConnected`: one
 per node and reason, counted). A node that says why is asked `GIVE_UP_ROUNDS` rounds
@@ -35,7 +39,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from kubernetes import client
 
@@ -88,7 +93,11 @@ class ReloadController:
         # pod uid -> (hash, rounds a node that says why was asked for it)
         self._attempts: dict[str, tuple[str, int]] = {}
         self._states: dict[str, dict[str, int]] = {}  # pod uid -> peers by connection state
-        self._networks: dict[str, str] = {}  # pod IP -> its node's info.network
+        # pod IP -> (pod uid, its node's info.network): asked once per pod, kept while it lives
+        self._networks: dict[str, tuple[str, str]] = {}
+        # pod uid -> peers its node accepted a `connect` for: stellar-core keeps them in its
+        # peer database and re-dials them itself, so telling it again only costs requests
+        self._told: dict[str, set[str]] = {}
         self._peer_ports: dict[str, int] = {}  # pod IP -> its peer port, this round
         self._latest_peers = PeerSet(())  # the set of this round, with each peer's network
         self._semaphore = asyncio.Semaphore(settings.reload_concurrency)
@@ -163,7 +172,9 @@ class ReloadController:
         self._states = {uid: s for uid, s in self._states.items() if uid in live}
         self._report.forget(lambda uid: uid in live)
         self._peer_ports = {p.ip: p.peer_port for p in plans if p.peer_port is not None}
-        self._networks = {ip: n for ip, n in self._networks.items() if ip in self._peer_ports}
+        self._told = {uid: t for uid, t in self._told.items() if uid in live}
+        uid_at = {p.ip: p.uid for p in plans}
+        self._networks = {ip: n for ip, n in self._networks.items() if uid_at.get(ip) == n[0]}
         for plan in plans:
             if plan.current:
                 self._done[plan.uid] = plan.hash
@@ -209,8 +220,9 @@ class ReloadController:
         if peers_seen is None:
             return Observation(plan, listed)
         connects: dict[str, Result] = {}
+        told = self._told.setdefault(plan.uid, set())
         for peer in expected:
-            if peer.peer_string in peers_seen.authenticated:
+            if peer.peer_string in peers_seen.authenticated or peer.peer_string in told:
                 continue
             command = stellar_admin.connect_command(host=peer.ip, port=peer.port)
             verdict, body = await self._retrying(plan, command)
@@ -220,10 +232,14 @@ class ReloadController:
             if result.transient:  # the admin port stopped answering: the whole node is later
                 return Observation(plan, result, asked=sum(r.ok for r in connects.values()))
             connects[peer.peer_string] = result
-        wanted = {p.peer_string for p in expected}
+            if result.ok:
+                told.add(peer.peer_string)
+        wanted = tuple(sorted(p.peer_string for p in expected))
         deadline = time.monotonic() + self._settings.reload_connect_wait_seconds
         pause = 0.1
-        while connects and not wanted <= peers_seen.authenticated:
+        # Wait for the peers just asked for, until the node's word explains every one
+        # still out (slots full, another network, ...): waiting longer changes nothing.
+        while connects and not self._verdict(plan, wanted, peers_seen, connects)["settled"]:
             if time.monotonic() + pause > deadline or self._pending:
                 break  # a newer peer set's round asks again at once
             await wait_any(self._wake, seconds=pause)
@@ -232,13 +248,13 @@ class ReloadController:
             if newer is None:
                 return Observation(plan, again, asked=sum(r.ok for r in connects.values()))
             peers_seen = newer
-        if not wanted <= peers_seen.authenticated:
+        if not set(wanted) <= peers_seen.authenticated and plan.ip not in self._networks:
             await self._learn_network(plan)
         return Observation(
             plan,
             Result(Outcome.SUCCESS, "listed"),
             seen=peers_seen,
-            expected=tuple(sorted(wanted)),
+            expected=wanted,
             connects=connects,
             asked=sum(r.ok for r in connects.values()),
         )
@@ -257,29 +273,39 @@ class ReloadController:
         if verdict is None:
             # An odd `info` tells no network; the verdict goes without.
             with contextlib.suppress(stellar_admin.AnswerError):
-                self._networks[plan.ip] = stellar_admin.parse_info(body).network
+                self._networks[plan.ip] = (plan.uid, stellar_admin.parse_info(body).network)
+
+    def _verdict(
+        self,
+        plan: NodePlan,
+        expected: tuple[str, ...],
+        seen: PeersSeen,
+        connects: Mapping[str, Result],
+    ) -> dict[str, Any]:
+        """`connection.verdict` with every node's network known so far."""
+        # By name: what a node reported wins over the set's (a label may disagree).
+        by_peer = {p.peer_string: p.network for p in self._latest_peers.peers if p.network}
+        by_peer |= {
+            f"{ip}:{port}": stellar_admin.network_name(self._networks[ip][1])
+            for ip, port in self._peer_ports.items()
+            if ip in self._networks
+        }
+        own = self._networks.get(plan.ip)
+        return connection.verdict(
+            expected=expected,
+            seen=seen,
+            connects=connects,
+            network=stellar_admin.network_name(own[1]) if own else _known(plan.network),
+            peer_networks=by_peer,
+            node_limits=plan.limits,
+        )
 
     def _judge(self, seen: Observation) -> NodeOutcome:
         """The node's verdict, with every node's network learned this round."""
         plan = seen.plan
         if seen.seen is None:
             return NodeOutcome(plan, seen.result, seen.asked)
-        # By name: what a node reported wins over the set's (a label may disagree).
-        by_peer = {p.peer_string: p.network for p in self._latest_peers.peers if p.network}
-        by_peer |= {
-            f"{ip}:{port}": stellar_admin.network_name(self._networks[ip])
-            for ip, port in self._peer_ports.items()
-            if ip in self._networks
-        }
-        own = self._networks.get(plan.ip)
-        node_verdict = connection.verdict(
-            expected=seen.expected,
-            seen=seen.seen,
-            connects=seen.connects,
-            network=stellar_admin.network_name(own) if own else _known(plan.network),
-            peer_networks=by_peer,
-            node_limits=plan.limits,
-        )
+        node_verdict = self._verdict(plan, seen.expected, seen.seen, seen.connects)
         if node_verdict["settled"]:
             result = Result(Outcome.SUCCESS, "connected", connection.summary(node_verdict))
         else:
