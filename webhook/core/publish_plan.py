@@ -36,25 +36,29 @@ def plan(
     state: State,
     *,
     desired_digest: str,
+    mirror_digest: str | None = None,
     system_namespace: str,
     enabled: Iterable[str],
     canonical: str,
 ) -> list[Step]:
     """What to do so every target namespace holds our content and no stray mirror is left.
 
-    Targets are the system namespace and every enabled one. Only mirrors of
+    Targets are the system namespace (which should hold `desired_digest`) and every
+    enabled one (`mirror_digest`, the same unless the mirrors carry fewer keys,
+    `webhook.core.publish_size`). Only mirrors of
     this canonical ConfigMap (by annotation) are ever deleted, so two
     installations in one cluster never remove each other's.
     """
     targets = {system_namespace, *enabled}
     steps: list[Step] = []
     for namespace in sorted(targets):
+        wanted = desired_digest if namespace == system_namespace else mirror_digest
         observed = state.get((KIND_CONFIGMAP, namespace, names.CONFIGMAP_NAME))
         if observed is None:
             steps.append(Step("write", namespace))
         elif not is_ours(observed, canonical=canonical):
             steps.append(Step("conflict", namespace, str(observed["metadata"].get("uid") or "")))
-        elif observed.get("digest") != desired_digest:
+        elif observed.get("digest") != (wanted or desired_digest):
             steps.append(Step("write", namespace, observed=observed))
     for (kind, namespace, name), observed in sorted(state.items()):
         if kind != KIND_CONFIGMAP or name != names.CONFIGMAP_NAME or namespace in targets:
