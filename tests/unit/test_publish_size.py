@@ -109,6 +109,14 @@ def test_five_thousand_peers_fit_with_room_to_spare() -> None:
     assert shaped.mirror.size < names.CONFIGMAP_MAX_BYTES // 3
 
 
+def test_the_limit_moves_to_about_sixteen_thousand_peers() -> None:
+    # The figures README.md gives: lean mirrors from ~3,300, compressed from ~4,900.
+    assert layout(render(peers(3250))).mode == "full"
+    assert layout(render(peers(4850))).mode == "lean-mirrors"
+    assert layout(render(peers(16000))).canonical is not None
+    assert layout(render(peers(16500))).canonical is None
+
+
 def test_three_and_a_half_thousand_peers_keep_peers_json_in_the_canonical_only() -> None:
     shaped = layout(render(peers(3500)))
     assert shaped.json_bytes > names.MIRROR_JSON_MAX_BYTES
