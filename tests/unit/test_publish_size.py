@@ -13,7 +13,7 @@ import orjson
 from webhook import names
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.publish import configmap_body, content_digest, is_our_key, merged, render
-from webhook.core.publish_plan import plan
+from webhook.core.publish_plan import plan, with_own_writes
 from webhook.core.publish_size import Layout, layout, notice
 from webhook.core.watched import KIND_CONFIGMAP, trim
 
@@ -221,3 +221,33 @@ def test_mirrors_are_planned_against_their_own_digest() -> None:
         canonical=CANONICAL,
     )
     assert [(s.verb, s.namespace) for s in steps] == [("write", "b")]
+
+
+def test_a_write_the_watch_has_not_echoed_yet_is_not_planned_again() -> None:
+    def seen(version: str, digest: str) -> dict[str, Any]:
+        metadata = {"name": "stellar-peers", "namespace": "a", "resourceVersion": version}
+        return {"metadata": {**metadata, "labels": dict(names.OWNER_LABELS)}, "digest": digest}
+
+    key = (KIND_CONFIGMAP, "a", "stellar-peers")
+    written = {"a": ("1", seen("2", "new"))}
+
+    def steps(state: dict[Any, Any]) -> list[tuple[str, str]]:
+        overlaid, _ = with_own_writes(state, written)
+        planned = plan(
+            overlaid,
+            desired_digest="new",
+            system_namespace="a",
+            enabled=["b"],
+            canonical=CANONICAL,
+        )
+        return [(s.verb, s.namespace) for s in planned]
+
+    # The watch still shows what our write replaced.
+    assert steps({key: seen("1", "old")}) == [("write", "b")]
+    assert with_own_writes({key: seen("1", "old")}, written)[1] == {"a"}
+    # It caught up, or someone else wrote since: the watch wins.
+    assert steps({key: seen("2", "new")}) == [("write", "b")]
+    assert steps({key: seen("3", "theirs")}) == [("write", "a"), ("write", "b")]
+    assert with_own_writes({key: seen("3", "theirs")}, written)[1] == set()
+    # Deleted since (the watch shows none): written again.
+    assert steps({}) == [("write", "a"), ("write", "b")]

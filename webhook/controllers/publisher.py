@@ -28,10 +28,18 @@ from kubernetes.client.exceptions import ApiException
 
 from webhook import names
 from webhook.core.peers import PeerSet
-from webhook.core.publish import configmap_body, content_digest, merged, render
-from webhook.core.publish_plan import Step, canonical_ref, is_ours, observed_digest, plan
-from webhook.core.publish_size import Content, Layout, Mode, Notice, layout, notice
-from webhook.core.watched import State
+from webhook.core.publish import content_digest, merged, render
+from webhook.core.publish_plan import (
+    Step,
+    Written,
+    canonical_ref,
+    is_ours,
+    observed_digest,
+    plan,
+    with_own_writes,
+)
+from webhook.core.publish_size import Layout, Mode, Notice, configmap_bodies, layout, notice
+from webhook.core.watched import KIND_CONFIGMAP, State, trim
 from webhook.kube.api import FAILURES
 from webhook.kube.events import event_body
 from webhook.metrics import Metrics
@@ -58,6 +66,7 @@ class ConfigMapWriter:
         # Writes of their own threads: a hung one never takes a thread others need.
         self._executor = ThreadPoolExecutor(WRITE_CONCURRENCY * 2, thread_name_prefix="cm-write")
         self._in_flight: dict[str, asyncio.Future[int | None]] = {}  # namespace -> its write
+        self._written: dict[str, Written] = {}  # namespace -> our last write there
 
     def fit(self, peers: PeerSet) -> tuple[tuple[PeerSet, Layout] | None, str]:
         """The set to publish with its layout (`peers` if it fits, else the last good
@@ -102,14 +111,12 @@ class ConfigMapWriter:
         if fitted is None:
             return True
         published, shaped = fitted
-        if shaped.canonical is None or shaped.mirror is None:
-            return True  # never so: fit() keeps only sets that fit
         canonical = canonical_ref(self.settings)
-        bodies = {
-            kind: self._body(published, content, canonical)
-            for kind, content in (("canonical", shaped.canonical), ("mirror", shaped.mirror))
-        }
+        bodies = configmap_bodies(published, shaped, canonical=canonical)
         digests = {kind: content_digest(body) for kind, body in bodies.items()}
+        state, applied = with_own_writes(state, dict(self._written))
+        for namespace in set(self._written) - applied:  # the watch caught up there
+            self._written.pop(namespace, None)
         steps = plan(
             state,
             desired_digest=digests["canonical"],
@@ -166,17 +173,6 @@ class ConfigMapWriter:
 
     def _kind(self, namespace: str) -> str:
         return "canonical" if namespace == self.settings.namespace else "mirror"
-
-    @staticmethod
-    def _body(peers: PeerSet, content: Content, canonical: str) -> dict[str, Any]:
-        return configmap_body(
-            peers,
-            name=names.CONFIGMAP_NAME,
-            namespace="",
-            annotations={names.CANONICAL_ANNOTATION: canonical},
-            data=content.data,
-            binary_data=content.binary_data,
-        )
 
     def _announce(self, said: Notice, shaped: Layout) -> None:
         """The layout changed: a log line and an Event on the canonical ConfigMap."""
@@ -268,8 +264,8 @@ class ConfigMapWriter:
             try:
                 if current is None:
                     sent += self._count(wanted, kind)
-                    self._core.create_namespaced_config_map(
-                        namespace, wanted, field_manager=names.FIELD_MANAGER
+                    answer = self._core.create_namespaced_config_map(
+                        namespace, wanted, field_manager=names.FIELD_MANAGER, _preload_content=False
                     )
                     result = "created"
                 else:
@@ -290,14 +286,21 @@ class ConfigMapWriter:
                     if content["binaryData"]:
                         wanted["binaryData"] = content["binaryData"]
                     sent += self._count(wanted, kind)
-                    self._core.replace_namespaced_config_map(
-                        names.CONFIGMAP_NAME, namespace, wanted, field_manager=names.FIELD_MANAGER
+                    answer = self._core.replace_namespaced_config_map(
+                        names.CONFIGMAP_NAME,
+                        namespace,
+                        wanted,
+                        field_manager=names.FIELD_MANAGER,
+                        _preload_content=False,
                     )
                     result = "updated"
             except ApiException as exc:
                 if exc.status == 409:
                     continue
                 raise
+            if current is not None:  # not a create: a delete before its echo would hide
+                written = trim(orjson.loads(answer.data), kind=KIND_CONFIGMAP)
+                self._written[namespace] = (current["metadata"]["resourceVersion"], written)
             self.metrics.configmap_writes_total.labels(kind=kind, result=result).inc()
             log.info(
                 "configmap.written",

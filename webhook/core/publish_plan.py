@@ -84,3 +84,32 @@ def observed_digest(configmap: Mapping[str, Any]) -> str:
     """A watched (trimmed) ConfigMap carries its content digest; a fresh read is hashed."""
     known = configmap.get("digest")
     return known if isinstance(known, str) else content_digest(configmap)
+
+
+# A replace of ours the watch may not show yet: (the resourceVersion it replaced, the
+# object as written, trimmed like a watched one).
+Written = tuple[str, Mapping[str, Any]]
+
+
+def with_own_writes(state: State, written: Mapping[str, Written]) -> tuple[State, frozenset[str]]:
+    """The state with each ConfigMap this writer wrote last in place of what the watch
+    still shows from before that write; and the namespaces where that applied.
+
+    Without it a round that follows soon after another plans every mirror the watch
+    has not echoed yet again, and each such write is a whole ConfigMap sent for a 409.
+    Where the watch shows any other version (it caught up, or someone else wrote),
+    the watch wins.
+    """
+    fresh: dict[Any, Mapping[str, Any]] | None = None
+    applied = []
+    for namespace, (before, after) in written.items():
+        key = (KIND_CONFIGMAP, namespace, names.CONFIGMAP_NAME)
+        seen = state.get(key)
+        seen_version = (seen.get("metadata") or {}).get("resourceVersion") if seen else None
+        if seen_version != before:
+            continue
+        if fresh is None:
+            fresh = dict(state)
+        fresh[key] = after
+        applied.append(namespace)
+    return (state if fresh is None else fresh), frozenset(applied)

@@ -14,10 +14,11 @@ import base64
 import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from webhook import names
-from webhook.core.publish import encoded_size
+from webhook.core.peers import PeerSet
+from webhook.core.publish import configmap_body, encoded_size
 
 Mode = Literal["full", "lean-mirrors", "compressed"]
 
@@ -76,6 +77,25 @@ def layout(
         full_bytes,
         size,
     )
+
+
+def configmap_bodies(
+    peers: PeerSet, shaped: Layout, *, canonical: str
+) -> dict[str, dict[str, Any]]:
+    """The ConfigMap to write, by kind (`canonical`, `mirror`; none when nothing fits)."""
+    contents = {"canonical": shaped.canonical, "mirror": shaped.mirror}
+    return {
+        kind: configmap_body(
+            peers,
+            name=names.CONFIGMAP_NAME,
+            namespace="",
+            annotations={names.CANONICAL_ANNOTATION: canonical},
+            data=content.data,
+            binary_data=content.binary_data,
+        )
+        for kind, content in contents.items()
+        if content is not None
+    }
 
 
 @dataclass(frozen=True)
