@@ -141,7 +141,7 @@ class Bench:
                 full = [e for e in log_events(log, "watcher.peers-changed") if e["peers"] == count]
                 held = log_time(full[0]) - wall_started if full else None
                 oversize = log_events(log, "configmap.oversize")
-                sent = round_bytes(log, since=wall_started)
+                sent = round_bytes(log, since=wall_started, peers_hash=set_hash(expected))
                 naive = self.naive_poll_seconds()
                 if first:
                     seen.close()  # stop following 100 mirrors before timing changes
@@ -153,7 +153,7 @@ class Bench:
         if held is not None:
             note += f"; watcher held all {count} peers after {held:.1f} s"
         if sent:
-            note += f"; first write round sent {sent[0] / 1e6:.1f} MB"
+            note += f"; the rounds writing all {count} sent {sum(sent) / 1e6:.1f} MB"
         modes = layouts(log)
         if modes:
             note += f"; layout: {modes[0]}"

@@ -93,12 +93,15 @@ def every_mirror_written(
     return delays, short
 
 
-def round_bytes(path: Path, *, since: float) -> list[int]:
-    """Bytes of ConfigMap bodies each write round sent (the watcher's `configmap.round`)."""
+def round_bytes(path: Path, *, since: float, peers_hash: str = "") -> list[int]:
+    """Bytes of ConfigMap bodies each write round sent (the watcher's `configmap.round`),
+    of the rounds that wrote something (and wrote set `peers_hash`, if given)."""
     return [
         int(str(e["bytes"]))
         for e in log_events(path, "configmap.round")
-        if log_time(e) >= since and int(str(e["bytes"])) > 0
+        if log_time(e) >= since
+        and int(str(e["bytes"])) > 0
+        and e["hash"] == (peers_hash or e["hash"])
     ]
 
 
