@@ -69,6 +69,12 @@ class Metrics:
             "Peer sets refused for exceeding the ConfigMap size limit",
             registry=r,
         )
+        self.configmap_write_bytes_total = Counter(
+            "stellar_configmap_write_bytes",
+            "Bytes of ConfigMap bodies sent to the API server (compact JSON), by kind",
+            ["kind"],
+            registry=r,
+        )
         self.configmap_conflicts_total = Counter(
             "stellar_configmap_conflicts_total",
             "ConfigMaps named stellar-peers that we do not own, left alone",

@@ -55,6 +55,10 @@ OWNER_LABELS: Final = {
     "app.kubernetes.io/component": "peer-discovery",
 }
 CONFIGMAP_MAX_BYTES: Final = 1024 * 1024
+# Past this many bytes of `peers.json` the mirrors leave it out (pods read peers.txt)...
+MIRROR_JSON_MAX_BYTES: Final = 512 * 1024
+# ...and past CONFIGMAP_MAX_BYTES the canonical one holds it gzip-compressed in binaryData.
+KEY_JSON_GZ: Final = "peers.json.gz"
 # The longest wait the injected postStart hook accepts (its shell checks it too).
 HOOK_MAX_TIMEOUT_SECONDS: Final = 24 * 3600
 

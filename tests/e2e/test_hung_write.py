@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.server
+import logging
 import ssl
 import tempfile
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from kubernetes import client
 
 from certs import authority, files
@@ -28,6 +30,7 @@ from tests.e2e.test_watcher import add_validator, settings, wait_for_peers
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from webhook.controllers.publisher import WRITE_CONCURRENCY
 from webhook.settings import Settings
 
 __all__ = ["settings"]
@@ -85,7 +88,7 @@ class HangingWebhook:
 
 @contextlib.contextmanager
 def hanging_configmap_writes(
-    admreg: client.AdmissionregistrationV1Api, namespace: str
+    admreg: client.AdmissionregistrationV1Api, *namespaces: str
 ) -> Iterator[HangingWebhook]:
     with tempfile.TemporaryDirectory() as folder:
         hook = HangingWebhook(Path(folder))
@@ -114,7 +117,13 @@ def hanging_configmap_writes(
                             }
                         ],
                         "namespaceSelector": {
-                            "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/metadata.name",
+                                    "operator": "In",
+                                    "values": list(namespaces),
+                                }
+                            ]
                         },
                     }
                 ],
@@ -148,4 +157,38 @@ def test_a_hung_mirror_write_does_not_stall_the_other_configmaps(
             wait_for_peers(core, healthy, expected, timeout=8)
     finally:
         for name in (hung, healthy):
+            core.delete_namespace(name, propagation_policy="Background")
+
+
+def test_mirrors_queued_behind_hung_writes_are_written_in_the_same_round(
+    core: client.CoreV1Api,
+    admreg: client.AdmissionregistrationV1Api,
+    kubelet: FakeKubelet,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As many hung writes as the writer runs at once fill its gate; a mirror queued
+    behind them is written once they are given up, not itself given up as slow."""
+    hung = [make_namespace(core, "hung") for _ in range(WRITE_CONCURRENCY)]
+    later = make_namespace(core, "later")  # sorts after "hung-": queued behind them
+    try:
+        for name in (*hung, later):
+            label_enabled(core, name, settings)
+        with hanging_configmap_writes(admreg, *hung) as hook:
+            add_validator(core, kubelet, later, "v1", "127.0.2.111")
+            warnings = caplog.at_level(logging.WARNING, logger="webhook.controllers.publisher")
+            with warnings, components(settings):
+                wait_until(
+                    lambda: set(hung) <= set(hook.held),
+                    timeout=20,
+                    message="every hung write to start",
+                )
+                wait_for_peers(core, later, ["127.0.2.111:11625"], timeout=20)
+        slow = {
+            getattr(r, "namespace", "") for r in caplog.records if r.msg == "configmap.write-slow"
+        }
+        assert set(hung) <= slow
+        assert later not in slow
+    finally:
+        for name in (*hung, later):
             core.delete_namespace(name, propagation_policy="Background")

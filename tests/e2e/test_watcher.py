@@ -25,7 +25,8 @@ from webhook import names
 from webhook.controllers.sources import CRD_NAME
 from webhook.controllers.watcher import PeerWatcher, Snapshot
 from webhook.core.peers import PeerSet, static_peer
-from webhook.core.publish import encoded_size, render
+from webhook.core.publish import render
+from webhook.core.publish_size import layout
 from webhook.kube import api as kube
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -533,7 +534,8 @@ def test_audit_evicts_uninjected_validators_a_controller_recreates(
 
 
 def static_peers_filling(limit: int, *, slack: int) -> tuple[str, ...]:
-    """Static peers whose rendering fits in `limit` with less than `slack` bytes to spare."""
+    """Static peers whose rendering, `peers.json` gzipped, fits in `limit` with less than
+    `slack` bytes to spare."""
     label = "x" * 60
     long = [f"p{i:04d}.{label}.{label}.{label}.example:11625" for i in range(2000)]
     short = [f"s{i}.io:1" for i in range(2000)]
@@ -555,8 +557,9 @@ def static_peers_filling(limit: int, *, slack: int) -> tuple[str, ...]:
 
 
 def rendered_size(texts: list[str]) -> int:
+    """The canonical ConfigMap's size with `peers.json` gzipped (a limit of 0 asks for it)."""
     peers = PeerSet(peers=tuple(static_peer(t) for t in texts))
-    return encoded_size(render(peers))
+    return layout(render(peers), limit=0).compressed_bytes
 
 
 def test_peer_set_over_the_size_limit_keeps_the_last_good_configmap(
@@ -571,7 +574,7 @@ def test_peer_set_over_the_size_limit_keeps_the_last_good_configmap(
             message="the canonical ConfigMap with every static peer",
         )
         good = core.read_namespaced_config_map(names.CONFIGMAP_NAME, settings.namespace)
-        # One pod more (about 200 bytes) no longer fits.
+        # One pod more (about 130 bytes, peers.json gzipped) no longer fits.
         add_validator(core, kubelet, app_namespace, "one-too-many", "127.0.0.99")
         wait_until(
             lambda: watcher.metrics.configmap_oversize_total._value.get() == 1,

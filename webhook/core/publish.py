@@ -7,6 +7,7 @@ whole object; `content_digest` and `is_owned` what the publisher compares. No I/
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,15 +21,49 @@ from webhook.core.pod import as_dict
 Obj = Mapping[str, Any]
 # The data keys this injector writes; any other key in the ConfigMap belongs to someone else.
 DATA_KEYS = (names.KEY_JSON, names.KEY_TXT, names.KEY_CSV, names.KEY_COUNT, names.KEY_KNOWN_PEERS)
+# binaryData keys of ours: `peers.json` compressed, when the plain one does not fit.
+BINARY_KEYS = (names.KEY_JSON_GZ,)
+# The per-network keys (`peers-testnet.txt`, ...), one pattern for all of them.
+_NETWORK_KEY = re.compile(
+    "|".join(
+        re.escape(template).replace(re.escape("{}"), "[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+        for template in (
+            names.KEY_NETWORK_TXT,
+            names.KEY_NETWORK_CSV,
+            names.KEY_NETWORK_COUNT,
+            names.KEY_NETWORK_KNOWN_PEERS,
+            names.KEY_NETWORK_PREFERRED_KEYS,
+            names.KEY_NETWORK_VALIDATORS,
+        )
+    )
+)
+
+
+def is_our_key(key: str) -> bool:
+    """A data key this injector writes (DATA_KEYS and the per-network ones): ours are
+    replaced or dropped as the set asks; any other key belongs to someone else."""
+    return key in DATA_KEYS or _NETWORK_KEY.fullmatch(key) is not None
+
+
+def theirs(configmap: Obj) -> dict[str, dict[str, Any]]:
+    """The data and binaryData keys other writers added: kept on every write of ours."""
+    data = as_dict(configmap.get("data"))
+    binary = as_dict(configmap.get("binaryData"))
+    return {
+        "data": {k: v for k, v in data.items() if not is_our_key(k)},
+        "binaryData": {k: v for k, v in binary.items() if k not in BINARY_KEYS},
+    }
 
 
 def content_digest(configmap: Obj) -> str:
     """What we compare to decide whether a `stellar-peers` ConfigMap needs a write."""
     metadata = as_dict(configmap.get("metadata"))
     data = as_dict(configmap.get("data"))
+    binary = as_dict(configmap.get("binaryData"))
     content = {
         # Only our keys: a key another writer added is theirs, kept and never fought over.
-        "data": {key: data[key] for key in DATA_KEYS if key in data},
+        "data": {key: value for key, value in data.items() if is_our_key(key)},
+        "binaryData": {key: binary[key] for key in BINARY_KEYS if key in binary},
         "hash": as_dict(metadata.get("annotations")).get(names.PEERS_HASH_ANNOTATION),
         "owned": is_owned(configmap),
     }
@@ -77,10 +112,17 @@ def _entry(p: Peer) -> dict[str, Any]:
 
 
 def configmap_body(
-    peers: PeerSet, *, name: str, namespace: str, annotations: Mapping[str, str] | None = None
+    peers: PeerSet,
+    *,
+    name: str,
+    namespace: str,
+    annotations: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | None = None,
+    binary_data: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The whole ConfigMap we write: owner labels, the hash annotation, the rendered data."""
-    return {
+    """The whole ConfigMap we write: owner labels, the hash annotation, the data
+    (`render(peers)` unless a size layout, `webhook.core.publish_size`, chose other keys)."""
+    body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
@@ -89,10 +131,26 @@ def configmap_body(
             "labels": dict(names.OWNER_LABELS),
             "annotations": {**(annotations or {}), names.PEERS_HASH_ANNOTATION: peers.hash},
         },
-        "data": render(peers),
+        "data": dict(render(peers) if data is None else data),
+    }
+    if binary_data:
+        body["binaryData"] = dict(binary_data)
+    return body
+
+
+def merged(current: Obj, body: Obj) -> dict[str, dict[str, Any]]:
+    """The data and binaryData of a replace: other writers' keys as they are, ours as
+    `body` has them (a key of ours `body` lacks, such as `peers.json` once it moved to
+    `peers.json.gz`, is dropped)."""
+    kept = theirs(current)
+    return {
+        "data": {**kept["data"], **as_dict(body.get("data"))},
+        "binaryData": {**kept["binaryData"], **as_dict(body.get("binaryData"))},
     }
 
 
-def encoded_size(data: Mapping[str, str]) -> int:
-    """Bytes the API server counts against a ConfigMap's 1 MiB limit (keys plus values)."""
-    return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+def encoded_size(data: Mapping[str, str], binary: Mapping[str, bytes] | None = None) -> int:
+    """Bytes the API server counts against a ConfigMap's 1 MiB limit: the values (binary
+    ones decoded), and the keys too, to be on the safe side."""
+    text = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+    return text + sum(len(k.encode()) + len(v) for k, v in (binary or {}).items())

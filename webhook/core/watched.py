@@ -22,7 +22,7 @@ from webhook.core.networks import Identity, place, with_identity
 from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
 from webhook.core.pod import as_dict, as_list, as_str, is_ready
 from webhook.core.pod import ip as ip_address
-from webhook.core.publish import DATA_KEYS, content_digest
+from webhook.core.publish import content_digest, theirs
 
 # State kinds: the peer watcher stores every object under (kind, namespace, name).
 KIND_POD = "Pod"  # injected validator pods
@@ -78,14 +78,14 @@ def trim(obj: Obj, *, kind: str) -> dict[str, Any]:
             labels=dict(as_dict(metadata.get("labels"))),
             annotations=dict(as_dict(metadata.get("annotations"))),
         )
-        data = as_dict(obj.get("data"))
+        others = theirs(obj)
         return {
             "kind": kind,
             "metadata": meta,
             "digest": content_digest(obj),
             # What other writers added, so an update from this trimmed copy keeps it.
-            "data": {k: v for k, v in data.items() if k not in DATA_KEYS},
-            **({"binaryData": obj["binaryData"]} if obj.get("binaryData") else {}),
+            "data": others["data"],
+            **({"binaryData": others["binaryData"]} if others["binaryData"] else {}),
         }
     if kind == KIND_SERVICE:
         return {
