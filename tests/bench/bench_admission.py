@@ -94,7 +94,7 @@ http {{
     ssl_prefer_server_ciphers on;
     location = /mutate {{
       default_type application/json;
-      return 200 '{answer}';
+{answer}
     }}
   }}
 }}
@@ -186,6 +186,14 @@ def starlette_baseline(folder: Path, *, answer: Path) -> Iterator[Target]:
         yield Target("bare starlette", f"https://{HOST}:{port}/mutate", process.pid)
 
 
+def nginx_return(text: str, *, chunk: int = 3000) -> str:
+    """`return 200` of `text`, set in parts: nginx refuses a config token over 4 KiB."""
+    parts = [text[i : i + chunk] for i in range(0, len(text), chunk)] or [""]
+    sets = [f"      set $answer{i} '{part}';" for i, part in enumerate(parts)]
+    joined = "".join(f"$answer{i}" for i in range(len(parts)))
+    return "\n".join([*sets, f'      return 200 "{joined}";'])
+
+
 @contextlib.contextmanager
 def nginx_baseline(folder: Path, *, answer: Path) -> Iterator[Target]:
     text = answer.read_text()
@@ -193,7 +201,9 @@ def nginx_baseline(folder: Path, *, answer: Path) -> Iterator[Target]:
         raise ValueError("the fixed answer has characters nginx would interpret")
     port = procs.free_port()
     conf = folder / f"nginx-{answer.stem}.conf"
-    conf.write_text(NGINX_CONF.format(folder=folder, host=HOST, port=port, answer=text))
+    conf.write_text(
+        NGINX_CONF.format(folder=folder, host=HOST, port=port, answer=nginx_return(text))
+    )
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     with procs.running([nginx, "-c", str(conf), "-p", str(folder)], log=folder / "nginx.log") as p:
         procs.wait_for_port(HOST, port, process=p)
