@@ -36,6 +36,7 @@ from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.kube import api as kube
 from webhook.kube.leader import LeaderElector
+from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -238,7 +239,7 @@ async def _serve(settings: Settings, *, local: bool) -> int:
         listeners = server.bind(settings=settings)
         if local:
             url = f"https://127.0.0.1:{listeners.port}/mutate"
-            api = client.AdmissionregistrationV1Api(api_client)
+            api = Rest(api_client)
             body = webhook_configuration(
                 settings=settings, ca_bundle=ca_bundle, client_config={"url": url}
             )
@@ -275,7 +276,7 @@ async def _check_cluster(settings: Settings, api_client: client.ApiClient, *, lo
     if settings.leader_election or settings.enable_watcher:
         await asyncio.to_thread(
             startup.ensure_namespace,
-            client.CoreV1Api(api_client),
+            Rest(api_client),
             settings.namespace,
             create=local,
         )

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -30,6 +29,7 @@ from webhook.core.publish_plan import Step, canonical_ref, is_ours, observed_dig
 from webhook.core.watched import State
 from webhook.kube.api import FAILURES
 from webhook.kube.events import event_body
+from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -47,7 +47,7 @@ class ConfigMapWriter:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self._core = client.CoreV1Api(api_client)
+        self._rest = Rest(api_client)
         self._last_good: PeerSet | None = None
         self._warned: set[str] = set()  # uids and hashes already reported in an Event
         # Writes of their own threads: a hung one never takes a thread others need.
@@ -167,15 +167,11 @@ class ConfigMapWriter:
 
     def _read(self, namespace: str) -> dict[str, Any] | None:
         try:
-            response = self._core.read_namespaced_config_map(
-                names.CONFIGMAP_NAME, namespace, _preload_content=False
-            )
+            return self._rest.get(_configmap(namespace))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        current: dict[str, Any] = orjson.loads(response.data)
-        return current
 
     def _write(
         self,
@@ -204,8 +200,10 @@ class ConfigMapWriter:
             wanted = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
             try:
                 if current is None:
-                    self._core.create_namespaced_config_map(
-                        namespace, wanted, field_manager=names.FIELD_MANAGER
+                    self._rest.create(
+                        path("v1", "configmaps", namespace=namespace),
+                        wanted,
+                        field_manager=names.FIELD_MANAGER,
                     )
                     result = "created"
                 else:
@@ -223,8 +221,8 @@ class ConfigMapWriter:
                     wanted["data"] = {**(current.get("data") or {}), **body["data"]}
                     if current.get("binaryData"):
                         wanted["binaryData"] = current["binaryData"]
-                    self._core.replace_namespaced_config_map(
-                        names.CONFIGMAP_NAME, namespace, wanted, field_manager=names.FIELD_MANAGER
+                    self._rest.replace(
+                        _configmap(namespace), wanted, field_manager=names.FIELD_MANAGER
                     )
                     result = "updated"
             except ApiException as exc:
@@ -247,7 +245,7 @@ class ConfigMapWriter:
     def _delete(self, namespace: str, uid: str, kind: str) -> None:
         options = {"preconditions": {"uid": uid}} if uid else None
         try:
-            self._core.delete_namespaced_config_map(names.CONFIGMAP_NAME, namespace, body=options)
+            self._rest.delete(_configmap(namespace), options)
         except ApiException as exc:
             if exc.status not in (404, 409):  # gone already, or replaced by someone else's
                 raise
@@ -297,8 +295,12 @@ class ConfigMapWriter:
             event_type="Warning",
         )
         try:
-            self._core.create_namespaced_event(namespace, body)
+            self._rest.create(path("v1", "events", namespace=namespace), body)
         except FAILURES as exc:
             log.warning(
                 "configmap.event-failed", extra={"reason": reason, "error": repr(exc)[:300]}
             )
+
+
+def _configmap(namespace: str) -> str:
+    return path("v1", "configmaps", namespace=namespace, name=names.CONFIGMAP_NAME)
