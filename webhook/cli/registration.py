@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterator
 from typing import Any, Final
 
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
 # The webhook's name inside its configuration (the API server wants a qualified name).
@@ -126,32 +126,25 @@ def webhook_configuration(
     }
 
 
-def _configuration(name: str | None = None) -> str:
-    return path("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", name=name)
-
-
-def register(rest: Rest, body: dict[str, Any]) -> None:
+def register(api: client.AdmissionregistrationV1Api, body: dict[str, Any]) -> None:
     """Create the configuration, or replace one left by an earlier run."""
     name = body["metadata"]["name"]
     try:
-        rest.create(_configuration(), body)
+        api.create_mutating_webhook_configuration(body)
     except ApiException as exc:
         if exc.status != 409:
             raise
-        current = rest.get(_configuration(name))
+        current = api.read_mutating_webhook_configuration(name)
         replacement = {
             **body,
-            "metadata": {
-                **body["metadata"],
-                "resourceVersion": current["metadata"]["resourceVersion"],
-            },
+            "metadata": {**body["metadata"], "resourceVersion": current.metadata.resource_version},
         }
-        rest.replace(_configuration(name), replacement)
+        api.replace_mutating_webhook_configuration(name, replacement)
 
 
-def unregister(rest: Rest, name: str) -> None:
+def unregister(api: client.AdmissionregistrationV1Api, name: str) -> None:
     try:
-        rest.delete(_configuration(name))
+        api.delete_mutating_webhook_configuration(name)
     except ApiException as exc:
         if exc.status != 404:
             raise

@@ -239,7 +239,7 @@ async def _serve(settings: Settings, *, local: bool) -> int:
         listeners = server.bind(settings=settings)
         if local:
             url = f"https://127.0.0.1:{listeners.port}/mutate"
-            api = Rest(api_client)
+            api = client.AdmissionregistrationV1Api(api_client)
             body = webhook_configuration(
                 settings=settings, ca_bundle=ca_bundle, client_config={"url": url}
             )
