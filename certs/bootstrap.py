@@ -16,14 +16,26 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from certs import files, install, rotation
 
 Outcome = Literal["created", "adopted", "renewed", "unchanged", "waiting"]
+
+
+class Objects(Protocol):
+    """The API as raw JSON by URL path (`webhook.kube.rest.Rest`): no generated API class,
+    whose first use costs the service tens of MB."""
+
+    def get(self, url_path: str) -> dict[str, Any]: ...
+
+    def create(self, url_path: str, body: Any) -> dict[str, Any]: ...
+
+    def replace(self, url_path: str, body: Any) -> dict[str, Any]: ...
+
+    def patch(self, url_path: str, body: Any) -> dict[str, Any]: ...
 
 
 class StepFailed(RuntimeError):
@@ -60,17 +72,50 @@ class Obtained:
     patched: int = 0  # webhooks whose caBundle changed
 
 
-def _create_or_adopt(core: client.CoreV1Api, target: Target) -> Obtained:
+WEBHOOK_CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+
+
+def _secrets(target: Target) -> str:
+    return f"/api/v1/namespaces/{target.namespace}/secrets"
+
+
+def _read(api: Objects, target: Target) -> tuple[files.Bundle | None, str | None]:
+    """(bundle, resourceVersion): (None, None) when missing, (None, version) when incomplete."""
+    try:
+        return install.bundle_of(api.get(f"{_secrets(target)}/{target.secret}"))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None, None
+        raise
+
+
+def _patch_ca_bundle(
+    api: Objects, target: Target, *, new_ca: bytes, only_if_missing: bool = False
+) -> int:
+    """`install.patch_ca_bundle` over `api`: how many webhooks changed."""
+    one = f"{WEBHOOK_CONFIGURATIONS}/{target.configuration_name}"
+    ops = install.ca_bundle_ops(api.get(one), new_ca=new_ca, only_if_missing=only_if_missing)
+    if ops:
+        api.patch(one, ops)
+    return len(ops) // 2
+
+
+def _create_or_adopt(api: Objects, target: Target) -> Obtained:
+    """The API server creates an object at most once: one replica makes it, the rest read it."""
     fresh, _ = rotation.refresh(None, dns=target.dns, ips=target.ips)
-    if install.create_secret(core, namespace=target.namespace, secret=target.secret, bundle=fresh):
+    body = install.secret_body(namespace=target.namespace, secret=target.secret, bundle=fresh)
+    try:
+        api.create(_secrets(target), body)
         return Obtained(fresh, "created")
-    won = install.read_secret(core, namespace=target.namespace, secret=target.secret)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    won, _ = _read(api, target)
     return Obtained(won, "adopted" if won is not None else "waiting")
 
 
 def obtain(
-    core: client.CoreV1Api,
-    admreg: client.AdmissionregistrationV1Api,
+    api: Objects,
     *,
     target: Target,
     may_renew: bool,
@@ -84,11 +129,9 @@ def obtain(
     secret = f"Secret {target.namespace}/{target.secret}"
     webhook = f"MutatingWebhookConfiguration {target.configuration_name}"
     with _step(f"read {secret}"):
-        bundle, version = install.read_secret_versioned(
-            core, namespace=target.namespace, secret=target.secret
-        )
+        bundle, version = _read(api, target)
     if version is None:
-        found = _create_or_adopt(core, target)
+        found = _create_or_adopt(api, target)
     elif may_renew:
         renewed, action = rotation.refresh(
             bundle, dns=target.dns, ips=target.ips, renew_before=renew_before
@@ -98,17 +141,15 @@ def obtain(
         else:
             # caBundle first: the new CA is trusted before anyone serves its certificate.
             with _step(f"put the new CA in the caBundle of {webhook}"):
-                install.patch_ca_bundle(
-                    admreg, configuration_name=target.configuration_name, new_ca=renewed.ca_cert
-                )
+                _patch_ca_bundle(api, target, new_ca=renewed.ca_cert)
             with _step(f"renew {secret}"):
-                install.replace_secret(
-                    core,
+                body = install.secret_body(
                     namespace=target.namespace,
                     secret=target.secret,
                     bundle=renewed,
                     resource_version=version,
                 )
+                api.replace(f"{_secrets(target)}/{target.secret}", body)
             found = Obtained(renewed, "renewed")
     elif bundle is not None and rotation.usable(bundle, dns=target.dns, ips=target.ips):
         found = Obtained(bundle, "unchanged")
@@ -117,10 +158,5 @@ def obtain(
     if found.bundle is None:
         return found
     with _step(f"put the CA in the caBundle of {webhook}"):
-        patched = install.patch_ca_bundle(
-            admreg,
-            configuration_name=target.configuration_name,
-            new_ca=found.bundle.ca_cert,
-            only_if_missing=True,
-        )
+        patched = _patch_ca_bundle(api, target, new_ca=found.bundle.ca_cert, only_if_missing=True)
     return dataclasses.replace(found, patched=patched)

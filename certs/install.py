@@ -39,18 +39,10 @@ def _decoded(data: dict[str, str] | None, key: str) -> bytes | None:
         return None
 
 
-def read_secret_versioned(
-    core: client.CoreV1Api, *, namespace: str, secret: str
-) -> tuple[files.Bundle | None, str | None]:
-    """(bundle, resourceVersion): (None, None) when missing, (None, version) when incomplete."""
-    try:
-        found = core.read_namespaced_secret(secret, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None, None
-        raise
-    version = str(found.metadata.resource_version)
-    data = found.data
+def bundle_of(found: dict[str, Any]) -> tuple[files.Bundle | None, str]:
+    """(bundle, resourceVersion) of a Secret as the API answers it; None when incomplete."""
+    version = str(found["metadata"]["resourceVersion"])
+    data = found.get("data")
     ca_cert = _decoded(data, files.CA_CERT)
     cert = _decoded(data, files.TLS_CERT)
     key = _decoded(data, files.TLS_KEY)
@@ -66,7 +58,13 @@ def read_secret_versioned(
 
 def read_secret(core: client.CoreV1Api, *, namespace: str, secret: str) -> files.Bundle | None:
     """The bundle stored in Secret `namespace/secret`, or None when missing or incomplete."""
-    return read_secret_versioned(core, namespace=namespace, secret=secret)[0]
+    try:
+        found = core.read_namespaced_secret(secret, namespace, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return bundle_of(orjson.loads(found.data))[0]
 
 
 def secret_body(
@@ -110,39 +108,6 @@ def write_secret(
         if exc.status != 404:
             raise
         core.create_namespaced_secret(namespace, body)
-
-
-def create_secret(
-    core: client.CoreV1Api, *, namespace: str, secret: str, bundle: files.Bundle
-) -> bool:
-    """Create the Secret if it is absent: True when this call made it, False when one exists.
-
-    The API server creates an object at most once, so of several replicas
-    starting together exactly one gets True; the others read the winner's.
-    """
-    body = secret_body(namespace=namespace, secret=secret, bundle=bundle)
-    try:
-        core.create_namespaced_secret(namespace, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        return False
-    return True
-
-
-def replace_secret(
-    core: client.CoreV1Api,
-    *,
-    namespace: str,
-    secret: str,
-    bundle: files.Bundle,
-    resource_version: str,
-) -> None:
-    """Replace the Secret as read at `resource_version`; a 409 ApiException if it changed since."""
-    body = secret_body(
-        namespace=namespace, secret=secret, bundle=bundle, resource_version=resource_version
-    )
-    core.replace_namespaced_secret(secret, namespace, body)
 
 
 def _trusts(bundle: bytes, ca: bytes) -> bool:

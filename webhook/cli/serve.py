@@ -36,6 +36,7 @@ from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.kube import api as kube
 from webhook.kube.leader import LeaderElector
+from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -275,7 +276,7 @@ async def _check_cluster(settings: Settings, api_client: client.ApiClient, *, lo
     if settings.leader_election or settings.enable_watcher:
         await asyncio.to_thread(
             startup.ensure_namespace,
-            client.CoreV1Api(api_client),
+            Rest(api_client),
             settings.namespace,
             create=local,
         )

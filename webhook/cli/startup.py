@@ -11,11 +11,11 @@ import errno
 import logging
 
 import urllib3
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 
 from webhook.kube.api import CALL_TIMEOUT_SECONDS, describe_failure
+from webhook.kube.rest import Rest, path
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ STARTUP_FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
-def ensure_namespace(core: client.CoreV1Api, namespace: str, *, create: bool) -> None:
+def ensure_namespace(rest: Rest, namespace: str, *, create: bool) -> None:
     """The namespace of the Lease and the canonical ConfigMap must exist before anything runs.
 
     Without it the Lease cannot be written, no replica ever leads and nothing is
@@ -41,7 +41,7 @@ def ensure_namespace(core: client.CoreV1Api, namespace: str, *, create: bool) ->
     the installation's own, so a missing one means a wrong `--namespace`.
     """
     try:
-        core.read_namespace(namespace, _request_timeout=CALL_TIMEOUT_SECONDS)
+        rest.get(path("v1", "namespaces", name=namespace), timeout=CALL_TIMEOUT_SECONDS)
         return
     except ApiException as exc:
         if exc.status == 403 and not create:  # not ours to read: the Lease will tell
@@ -57,8 +57,10 @@ def ensure_namespace(core: client.CoreV1Api, namespace: str, *, create: bool) ->
             "or pass the namespace the injector is installed in"
         )
     try:
-        core.create_namespace(
-            {"metadata": {"name": namespace}}, _request_timeout=CALL_TIMEOUT_SECONDS
+        rest.create(
+            path("v1", "namespaces"),
+            {"metadata": {"name": namespace}},
+            timeout=CALL_TIMEOUT_SECONDS,
         )
     except ApiException as exc:
         if exc.status == 409:  # created meanwhile by someone else

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from kubernetes import client
 
 from webhook import names
 from webhook.core.peers import admitted_uninjected
 from webhook.kube.api import FAILURES, describe_failure
+from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -31,7 +31,7 @@ class UninjectedAudit:
         self,
         *,
         settings: Settings,
-        core: client.CoreV1Api,
+        core: client.CoreV1Api | Rest,
         metrics: Metrics,
         is_leader: Callable[[], bool],
         interval_seconds: float = AUDIT_INTERVAL_SECONDS,
@@ -40,7 +40,8 @@ class UninjectedAudit:
         self.metrics = metrics
         self.is_leader = is_leader
         self.interval_seconds = interval_seconds
-        self._core = core
+        # Only its ApiClient is used: the calls go raw, never through CoreV1Api.
+        self._rest = Rest(core.api_client)
 
     async def run(self, namespaces: Callable[[], list[str]]) -> None:
         """Every interval, count (and report once each) validators admitted uninjected.
@@ -82,12 +83,11 @@ class UninjectedAudit:
     def _find_uninjected(self, namespaces: list[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for namespace in namespaces:
-            response = self._core.list_namespaced_pod(
-                namespace,
+            pods = self._rest.get(
+                path("v1", "pods", namespace=namespace),
                 label_selector=f"{names.INJECTED_LABEL}!=true",
-                _preload_content=False,
             )
-            for pod in orjson.loads(response.data).get("items") or ():
+            for pod in pods.get("items") or ():
                 try:
                     if admitted_uninjected(pod, settings=self.settings):
                         found.append(pod)
@@ -110,7 +110,10 @@ class UninjectedAudit:
                 "metadata": {"name": name, "namespace": namespace},
             }
             try:
-                self._core.create_namespaced_pod_eviction(name, namespace, body)
+                self._rest.create(
+                    path("v1", "pods", namespace=namespace, name=name, subresource="eviction"),
+                    body,
+                )
                 log.warning("audit.evicted", extra={"namespace": namespace, "pod": name})
             except FAILURES as exc:  # 429: a PodDisruptionBudget says not now; next round
                 log.warning(

@@ -23,6 +23,7 @@ from kubernetes import client
 
 from certs import authority, bootstrap, files, install
 from webhook.kube.api import FAILURES
+from webhook.kube.rest import Rest
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,7 @@ class CertificateController:
         self, *, settings: Settings, api_client: client.ApiClient, is_leader: Callable[[], bool]
     ) -> None:
         self.settings = settings
-        self.core = client.CoreV1Api(api_client)
-        self.admreg = client.AdmissionregistrationV1Api(api_client)
+        self.rest = Rest(api_client)
         self.is_leader = is_leader
         self.installed = asyncio.Event()
         self.last_error = ""
@@ -81,7 +81,7 @@ class CertificateController:
     def sync_once(self) -> bootstrap.Outcome:
         """One round: Secret and caBundle as they should be, the files as the Secret says."""
         found = bootstrap.obtain(
-            self.core, self.admreg, target=target(self.settings), may_renew=self.is_leader()
+            self.rest, target=target(self.settings), may_renew=self.is_leader()
         )
         if found.bundle is None:
             log.warning("certs.waiting", extra={"reason": "the Secret holds no servable pair"})

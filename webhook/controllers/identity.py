@@ -38,6 +38,7 @@ from webhook.core.pod import label_network
 from webhook.core.reload_plan import NodePlan, plan_round
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.events import EventRecorder
+from webhook.kube.rest import Rest
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class IdentityLearner:
         self._labels: dict[str, str] = {}  # pod uid -> its network label
         self._reported: set[str] = set()  # pod uids whose mismatch is reported
         self._wake = asyncio.Event()
-        self._events = EventRecorder(core=client.CoreV1Api(api_client), timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=Rest(api_client), timeout=API_TIMEOUT_SECONDS)
         self.asked = 0  # admin requests sent, for tests and measurements
 
     def identities(self) -> dict[str, Identity]:

@@ -42,6 +42,7 @@ from webhook.core.publish_size import Layout, Mode, Notice, configmap_bodies, la
 from webhook.core.watched import KIND_CONFIGMAP, State, trim
 from webhook.kube.api import FAILURES
 from webhook.kube.events import event_body
+from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -59,7 +60,7 @@ class ConfigMapWriter:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self._core = client.CoreV1Api(api_client)
+        self._rest = Rest(api_client)
         self._last_good: tuple[PeerSet, Layout] | None = None
         self._mode: Mode = "full"  # the layout last published, to say when it changes
         self._warned: set[str] = set()  # uids and hashes already reported in an Event
@@ -225,15 +226,11 @@ class ConfigMapWriter:
 
     def _read(self, namespace: str) -> dict[str, Any] | None:
         try:
-            response = self._core.read_namespaced_config_map(
-                names.CONFIGMAP_NAME, namespace, _preload_content=False
-            )
+            return self._rest.get(_configmap(namespace))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        current: dict[str, Any] = orjson.loads(response.data)
-        return current
 
     def _write(
         self,
@@ -264,8 +261,10 @@ class ConfigMapWriter:
             try:
                 if current is None:
                     sent += self._count(wanted, kind)
-                    answer = self._core.create_namespaced_config_map(
-                        namespace, wanted, field_manager=names.FIELD_MANAGER, _preload_content=False
+                    answer = self._rest.create(
+                        path("v1", "configmaps", namespace=namespace),
+                        wanted,
+                        field_manager=names.FIELD_MANAGER,
                     )
                     result = "created"
                 else:
@@ -286,12 +285,8 @@ class ConfigMapWriter:
                     if content["binaryData"]:
                         wanted["binaryData"] = content["binaryData"]
                     sent += self._count(wanted, kind)
-                    answer = self._core.replace_namespaced_config_map(
-                        names.CONFIGMAP_NAME,
-                        namespace,
-                        wanted,
-                        field_manager=names.FIELD_MANAGER,
-                        _preload_content=False,
+                    answer = self._rest.replace(
+                        _configmap(namespace), wanted, field_manager=names.FIELD_MANAGER
                     )
                     result = "updated"
             except ApiException as exc:
@@ -299,7 +294,7 @@ class ConfigMapWriter:
                     continue
                 raise
             if current is not None:  # not a create: a delete before its echo would hide
-                written = trim(orjson.loads(answer.data), kind=KIND_CONFIGMAP)
+                written = trim(answer, kind=KIND_CONFIGMAP)
                 self._written[namespace] = (current["metadata"]["resourceVersion"], written)
             self.metrics.configmap_writes_total.labels(kind=kind, result=result).inc()
             log.info(
@@ -323,7 +318,7 @@ class ConfigMapWriter:
     def _delete(self, namespace: str, uid: str, kind: str) -> None:
         options = {"preconditions": {"uid": uid}} if uid else None
         try:
-            self._core.delete_namespaced_config_map(names.CONFIGMAP_NAME, namespace, body=options)
+            self._rest.delete(_configmap(namespace), options)
         except ApiException as exc:
             if exc.status not in (404, 409):  # gone already, or replaced by someone else's
                 raise
@@ -381,8 +376,12 @@ class ConfigMapWriter:
             event_type=event_type,
         )
         try:
-            self._core.create_namespaced_event(namespace, body)
+            self._rest.create(path("v1", "events", namespace=namespace), body)
         except FAILURES as exc:
             log.warning(
                 "configmap.event-failed", extra={"reason": reason, "error": repr(exc)[:300]}
             )
+
+
+def _configmap(namespace: str) -> str:
+    return path("v1", "configmaps", namespace=namespace, name=names.CONFIGMAP_NAME)

@@ -62,6 +62,7 @@ from webhook.core.reload_plan import (
 )
 from webhook.core.stellar_admin import Outcome, Result
 from webhook.kube.backoff import backoff_delay
+from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -82,7 +83,8 @@ class ReloadController:
     ) -> None:
         self._settings = settings
         self._api_client = api_client
-        self._rollout = Rollout(apps=client.AppsV1Api(api_client), retries=settings.reload_retries)
+        rest = Rest(api_client)
+        self._rollout = Rollout(rest=rest, retries=settings.reload_retries)
         self._metrics = metrics
         self._is_leader = is_leader
         self._latest: Snapshot | None = None
@@ -101,7 +103,7 @@ class ReloadController:
         self._peer_ports: dict[str, int] = {}  # pod IP -> its peer port, this round
         self._latest_peers = PeerSet(())  # the set of this round, with each peer's network
         self._semaphore = asyncio.Semaphore(settings.reload_concurrency)
-        self._report = ReloadReporter(core=client.CoreV1Api(api_client))
+        self._report = ReloadReporter(rest=rest)
 
     # Input
 

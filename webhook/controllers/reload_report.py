@@ -13,13 +13,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
 from webhook.core import connection
 from webhook.core.reload_plan import NodePlan
 from webhook.kube.events import EventRecorder
+from webhook.kube.rest import Rest, path
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ API_TIMEOUT_SECONDS = 10.0
 
 
 class ReloadReporter:
-    def __init__(self, *, core: client.CoreV1Api) -> None:
-        self._core = core
-        self._events = EventRecorder(core=core, timeout=API_TIMEOUT_SECONDS)
+    def __init__(self, *, rest: Rest) -> None:
+        self._rest = rest
+        self._events = EventRecorder(rest=rest, timeout=API_TIMEOUT_SECONDS)
 
     def forget(self, keep: Callable[[str], bool]) -> None:
         """Drop the Event counts of pods that are gone (`keep` answers by pod uid)."""
@@ -52,11 +52,10 @@ class ReloadReporter:
         body = {"metadata": {"annotations": annotations}}
         try:
             await asyncio.to_thread(
-                self._core.patch_namespaced_pod,
-                plan.name,
-                plan.namespace,
+                self._rest.patch,
+                path("v1", "pods", namespace=plan.namespace, name=plan.name),
                 body,
-                _request_timeout=API_TIMEOUT_SECONDS,
+                timeout=API_TIMEOUT_SECONDS,
             )
         except ApiException as exc:
             log.warning("reload.annotate-failed", extra={"pod": plan.name, "status": exc.status})

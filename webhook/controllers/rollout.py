@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
 from webhook.core.reload_plan import NodeOutcome, NodePlan, controller_owner
 from webhook.core.stellar_admin import Outcome, Result
-from webhook.kube.api import read_json
 from webhook.kube.backoff import backoff_delay
+from webhook.kube.rest import Rest, path
 
 log = logging.getLogger("webhook.controllers.reload")  # its lines are the reload controller's
 
@@ -29,8 +28,8 @@ RETRY_CAP_SECONDS = 2.0
 class Rollout:
     """Patches workload templates for the reload controller's rollout-mode nodes."""
 
-    def __init__(self, *, apps: client.AppsV1Api, retries: int) -> None:
-        self._apps = apps
+    def __init__(self, *, rest: Rest, retries: int) -> None:
+        self._rest = rest
         self._retries = retries
 
     async def run(self, plans: list[NodePlan]) -> list[NodeOutcome]:
@@ -61,7 +60,7 @@ class Rollout:
             return None
         try:
             replica_set = await asyncio.to_thread(
-                read_json, self._apps.read_namespaced_replica_set, name, plan.namespace
+                self._rest.get, path("apps/v1", "replicasets", namespace=plan.namespace, name=name)
             )
         except ApiException as exc:
             log.warning("reload.owner-unreadable", extra={"pod": plan.name, "status": exc.status})
@@ -73,15 +72,11 @@ class Rollout:
 
     async def _patch_template(self, *, namespace: str, kind: str, name: str, digest: str) -> Result:
         """Set the template annotation to `digest` unless it is already; 409 -> read again."""
-        apps = self._apps
-        read, patch = (
-            (apps.read_namespaced_deployment, apps.patch_namespaced_deployment)
-            if kind == "Deployment"
-            else (apps.read_namespaced_stateful_set, apps.patch_namespaced_stateful_set)
-        )
+        plural = "deployments" if kind == "Deployment" else "statefulsets"
+        one = path("apps/v1", plural, namespace=namespace, name=name)
         for attempt in range(self._retries + 1):
             try:
-                workload = await asyncio.to_thread(read_json, read, name, namespace)
+                workload = await asyncio.to_thread(self._rest.get, one)
                 template = (workload.get("spec") or {}).get("template") or {}
                 annotations = (template.get("metadata") or {}).get("annotations") or {}
                 if annotations.get(names.PEERS_HASH_ANNOTATION) == digest:
@@ -92,7 +87,7 @@ class Rollout:
                     "metadata": {"resourceVersion": version},  # a conflict answers 409
                     "spec": {"template": {"metadata": {"annotations": annotation}}},
                 }
-                await asyncio.to_thread(patch, name, namespace, body)
+                await asyncio.to_thread(self._rest.patch, one, body)
                 log.info(
                     "reload.rollout",
                     extra={"namespace": namespace, "kind": kind, "name": name, "hash": digest},

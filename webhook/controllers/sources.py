@@ -25,6 +25,7 @@ from webhook.core.watched import (
     NODE_NAME_LABEL,
     NODE_NAME_VALUE,
 )
+from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
 CRD_NAME = f"{names.STELLARNODE_PLURAL}.{names.STELLARNODE_GROUP}"
@@ -46,24 +47,24 @@ class Source:
 
 def base_sources(api_client: client.ApiClient, settings: Settings) -> list[Source]:
     """Injected pods, enabled namespaces and the `stellar-peers` ConfigMaps."""
-    core = client.CoreV1Api(api_client)
+    rest = Rest(api_client)
     return [
         Source(
             "pods",
             KIND_POD,
-            core.list_pod_for_all_namespaces,
+            rest.lister(path("v1", "pods")),
             {"label_selector": f"{names.INJECTED_LABEL}=true"},
         ),
         Source(
             "namespaces",
             KIND_NAMESPACE,
-            core.list_namespace,
+            rest.lister(path("v1", "namespaces")),
             {"label_selector": settings.namespace_selector},
         ),
         Source(
             "configmaps",
             KIND_CONFIGMAP,
-            core.list_config_map_for_all_namespaces,
+            rest.lister(path("v1", "configmaps")),
             {"field_selector": f"metadata.name={names.CONFIGMAP_NAME}"},
         ),
     ]
@@ -71,35 +72,31 @@ def base_sources(api_client: client.ApiClient, settings: Settings) -> list[Sourc
 
 def crd_source(api_client: client.ApiClient) -> Source:
     """The StellarNode CRD alone: its presence turns the StellarNode sources on and off."""
-    apiext = client.ApiextensionsV1Api(api_client)
     return Source(
         "crds",
         "CustomResourceDefinition",
-        apiext.list_custom_resource_definition,
+        Rest(api_client).lister(path("apiextensions.k8s.io/v1", "customresourcedefinitions")),
         {"field_selector": f"metadata.name={CRD_NAME}"},
     )
 
 
 def node_sources(api_client: client.ApiClient) -> list[Source]:
     """StellarNodes, the pods their operator runs, and the Services in front of them."""
-    core = client.CoreV1Api(api_client)
-    custom = client.CustomObjectsApi(api_client)
+    rest = Rest(api_client)
+    stellarnodes = path(
+        f"{names.STELLARNODE_GROUP}/{names.STELLARNODE_VERSION}", names.STELLARNODE_PLURAL
+    )
     return [
         Source(
             "stellarnodes",
             KIND_STELLARNODE,
-            custom.list_cluster_custom_object,
-            {
-                "group": names.STELLARNODE_GROUP,
-                "version": names.STELLARNODE_VERSION,
-                "plural": names.STELLARNODE_PLURAL,
-            },
+            rest.lister(stellarnodes),
         ),
         Source(
             "stellarnode-pods",
             KIND_NODE_POD,
-            core.list_pod_for_all_namespaces,
+            rest.lister(path("v1", "pods")),
             {"label_selector": f"{NODE_NAME_LABEL}={NODE_NAME_VALUE}"},
         ),
-        Source("services", KIND_SERVICE, core.list_service_for_all_namespaces),
+        Source("services", KIND_SERVICE, rest.lister(path("v1", "services"))),
     ]

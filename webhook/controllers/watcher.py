@@ -64,6 +64,7 @@ from webhook.core.watched import (
     validators,
 )
 from webhook.kube.backoff import backoff_delay
+from webhook.kube.rest import Rest
 from webhook.kube.watch import watch_events
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -108,7 +109,7 @@ class PeerWatcher:
         self.is_leader = is_leader
         self.on_change = on_change
         self._leader_only = leader_only
-        self._core = client.CoreV1Api(api_client)
+        self._rest = Rest(api_client)
         self.writer = ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics)
         self.static, ipv6 = dialable_static_peers(settings.static_peers)
         for name in ipv6:
@@ -139,7 +140,7 @@ class PeerWatcher:
         )
         self.audit = UninjectedAudit(
             settings=settings,
-            core=self._core,
+            core=self._rest,
             metrics=metrics,
             is_leader=is_leader,
             interval_seconds=audit_interval_seconds,

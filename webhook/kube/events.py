@@ -10,10 +10,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
+from webhook.kube.rest import Rest, path
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def event_name(*, name: str, uid: str, key: str) -> str:
 class EventRecorder:
     """Aggregated Events: one per object and key, its `count` raised on each repeat."""
 
-    def __init__(self, *, core: client.CoreV1Api, timeout: float) -> None:
-        self._core = core
+    def __init__(self, *, rest: Rest, timeout: float) -> None:
+        self._rest = rest
         self._timeout = timeout
         self._counts: dict[tuple[str, str], int] = {}  # (namespace, event name) -> count
         self._uids: dict[tuple[str, str], str] = {}  # the same key -> its object's uid
@@ -78,41 +78,31 @@ class EventRecorder:
         name = event_name(name=str(fields["name"]), uid=uid, key=key)
         body["metadata"] = {"name": name, "namespace": namespace}
         slot = (namespace, name)
+        one = path("v1", "events", namespace=namespace, name=name)
         self._uids[slot] = uid
         count = self._counts.get(slot)
         try:
             if count is None:
                 try:
                     await asyncio.to_thread(
-                        self._core.create_namespaced_event,
-                        namespace,
+                        self._rest.create,
+                        path("v1", "events", namespace=namespace),
                         body,
-                        _request_timeout=self._timeout,
+                        timeout=self._timeout,
                     )
                     self._counts[slot] = 1
                     return
                 except ApiException as exc:
                     if exc.status != 409:
                         raise
-                    existing = await asyncio.to_thread(
-                        self._core.read_namespaced_event,
-                        name,
-                        namespace,
-                        _request_timeout=self._timeout,
-                    )
-                    count = int(existing.count or 1)
+                    existing = await asyncio.to_thread(self._rest.get, one, timeout=self._timeout)
+                    count = int(existing.get("count") or 1)
             patch = {
                 "count": count + 1,
                 "lastTimestamp": body["lastTimestamp"],
                 "message": body["message"],
             }
-            await asyncio.to_thread(
-                self._core.patch_namespaced_event,
-                name,
-                namespace,
-                patch,
-                _request_timeout=self._timeout,
-            )
+            await asyncio.to_thread(self._rest.patch, one, patch, timeout=self._timeout)
             self._counts[slot] = count + 1
         except ApiException as exc:
             if exc.status == 404:

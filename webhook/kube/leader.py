@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -46,6 +45,7 @@ from webhook.core.lease import (
     parse_time,
 )
 from webhook.kube.api import FAILURES, describe_failure
+from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -62,7 +62,13 @@ class LeaderElector:
         self.settings = settings
         self.metrics = metrics
         self.identity = settings.identity or f"{socket.gethostname()}-{os.getpid()}"
-        self._api = client.CoordinationV1Api(api_client)
+        self._rest = Rest(api_client)
+        self._path = path(
+            "coordination.k8s.io/v1",
+            "leases",
+            namespace=settings.namespace,
+            name=settings.lease_name,
+        )
         self._duration = max(1, math.ceil(settings.lease_duration_seconds))
         # Stop writing this long after the last good renewal: sooner than anyone may take over.
         self._renew_deadline = settings.lease_duration_seconds - settings.lease_renew_seconds
@@ -187,18 +193,11 @@ class LeaderElector:
 
     def _read(self) -> dict[str, Any] | None:
         try:
-            response = self._api.read_namespaced_lease(
-                self.settings.lease_name,
-                self.settings.namespace,
-                _preload_content=False,
-                _request_timeout=self.settings.lease_renew_seconds,
-            )
+            return self._rest.get(self._path, timeout=self.settings.lease_renew_seconds)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        lease: dict[str, Any] = orjson.loads(response.data)
-        return lease
 
     def _attempt(self) -> Outcome:
         """One round: what this replica holds afterwards."""
@@ -220,8 +219,10 @@ class LeaderElector:
         try:
             if lease is None:
                 body = {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
-                self._api.create_namespaced_lease(
-                    namespace, body, _request_timeout=self.settings.lease_renew_seconds
+                self._rest.create(
+                    path("coordination.k8s.io/v1", "leases", namespace=namespace),
+                    body,
+                    timeout=self.settings.lease_renew_seconds,
                 )
             else:
                 metadata = {
@@ -229,11 +230,10 @@ class LeaderElector:
                     "namespace": namespace,
                     "resourceVersion": lease["metadata"]["resourceVersion"],
                 }
-                self._api.replace_namespaced_lease(
-                    name,
-                    namespace,
+                self._rest.replace(
+                    self._path,
                     {"metadata": metadata, "spec": spec},
-                    _request_timeout=self.settings.lease_renew_seconds,
+                    timeout=self.settings.lease_renew_seconds,
                 )
         except ApiException as exc:
             if exc.status == 409:  # someone wrote in between: read again soon
@@ -259,11 +259,10 @@ class LeaderElector:
             spec.update(
                 holderIdentity=None, leaseDurationSeconds=1, renewTime=micro_time(now_utc())
             )
-            self._api.replace_namespaced_lease(
-                self.settings.lease_name,
-                self.settings.namespace,
+            self._rest.replace(
+                self._path,
                 {"metadata": lease["metadata"], "spec": spec},
-                _request_timeout=self.settings.lease_renew_seconds,
+                timeout=self.settings.lease_renew_seconds,
             )
             log.info("leader.released", extra={"identity": self.identity})
         except FAILURES as exc:
