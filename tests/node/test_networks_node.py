@@ -5,7 +5,9 @@ config and seed, the admin port public (http mode: the injector asks each node's
 for its network). On each network one pod is labeled `stellar.org/network` and one is
 not, so its network is learned from its node. The labeled pair starts first; the
 unlabeled pair then starts into a cluster of two known networks, where its hook has to
-name its network from `info` to find its file. Nodes of different networks never
+name its network from `info` to find its file, and boots for a while first (answering
+"Core is booting", as stellar-core v25.2+ does), so the injector meets two nodes of
+different networks whose networks it cannot learn yet. Nodes of different networks never
 authenticate (the stand-in checks the passphrase's hash in its hello, as stellar-core
 does), and no node is ever handed a peer of the other network: not in its mounted file,
 its env, or a `connect` from the hook or the reload controller.
@@ -37,9 +39,10 @@ from tests.standin import PUBNET, TESTNET
 from webhook import names
 
 PASSPHRASES = {"testnet": TESTNET, "pubnet": PUBNET}
-# suffix: (network, labeled); the labeled pair starts first
+# suffix: (network, labeled); the labeled pair starts first, the unlabeled pair boots
 FIRST = {"ta": ("testnet", True), "pa": ("pubnet", True)}
 SECOND = {"tb": ("testnet", False), "pb": ("pubnet", False)}
+BOOT_SECONDS = "15"
 PEER_PORT = 11625
 
 
@@ -65,7 +68,8 @@ class Deployed:
 
 
 def network_documents(network: str, *, labeled: bool) -> list[dict[str, Any]]:
-    """The example (public admin port) on `network`, its pods labeled with it or not."""
+    """The example (public admin port) on `network`, its pods labeled with it or not; an
+    unlabeled one boots for a while (the stand-in's switch)."""
     docs = example_documents(public_admin=True)
     for doc in docs:
         if doc["kind"] == "ConfigMap":
@@ -77,6 +81,9 @@ def network_documents(network: str, *, labeled: bool) -> list[dict[str, Any]]:
             )
         if doc["kind"] == "Deployment" and labeled:
             doc["spec"]["template"]["metadata"]["labels"][names.NETWORK_LABEL] = network
+        if doc["kind"] == "Deployment" and not labeled:
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            container["env"].append({"name": "STANDIN_BOOT_SECONDS", "value": BOOT_SECONDS})
     return docs
 
 
