@@ -434,3 +434,51 @@ def test_a_booting_node_is_asked_again_until_it_says_who_it_is(
     finally:
         with pytest.raises(StopIteration):
             next(runner)
+
+
+def test_nodes_of_two_networks_still_booting_are_not_handed_each_other(
+    cluster: Any,
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    stack: ExitStack,
+) -> None:
+    """Unlabeled nodes that answer "Core is booting" (v25.2+) when first asked: their
+    networks are not known yet, yet they are no `unknown` pair to connect. Once booted,
+    each is told only of its own network's peers."""
+    label_enabled(core, namespace, settings)
+    nodes = Cluster(stack, core, kubelet, namespace)
+    settings = dataclasses.replace(
+        settings, reload_timeout_seconds=1.0, reload_connect_wait_seconds=2.0
+    )
+    nodes.pod("t0", TESTNET), nodes.pod("p0", PUBNET)
+    # Booting for different times, so some boot between two of the injector's asks.
+    for n, boot in enumerate((3, 5, 8), start=1):
+        nodes.pod(f"t{n}", TESTNET, booting_seconds=boot)
+        nodes.pod(f"p{n}", PUBNET, booting_seconds=boot)
+    want = {name: "testnet" if name[0] == "t" else "pubnet" for name in nodes.nodes}
+    ips = {
+        net: {nodes.nodes[name].host for name in want if want[name] == net}
+        for net in ("testnet", "pubnet")
+    }
+    runner = run_injector(settings, cluster.api_client, Metrics())
+    watcher = next(runner)
+    try:
+
+        def current() -> bool:
+            sets = networks.split(watcher.snapshot.peers)
+            return set(sets) == {"testnet", "pubnet"} and all(
+                observed(core, namespace, name) == sets[net].hash for name, net in want.items()
+            )
+
+        wait_until(current, timeout=60, message="every node current with its network's set")
+        for name, node in nodes.nodes.items():
+            dialed = {c.rpartition(":")[0] for c in node.connects()}
+            own = ips[want[name]]
+            assert dialed <= own, f"{name} was told of another network's peers: {dialed - own}"
+            refused = [e for e in node.events() if e[1] == "wrong network passphrase"]
+            assert not refused, f"{name} met another network's node: {refused}"
+    finally:
+        with pytest.raises(StopIteration):
+            next(runner)

@@ -22,157 +22,32 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 import yaml
 
 from tests import binaries
 from tests.node.conftest import SYSTEM_NAMESPACE, Node, install, uninstall
+from tests.node.validators import (
+    SLOW,
+    TIER_LABEL,
+    VALIDATOR_SET_LABEL,
+    add_validator,
+    apply,
+    authenticated,
+    connect_between,
+    example_documents,
+    logs,
+    running_validators,
+    status_rows,
+    validator_namespace,
+)
 from tests.polling import wait_until
 from webhook import names
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "manifests" / "examples" / "validator-deployment.yaml"
 SERVICE_HOST = "stellar-peer-injector.stellar-system.svc"
 LABEL = "app.kubernetes.io/name=stellar-peer-injector"
-# Pods start, the kubelet refreshes mounts, the reload controller backs off: minutes, not seconds.
-SLOW = 240.0
-TIER_LABEL = "stellar-node-tier"
-VALIDATOR_SET_LABEL = "stellar-node-tier/validator"
-
-
-def example_documents(*, public_admin: bool = False) -> list[dict[str, Any]]:
-    """The example as shipped; only resource requests lowered (the node has 2 CPUs), and the
-    admin port made public where http reload mode needs to reach it."""
-    docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
-    for doc in docs:
-        if doc["kind"] == "Deployment":
-            for container in doc["spec"]["template"]["spec"]["containers"]:
-                container["resources"] = {"requests": {"cpu": "10m", "memory": "32Mi"}}
-        if doc["kind"] == "ConfigMap" and public_admin:
-            cfg = doc["data"]["stellar-core.cfg"]
-            doc["data"]["stellar-core.cfg"] = cfg.replace(
-                "PUBLIC_HTTP_PORT=false", "PUBLIC_HTTP_PORT=true"
-            )
-    return docs
-
-
-def apply(node: Node, namespace: str, docs: list[dict[str, Any]]) -> None:
-    node.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
-
-
-def validator_namespace(node: Node, prefix: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    node.kubectl("create", "namespace", name)
-    node.kubectl("label", "namespace", name, f"{TIER_LABEL}=true")
-    node.kubectl("label", "namespace", name, f"{names.ENABLE_LABEL}={names.ENABLE_VALUE}")
-    # Each validator needs its own seed; the example reads one from this Secret.
-    node.kubectl(
-        "create", "secret", "generic", "validator-seed", "-n", name, f"--from-literal=seed=S{name}"
-    )
-    return name
-
-
-def one_validator(docs: list[dict[str, Any]], suffix: str) -> list[dict[str, Any]]:
-    """The example renamed for one more validator, as operators run several: each its own
-    Deployment, config and seed Secret (two nodes with one key never authenticate)."""
-
-    def renamed(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.replace("stellar-validator", f"stellar-validator-{suffix}").replace(
-                "validator-seed", f"validator-seed-{suffix}"
-            )
-        if isinstance(value, dict):
-            return {renamed(k): renamed(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [renamed(v) for v in value]
-        return value
-
-    copies = [renamed(doc) for doc in docs]
-    for doc in copies:
-        if doc["kind"] == "Deployment":
-            doc["spec"]["template"]["metadata"]["labels"][VALIDATOR_SET_LABEL] = "true"
-    return copies
-
-
-def add_validator(
-    node: Node,
-    namespace: str,
-    suffix: str,
-    docs: list[dict[str, Any]],
-    *,
-    own_post_start: bool = False,
-) -> None:
-    node.kubectl(
-        "create",
-        "secret",
-        "generic",
-        f"validator-seed-{suffix}",
-        "-n",
-        namespace,
-        f"--from-literal=seed=S{namespace}-{suffix}",
-    )
-    copies = one_validator(docs, suffix)
-    if own_post_start:
-        # A hook of the pod's own is kept: the injector adds none, and says so.
-        for doc in copies:
-            if doc["kind"] == "Deployment":
-                container = doc["spec"]["template"]["spec"]["containers"][0]
-                container["lifecycle"] = {"postStart": {"exec": {"command": ["sh", "-c", "true"]}}}
-    apply(node, namespace, copies)
-
-
-def admin_get(pod: dict[str, Any], path: str) -> Any:
-    """GET the node's admin port at its pod IP (PUBLIC_HTTP_PORT=true), parsed."""
-    with socket.create_connection((pod["status"]["podIP"], 11626), timeout=10) as sock:
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
-        raw = b""
-        while chunk := sock.recv(65536):
-            raw += chunk
-    return json.loads(raw.split(b"\r\n\r\n", 1)[1])
-
-
-def authenticated(pod: dict[str, Any]) -> set[str]:
-    groups = admin_get(pod, "/peers")["authenticated_peers"]
-    return {p["address"] for way in ("inbound", "outbound") for p in groups.get(way) or ()}
-
-
-def status_rows(table: str, namespace: str) -> list[dict[str, str]]:
-    """The rows of `stellar-peers status` for `namespace`, by column header."""
-    lines = table.splitlines()
-    header = next(line.split() for line in lines if line.startswith("NAMESPACE"))
-    return [
-        dict(zip(header, line.split(), strict=False))
-        for line in lines
-        if line.startswith(namespace)
-    ]
-
-
-def running_validators(
-    node: Node, namespace: str, count: int, selector: str = "app=stellar-validator"
-) -> list[dict[str, Any]]:
-    """Wait until `count` validator pods run with an IP and are Ready; return them."""
-
-    def ready() -> list[dict[str, Any]] | None:
-        pods = node.json("get", "pods", "-n", namespace, "-l", selector)["items"]
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        good = [
-            p
-            for p in live
-            if p["status"].get("podIP")
-            and any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in p["status"].get("conditions", [])
-            )
-        ]
-        return good if len(good) == count and len(live) == count else None
-
-    return wait_until(ready, timeout=SLOW, interval=1, message=f"{count} validators Ready")
-
-
-def logs(node: Node, namespace: str, pod: str) -> str:
-    return node.kubectl("logs", "-n", namespace, pod, "-c", "stellar-core")
 
 
 def injector_pods(node: Node) -> list[dict[str, Any]]:
@@ -539,14 +414,6 @@ def test_an_injector_rollout_admits_no_validator_uninjected(installed_node: Node
     assert rolled_out(), "the injector rollout did not finish"
     assert total >= 5, "too few admissions during the rollout to judge it"
     assert uninjected == 0, f"{uninjected} of {total} admissions during the rollout were uninjected"
-
-
-def connect_between(node: Node, namespace: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
-    def told(pod: dict[str, Any], other: dict[str, Any]) -> bool:
-        line = f"/connect?peer={other['status']['podIP']}&port=11625"
-        return line in unquote(logs(node, namespace, pod["metadata"]["name"]))
-
-    return told(a, b) or told(b, a)
 
 
 def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node: Node) -> None:

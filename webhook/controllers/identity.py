@@ -11,7 +11,10 @@ while the node does not answer. Every replica asks (two reads per node), so a
 new leader publishes warm. What it learned feeds the watcher's next snapshot
 (`identities()`); a pod not asked even once yet is `pending()`: it is handed to
 nobody and nothing is handed to it until its first answer (or failure) is in,
-so no node is told of a peer whose network is merely not asked yet.
+so no node is told of a peer whose network is merely not asked yet. A node that
+answers "Core is booting" (v25.2+ answers every command so) stays pending: it
+will name its network shortly, and two booting nodes of different networks
+are no `unknown` pair to connect once they boot.
 
 A pod labeled `stellar.org/network` keeps its label's network; when its node
 reports another one the disagreement is logged and put on the pod as one Warning
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 120.0
+BOOTING_RETRY_CAP_SECONDS = 10.0  # a booting node answers soon: ask it again soon
 API_TIMEOUT_SECONDS = 10.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
@@ -70,6 +74,7 @@ class IdentityLearner:
         self._on_learned = on_learned
         self._known: dict[Key, Identity] = {}
         self._retry: dict[Key, tuple[int, float]] = {}  # attempts, when to ask again
+        self._booting: set[Key] = set()  # answered "Core is booting" when last asked
         self._plans: list[NodePlan] = []
         self._labels: dict[str, str] = {}  # pod uid -> its network label
         self._reported: set[str] = set()  # pod uids whose mismatch is reported
@@ -84,11 +89,12 @@ class IdentityLearner:
         }
 
     def pending(self) -> frozenset[str]:
-        """Uids of the pods seen last that were never asked: not placed in any set yet."""
+        """Uids of the pods seen last that were never asked, or are booting: not placed yet."""
         return frozenset(
             p.uid
             for p in self._plans
-            if (p.uid, p.ip) not in self._known and (p.uid, p.ip) not in self._retry
+            if (p.uid, p.ip) not in self._known
+            and ((p.uid, p.ip) not in self._retry or (p.uid, p.ip) in self._booting)
         )
 
     def want(self, validators: Sequence[Mapping[str, Any]]) -> None:
@@ -97,6 +103,7 @@ class IdentityLearner:
         live = {(p.uid, p.ip) for p in self._plans}
         self._known = {k: v for k, v in self._known.items() if k in live}
         self._retry = {k: v for k, v in self._retry.items() if k in live}
+        self._booting &= live
         self._labels = {
             str((pod.get("metadata") or {}).get("uid", "")): label_network(pod)
             for pod in validators
@@ -147,6 +154,11 @@ class IdentityLearner:
             api_client=self._api_client,
             time_limit=self._settings.reload_timeout_seconds,
         )
+        key = (plan.uid, plan.ip)
+        if verdict is not None and verdict.reason == "booting":
+            self._booting.add(key)
+        else:
+            self._booting.discard(key)
         return body if verdict is None else None
 
     async def _learn(self, plan: NodePlan) -> bool:
@@ -165,14 +177,21 @@ class IdentityLearner:
                     identity = Identity(stellar_admin.network_name(passphrase), public_key)
         if identity is None:
             attempts = self._retry.get(key, (0, 0.0))[0]
-            delay = backoff_delay(attempts, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+            cap = BOOTING_RETRY_CAP_SECONDS if key in self._booting else RETRY_CAP_SECONDS
+            delay = backoff_delay(attempts, base=RETRY_BASE_SECONDS, cap=cap)
             self._retry[key] = (attempts + 1, time.monotonic() + delay)
             log.info(
                 "identity.unknown",
-                extra={"namespace": plan.namespace, "pod": plan.name, "retry_in": round(delay, 1)},
+                extra={
+                    "namespace": plan.namespace,
+                    "pod": plan.name,
+                    "booting": key in self._booting,
+                    "retry_in": round(delay, 1),
+                },
             )
             return False
         self._retry.pop(key, None)
+        self._booting.discard(key)
         self._known[key] = identity
         log.info(
             "identity.learned",
