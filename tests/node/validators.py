@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 import yaml
 
+from scripts import validator_copies
 from tests.node.conftest import Node
 from tests.polling import wait_until
 from webhook import names
@@ -57,21 +58,9 @@ def validator_namespace(node: Node, prefix: str) -> str:
 
 
 def one_validator(docs: list[dict[str, Any]], suffix: str) -> list[dict[str, Any]]:
-    """The example renamed for one more validator, as operators run several: each its own
-    Deployment, config and seed Secret (two nodes with one key never authenticate)."""
-
-    def renamed(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.replace("stellar-validator", f"stellar-validator-{suffix}").replace(
-                "validator-seed", f"validator-seed-{suffix}"
-            )
-        if isinstance(value, dict):
-            return {renamed(k): renamed(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [renamed(v) for v in value]
-        return value
-
-    copies = [renamed(doc) for doc in docs]
+    """The example renamed for one more validator, as operators run several (and the demo
+    does): each its own Deployment, config and seed Secret, labeled for this tier's cleanup."""
+    copies = validator_copies.renamed(docs, suffix)
     for doc in copies:
         if doc["kind"] == "Deployment":
             doc["spec"]["template"]["metadata"]["labels"][VALIDATOR_SET_LABEL] = "true"
