@@ -482,3 +482,46 @@ def test_nodes_of_two_networks_still_booting_are_not_handed_each_other(
     finally:
         with pytest.raises(StopIteration):
             next(runner)
+
+
+def test_a_restarted_injector_keeps_the_published_set_while_it_asks_the_nodes_again(
+    cluster: Any,
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    namespace: str,
+    settings: Settings,
+    stack: ExitStack,
+) -> None:
+    label_enabled(core, namespace, settings)
+    nodes = Cluster(stack, core, kubelet, namespace)
+    # Every answer takes a second: the restarted injector's first pass takes a while.
+    a = nodes.pod("a", TESTNET, delay_seconds=1.0)
+    b = nodes.pod("b", TESTNET, delay_seconds=1.0)
+    both = {f"{a.host}:11625", f"{b.host}:11625"}
+    runner = run_injector(settings, cluster.api_client, Metrics())
+    next(runner)
+    try:
+        wait_until(
+            lambda: set(canonical(core, namespace).get("peers-testnet.txt", "").split()) == both,
+            timeout=30,
+            message="the two published",
+        )
+    finally:
+        with pytest.raises(StopIteration):
+            next(runner)
+    metrics = Metrics()
+    runner = run_injector(settings, cluster.api_client, metrics)
+    watcher = next(runner)
+    try:
+        wait_until(
+            lambda: {p.peer_string for p in watcher.snapshot.peers.peers} == both,
+            timeout=30,
+            message="the restarted injector to know both nodes again",
+        )
+        # Nothing changed, so nothing was written: not the set without the nodes it had not
+        # asked yet (every mirror blanked), then the whole set again.
+        assert writes(metrics) == 0
+        assert set(canonical(core, namespace).get("peers-testnet.txt", "").split()) == both
+    finally:
+        with pytest.raises(StopIteration):
+            next(runner)

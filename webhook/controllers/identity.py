@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 120.0
-BOOTING_RETRY_CAP_SECONDS = 10.0  # a booting node answers soon: ask it again soon
+BOOTING_RETRY_CAP_SECONDS = 10.0
+# How long a (re)started injector waits for its first pass before publishing without it.
+FIRST_PASS_LIMIT_SECONDS = 60.0  # a booting node answers soon: ask it again soon
 API_TIMEOUT_SECONDS = 10.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
@@ -81,6 +83,8 @@ class IdentityLearner:
         self._wake = asyncio.Event()
         self._events = EventRecorder(rest=Rest(api_client), timeout=API_TIMEOUT_SECONDS)
         self.asked = 0  # admin requests sent, for tests and measurements
+        self.passes = 0  # passes that asked someone
+        self._first_seen: float | None = None  # when the first validators were wanted
 
     def identities(self) -> dict[str, Identity]:
         """What the nodes said, by pod uid, for the pods seen last (at their current IP)."""
@@ -97,9 +101,21 @@ class IdentityLearner:
             and ((p.uid, p.ip) not in self._retry or (p.uid, p.ip) in self._booting)
         )
 
+    def first_pass_pending(self) -> bool:
+        """True until the nodes seen first were each asked once (at most a minute).
+
+        A restarted injector finds every node not asked yet; publishing then would
+        replace good ConfigMaps with a set that leaves them all out.
+        """
+        if self.passes or self._first_seen is None:
+            return False
+        return time.monotonic() - self._first_seen < FIRST_PASS_LIMIT_SECONDS
+
     def want(self, validators: Sequence[Mapping[str, Any]]) -> None:
         """The Ready injected validators now: ask those not known yet. Never blocks."""
         self._plans = plan_round(_Validators(PeerSet(()), validators), settings=self._settings)
+        if self._plans and self._first_seen is None:
+            self._first_seen = time.monotonic()
         live = {(p.uid, p.ip) for p in self._plans}
         self._known = {k: v for k, v in self._known.items() if k in live}
         self._retry = {k: v for k, v in self._retry.items() if k in live}
@@ -143,6 +159,7 @@ class IdentityLearner:
 
         learned = sum(await asyncio.gather(*(one(p) for p in todo)))
         if todo:  # learned, or no longer pending (the `unknown` set until it answers)
+            self.passes += 1
             self._on_learned()
         return learned
 

@@ -21,9 +21,8 @@ would add. While a base source (pods, namespaces, ConfigMaps) is unavailable
 no ConfigMap is written at all: without it the set would be wrong, and the
 last good one stays. Its list keeps retrying; once it lists, it is back.
 
-Once the sources have listed, the watcher also runs the audit
-(`webhook.controllers.audit`) over the enabled namespaces it sees: validators
-admitted without injection, counted, and evicted on the leader when asked.
+Once the sources have listed, the watcher runs the audit (`controllers.audit`),
+and waits for the identity learner's first pass before it publishes anything.
 """
 
 from __future__ import annotations
@@ -344,6 +343,8 @@ class PeerWatcher:
         enabled = enabled_namespaces(state)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
+        if self.identity.first_pass_pending():
+            return True  # the learner's first pass publishes (`_relearn`); nothing is lost
         waiting = self.identity.pending()
         ready = tuple(v for v in listed if v["metadata"].get("uid") not in waiting)
         peers = peer_set(
