@@ -11,6 +11,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 NS="${DEMO_NAMESPACE:-stellar-validators}"
+# The example keeps its admin port on 127.0.0.1 (PUBLIC_HTTP_PORT=false), so running
+# validators are told of new peers inside their container, through pods/exec.
+export OVERLAY="${OVERLAY:-manifests/overlays/exec}"
 INJECTED='stellar.org/peers-injected=true'
 OBSERVED_COLUMNS='NAME:.metadata.name,IP:.status.podIP,STATUS:.status.phase,INJECTED:.metadata.labels.stellar\.org/peers-injected'
 
@@ -30,7 +33,7 @@ if [[ "${1:-}" == "down" ]]; then
 fi
 k get nodes -o wide
 
-say "2. Install the injector as a user does: images, kubectl apply -k manifests/ (it makes its own certificate)"
+say "2. Install the injector as a user does: images, kubectl apply -k $OVERLAY (it makes its own certificate)"
 scripts/install.sh up
 
 say "3. Label a namespace: stellar.org/peer-injection=enabled"
