@@ -84,7 +84,7 @@ k get configmap stellar-peers -n stellar-system -o jsonpath='{.data.peers\.txt}{
 k get configmap -A -l app.kubernetes.io/name=stellar-peer-injector \
   -o custom-columns='NAMESPACE:.metadata.namespace,NAME:.metadata.name,COUNT:.data.peer_count,HASH:.metadata.annotations.stellar\.org/peers-hash'
 
-say "8. Inside the validators: the mounted peers file, and the admin calls the postStart hook made"
+say "8. Inside the validators: the mounted peers file, and the admin calls made in the container (postStart hook, reload controller)"
 # The kubelet refreshes a mounted ConfigMap within about a minute, and a starting node
 # answers its admin port only once booted: wait for both, up to two minutes a pod.
 canonical="$(k get configmap stellar-peers -n "$NS" -o jsonpath='{.data.peers\.txt}')"
