@@ -184,11 +184,20 @@ def test_mirrors_queued_behind_hung_writes_are_written_in_the_same_round(
                     message="every hung write to start",
                 )
                 wait_for_peers(core, later, ["127.0.2.111:11625"], timeout=20)
-        slow = {
-            getattr(r, "namespace", "") for r in caplog.records if r.msg == "configmap.write-slow"
-        }
-        assert set(hung) <= slow
-        assert later not in slow
+
+                def slow() -> set[str]:
+                    return {
+                        getattr(r, "namespace", "")
+                        for r in caplog.records
+                        if r.msg == "configmap.write-slow"
+                    }
+
+                # Each hung write is given up 2 s after it began; they began a moment apart,
+                # so the last may be given up just after the queued one was written.
+                wait_until(
+                    lambda: set(hung) <= slow(), timeout=20, message="every hung write given up"
+                )
+        assert later not in slow()
     finally:
         for name in (*hung, later):
             core.delete_namespace(name, propagation_policy="Background")
