@@ -48,9 +48,9 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 120.0
-BOOTING_RETRY_CAP_SECONDS = 10.0
+BOOTING_RETRY_CAP_SECONDS = 10.0  # a booting node answers soon: ask it again soon
 # How long a (re)started injector waits for its first pass before publishing without it.
-FIRST_PASS_LIMIT_SECONDS = 60.0  # a booting node answers soon: ask it again soon
+FIRST_PASS_LIMIT_SECONDS = 60.0
 API_TIMEOUT_SECONDS = 10.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
