@@ -268,7 +268,12 @@ down() {
   # kube-proxy's chains and rules, then anything else that still runs from the state folder.
   if [[ -x "$K8S_BIN/kube-proxy" ]]; then "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   remove_kube_chains
-  pkill -f "containerd-shim-runc-v2 -namespace k8s.io -address $SOCK" 2>/dev/null || true
+  # Shims of containers containerd no longer knew of (`-id ID` comes before `-address`):
+  # each one's container init first (it takes its pod's processes along), then the shim.
+  for shim in $(pgrep -f -- "containerd-shim-runc-v2 .*-address $SOCK" || true); do
+    pkill -KILL -P "$shim" 2>/dev/null || true
+    kill -KILL "$shim" 2>/dev/null || true
+  done
   # Pod network namespaces and the volumes the kubelet mounted (tokens are tmpfs).
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
   if [[ -d "$STATE" ]]; then
