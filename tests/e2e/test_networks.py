@@ -10,7 +10,6 @@ requests it got, so a `connect` to another network's peer would show.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import socket
 from collections.abc import Iterator
@@ -21,8 +20,7 @@ import orjson
 import pytest
 from kubernetes import client
 
-from tests.background import Background
-from tests.e2e.test_reload import IMAGE, events, loopback_block, observed
+from tests.e2e.test_reload import IMAGE, events, loopback_block, observed, run_injector
 from tests.e2e.test_watcher import ensure_crd, stellar_node
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
@@ -30,8 +28,6 @@ from tests.polling import wait_until
 from tests.standin import PUBNET, TESTNET, StellarCoreStandIn
 from webhook import names
 from webhook.cli import status
-from webhook.controllers.reload import ReloadController
-from webhook.controllers.watcher import PeerWatcher
 from webhook.core import networks
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -100,27 +96,6 @@ class Cluster:
         return node
 
 
-def run_injector(
-    settings: Settings, api_client: client.ApiClient, metrics: Metrics
-) -> Iterator[PeerWatcher]:
-    controller = ReloadController(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=lambda: True
-    )
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
-        metrics=metrics,
-        is_leader=lambda: True,
-        on_change=controller.on_change,
-    )
-
-    async def both(stop: asyncio.Event) -> None:
-        await asyncio.gather(watcher.run(stop), controller.run(stop))
-
-    with Background(both, what="the watcher and the reload controller", stop_within=15):
-        yield watcher
-
-
 def canonical(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
     try:
         found = core.read_namespaced_config_map(names.CONFIGMAP_NAME, namespace)
@@ -169,9 +144,7 @@ def test_networks_are_learned_kept_apart_and_changed_one_at_a_time(
     testnet_ips = {t0.host, t1.host, odd.host, static_test.host}
     pubnet_ips = {p0.host, p1.host, static_pub.host}
     metrics = Metrics()
-    runner = run_injector(settings, cluster.api_client, metrics)
-    watcher = next(runner)
-    try:
+    with run_injector(settings, cluster.api_client, metrics) as watcher:
 
         def published() -> bool:
             data = canonical(core, namespace)
@@ -280,9 +253,6 @@ def test_networks_are_learned_kept_apart_and_changed_one_at_a_time(
                 f"identity admin calls {watcher.identity.asked - learner_asked}, "
                 f"admin requests per node {calls}"
             )
-    finally:
-        with pytest.raises(StopIteration):
-            next(runner)
 
 
 def test_a_node_that_cannot_be_asked_is_only_with_its_own_kind(
@@ -305,9 +275,7 @@ def test_a_node_that_cannot_be_asked_is_only_with_its_own_kind(
     core.create_namespaced_pod(namespace, validator_pod("mute", http_port=closed))
     kubelet.mark_ready(namespace=namespace, name="mute", ip=mute)
     metrics = Metrics()
-    runner = run_injector(settings, cluster.api_client, metrics)
-    watcher = next(runner)
-    try:
+    with run_injector(settings, cluster.api_client, metrics) as watcher:
 
         def placed() -> bool:
             data = canonical(core, namespace)
@@ -330,9 +298,6 @@ def test_a_node_that_cannot_be_asked_is_only_with_its_own_kind(
         )
         for node in (t0, t1):
             assert f"{mute}:11625" not in node.connects()
-    finally:
-        with pytest.raises(StopIteration):
-            next(runner)
 
 
 def test_stellarnodes_are_placed_by_their_spec(
@@ -371,9 +336,7 @@ def test_stellarnodes_are_placed_by_their_spec(
         }
         core.create_namespaced_pod(namespace, pod)
         kubelet.mark_ready(namespace=namespace, name=f"{name}-0", ip=node.host)
-    runner = run_injector(settings, cluster.api_client, Metrics())
-    watcher = next(runner)
-    try:
+    with run_injector(settings, cluster.api_client, Metrics()) as watcher:
 
         def placed() -> bool:
             data = canonical(core, namespace)
@@ -398,9 +361,6 @@ def test_stellarnodes_are_placed_by_their_spec(
         for node in (t0, t1):
             assert f"{sn_pub.host}:11625" not in node.connects()
             assert f"{sn_test.host}:11625" in node.connects()
-    finally:
-        with pytest.raises(StopIteration):
-            next(runner)
 
 
 def test_a_booting_node_is_asked_again_until_it_says_who_it_is(
@@ -414,9 +374,7 @@ def test_a_booting_node_is_asked_again_until_it_says_who_it_is(
     label_enabled(core, namespace, settings)
     nodes = Cluster(stack, core, kubelet, namespace)
     slow = nodes.pod("slow", PUBNET, booting_requests=3)  # three answers of "booting" first
-    runner = run_injector(settings, cluster.api_client, Metrics())
-    next(runner)
-    try:
+    with run_injector(settings, cluster.api_client, Metrics()):
 
         def learned() -> bool:
             data = canonical(core, namespace)
@@ -431,9 +389,6 @@ def test_a_booting_node_is_asked_again_until_it_says_who_it_is(
         assert commands[0] == "info", commands
         assert commands.count("info") >= 2, commands
         assert commands.count("quorum") == 1, commands
-    finally:
-        with pytest.raises(StopIteration):
-            next(runner)
 
 
 def test_nodes_of_two_networks_still_booting_are_not_handed_each_other(
@@ -462,9 +417,7 @@ def test_nodes_of_two_networks_still_booting_are_not_handed_each_other(
         net: {nodes.nodes[name].host for name in want if want[name] == net}
         for net in ("testnet", "pubnet")
     }
-    runner = run_injector(settings, cluster.api_client, Metrics())
-    watcher = next(runner)
-    try:
+    with run_injector(settings, cluster.api_client, Metrics()) as watcher:
 
         def current() -> bool:
             sets = networks.split(watcher.snapshot.peers)
@@ -479,9 +432,6 @@ def test_nodes_of_two_networks_still_booting_are_not_handed_each_other(
             assert dialed <= own, f"{name} was told of another network's peers: {dialed - own}"
             refused = [e for e in node.events() if e[1] == "wrong network passphrase"]
             assert not refused, f"{name} met another network's node: {refused}"
-    finally:
-        with pytest.raises(StopIteration):
-            next(runner)
 
 
 def test_a_restarted_injector_keeps_the_published_set_while_it_asks_the_nodes_again(
@@ -498,21 +448,14 @@ def test_a_restarted_injector_keeps_the_published_set_while_it_asks_the_nodes_ag
     a = nodes.pod("a", TESTNET, delay_seconds=1.0)
     b = nodes.pod("b", TESTNET, delay_seconds=1.0)
     both = {f"{a.host}:11625", f"{b.host}:11625"}
-    runner = run_injector(settings, cluster.api_client, Metrics())
-    next(runner)
-    try:
+    with run_injector(settings, cluster.api_client, Metrics()):
         wait_until(
             lambda: set(canonical(core, namespace).get("peers-testnet.txt", "").split()) == both,
             timeout=30,
             message="the two published",
         )
-    finally:
-        with pytest.raises(StopIteration):
-            next(runner)
     metrics = Metrics()
-    runner = run_injector(settings, cluster.api_client, metrics)
-    watcher = next(runner)
-    try:
+    with run_injector(settings, cluster.api_client, metrics) as watcher:
         wait_until(
             lambda: {p.peer_string for p in watcher.snapshot.peers.peers} == both,
             timeout=30,
@@ -522,6 +465,3 @@ def test_a_restarted_injector_keeps_the_published_set_while_it_asks_the_nodes_ag
         # asked yet (every mirror blanked), then the whole set again.
         assert writes(metrics) == 0
         assert set(canonical(core, namespace).get("peers-testnet.txt", "").split()) == both
-    finally:
-        with pytest.raises(StopIteration):
-            next(runner)

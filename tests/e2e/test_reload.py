@@ -9,6 +9,7 @@ per test from 127.0.0.0/8 so that tests running at the same time never meet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import socket
@@ -150,6 +151,29 @@ def make_controller(cluster: Any, metrics: Metrics) -> Callable[..., ReloadContr
         )
 
     return make
+
+
+@contextlib.contextmanager
+def run_injector(
+    settings: Settings, api_client: client.ApiClient, metrics: Metrics
+) -> Iterator[PeerWatcher]:
+    """The peer watcher and the reload controller wired as `serve` wires them, running."""
+    controller = ReloadController(
+        settings=settings, api_client=api_client, metrics=metrics, is_leader=lambda: True
+    )
+    watcher = PeerWatcher(
+        settings=settings,
+        api_client=api_client,
+        metrics=metrics,
+        is_leader=lambda: True,
+        on_change=controller.on_change,
+    )
+
+    async def both(stop: asyncio.Event) -> None:
+        await asyncio.gather(watcher.run(stop), controller.run(stop))
+
+    with Background(both, what="the watcher and the reload controller", stop_within=15):
+        yield watcher
 
 
 @pytest.fixture
@@ -541,21 +565,7 @@ def test_reload_driven_by_the_peer_watcher(
     three = [
         start_node(nodes, core, kubelet, namespace, f"v{i}", f"{block}{i + 2}") for i in range(3)
     ]
-    controller = ReloadController(
-        settings=settings, api_client=cluster.api_client, metrics=metrics, is_leader=lambda: True
-    )
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=cluster.api_client,
-        metrics=metrics,
-        is_leader=lambda: True,
-        on_change=controller.on_change,
-    )
-
-    async def both(stop: asyncio.Event) -> None:
-        await asyncio.gather(watcher.run(stop), controller.run(stop))
-
-    with Background(both, what="the watcher and the reload controller", stop_within=15):
+    with run_injector(settings, cluster.api_client, metrics) as watcher:
         wait_until(
             lambda: all(len(n.connects()) == 2 for n in three),
             timeout=20,  # the watcher lists every source first
