@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# Property tests assert what the code returns, never how fast: a per-example deadline
+# only fails them on a loaded machine (CI saw 448 ms on an example that takes 0.1 ms).
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -21,6 +21,7 @@ def running_status(
     *, ip: str, containers: Iterable[tuple[str, str]], ready: bool = True
 ) -> dict[str, Any]:
     """The status a kubelet reports for a running pod: `ip`, every container started."""
+    containers = list(containers)
     state = "True" if ready else "False"
     now = _now()
     return {
@@ -36,18 +37,41 @@ def running_status(
             {"type": "Ready", "status": state, "lastTransitionTime": now},
         ],
         "containerStatuses": [
-            {
-                "name": name,
-                "image": image,
-                "imageID": "",
-                "ready": ready,
-                "restartCount": 0,
-                "started": True,
-                "state": {"running": {"startedAt": now}},
-            }
-            for name, image in containers
+            {**status, "image": image, "imageID": ""}
+            for (_, image), status in zip(
+                containers, container_statuses((n for n, _ in containers), ready=ready), strict=True
+            )
         ],
     }
+
+
+def container_statuses(names: Iterable[str], *, ready: bool = True) -> list[dict[str, Any]]:
+    """Each container running and started, as a kubelet reports it (Ready or not)."""
+    return [
+        {
+            "name": name,
+            "ready": ready,
+            "restartCount": 0,
+            "started": True,
+            "state": {"running": {"startedAt": _now()}},
+        }
+        for name in names
+    ]
+
+
+def crashed_statuses(names: Iterable[str]) -> list[dict[str, Any]]:
+    """Each container restarting after a crash: waiting in CrashLoopBackOff, never started."""
+    return [
+        {
+            "name": name,
+            "ready": False,
+            "restartCount": 3,
+            "started": False,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+        }
+        for name in names
+    ]
 
 
 class FakeKubelet:
@@ -63,6 +87,24 @@ class FakeKubelet:
         # podIPs by key and end up with two IPs of one family, which is invalid.
         ops = [
             {"op": "add", "path": f"/status/{key}", "value": value} for key, value in status.items()
+        ]
+        self.core.patch_namespaced_pod_status(name, namespace, ops)
+
+    def mark_crashed(self, *, namespace: str, name: str) -> None:
+        """Its containers crash-looping: Running phase and IP kept, no container running."""
+        pod = self.core.read_namespaced_pod(name, namespace)
+        names = [c.name for c in pod.spec.containers]
+        ops = [
+            {
+                "op": "replace",
+                "path": "/status/containerStatuses",
+                "value": crashed_statuses(names),
+            },
+            {
+                "op": "replace",
+                "path": "/status/conditions",
+                "value": [{"type": "Ready", "status": "False", "lastTransitionTime": _now()}],
+            },
         ]
         self.core.patch_namespaced_pod_status(name, namespace, ops)
 

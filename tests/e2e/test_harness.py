@@ -110,6 +110,12 @@ def test_fake_kubelet_marks_ready(
     kubelet.mark_not_ready(namespace=namespace, name="p")
     pod = core.read_namespaced_pod("p", namespace)
     assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "False"
+    assert pod.status.container_statuses[0].state.running is not None  # still running
+    kubelet.mark_crashed(namespace=namespace, name="p")
+    pod = core.read_namespaced_pod("p", namespace)
+    (crashed,) = pod.status.container_statuses
+    assert crashed.state.waiting.reason == "CrashLoopBackOff"
+    assert crashed.started is False
 
 
 def test_rbac_denies_service_account_without_rights(

@@ -151,7 +151,8 @@ def test_ready_validators_fill_canonical_and_mirror(
         mirror = core.read_namespaced_config_map(names.CONFIGMAP_NAME, app_namespace)
         assert mirror.data == canonical.data
 
-        kubelet.mark_not_ready(namespace=app_namespace, name="v-a")
+        # Its container crash-loops: no peer. Not Ready alone would keep it (Bootstrap).
+        kubelet.mark_crashed(namespace=app_namespace, name="v-a")
         wait_for_peers(core, settings.namespace, ["127.0.0.12:11625"])
         kubelet.mark_ready(namespace=app_namespace, name="v-a", ip="127.0.0.11")
         kubelet.mark_ready(namespace=app_namespace, name="pending", ip="127.0.0.22")
@@ -620,3 +621,54 @@ def test_mirror_of_another_installation_is_left_alone(
         )
         current = core.read_namespaced_config_map(names.CONFIGMAP_NAME, app_namespace)
         assert current.metadata.resource_version == theirs.metadata.resource_version
+
+
+def test_running_validators_are_peers_ready_or_not(
+    core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
+) -> None:
+    """DESIGN.md "Bootstrap": a validator that never turns Ready (its probe waits for a
+    `Synced!` it reaches only once it meets its peers) is handed out all the same."""
+    for name, ip in (("v-1", "127.0.0.111"), ("v-2", "127.0.0.112")):
+        add_validator(core, kubelet, app_namespace, name, None)
+        kubelet.mark_ready(namespace=app_namespace, name=name, ip=ip, ready=False)
+    with running(settings):
+        wait_for_peers(core, app_namespace, ["127.0.0.111:11625", "127.0.0.112:11625"])
+
+
+def test_a_validator_whose_ready_flaps_causes_no_configmap_write(
+    core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
+) -> None:
+    """Membership follows the container, not the probe: a node that drops out of `Synced!`
+    for a while (Ready False, then True) changes nothing, so nothing is written."""
+    add_validator(core, kubelet, app_namespace, "v-1", "127.0.0.121")
+    add_validator(core, kubelet, app_namespace, "v-2", "127.0.0.122")
+    with running(settings):
+        wait_for_peers(core, app_namespace, ["127.0.0.121:11625", "127.0.0.122:11625"])
+        before = {
+            ns: core.read_namespaced_config_map(names.CONFIGMAP_NAME, ns).metadata.resource_version
+            for ns in (settings.namespace, app_namespace)
+        }
+        for _ in range(5):
+            kubelet.mark_not_ready(namespace=app_namespace, name="v-1")
+            kubelet.mark_ready(namespace=app_namespace, name="v-1", ip="127.0.0.121")
+        # A barrier: the pod watch is ordered, so once a third validator is written the
+        # flaps before it were folded too.
+        add_validator(core, kubelet, app_namespace, "v-3", "127.0.0.123")
+        expected = ["127.0.0.121:11625", "127.0.0.122:11625", "127.0.0.123:11625"]
+        wait_for_peers(core, app_namespace, expected)
+        wait_for_peers(core, settings.namespace, expected)
+        for ns, version in before.items():
+            modified = configmap_writes_since(core, ns, version)
+            assert modified == 1, f"{ns}: {modified} writes for one new peer and 10 flaps"
+
+
+def configmap_writes_since(core: client.CoreV1Api, namespace: str, version: str) -> int:
+    """How many times `stellar-peers` in `namespace` changed after `version`."""
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map,
+        namespace,
+        field_selector=f"metadata.name={names.CONFIGMAP_NAME}",
+        resource_version=version,
+        timeout_seconds=2,
+    )
+    return sum(1 for event in stream if event["type"] == "MODIFIED")

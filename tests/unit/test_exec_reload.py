@@ -29,18 +29,18 @@ def bin_dir(tmp_path: Path) -> Path:
     return bin_dir
 
 
-def run_in_container(argv: list[str], bin_dir: Path, cwd: Path) -> str:
-    """Run `argv` as pods/exec does: stdout and stderr in one stream, exit status ignored."""
+def run_in_container(argv: list[str], bin_dir: Path, cwd: Path) -> tuple[str, str]:
+    """Run `argv` as pods/exec does: stdout and stderr on channels of their own, exit
+    status ignored."""
     done = subprocess.run(
         argv,
         cwd=cwd,
         env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        capture_output=True,
         timeout=60,
         check=False,
     )
-    return done.stdout.decode()
+    return done.stdout.decode(), done.stderr.decode()
 
 
 def config(tmp_path: Path, port: int) -> Path:
@@ -58,16 +58,16 @@ def test_exec_peers_and_connect_read_from_real_http_command_output(
         output = run_in_container(
             exec_command("peers", conf=str(conf), seconds=5), bin_dir, tmp_path
         )
-        assert "Content-Type: application/json" in output
-        assert "Config from" in output
-        verdict, body = stellar_admin.command_verdict(output)
+        assert "Content-Type: application/json" in output[0]
+        assert "Config from" in output[1]
+        verdict, body = stellar_admin.command_verdict(*output)
         assert verdict is None
         seen = connection.read_peers(body)
         assert seen.authenticated == frozenset()
         assert seen.outbound_authenticated == 0
 
         argv = connect_exec_command(host="127.0.0.9", port=11625, conf=str(conf), seconds=5)
-        verdict, body = stellar_admin.command_verdict(run_in_container(argv, bin_dir, tmp_path))
+        verdict, body = stellar_admin.command_verdict(*run_in_container(argv, bin_dir, tmp_path))
         assert verdict is None
         result = stellar_admin.classify_connect(200, body, host="127.0.0.9", port=11625)
         assert result == stellar_admin.ASKED
@@ -80,7 +80,7 @@ def test_exec_without_conf_uses_the_working_directory_default(
     with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
         (tmp_path / "stellar-core.cfg").write_text(f"HTTP_PORT = {node.port}\n")
         output = run_in_container(exec_command("info", conf="", seconds=5), bin_dir, tmp_path)
-        verdict, body = stellar_admin.command_verdict(output)
+        verdict, body = stellar_admin.command_verdict(*output)
         assert verdict is None
         assert stellar_admin.parse_info(body).state == "Synced!"
 
@@ -90,7 +90,7 @@ def test_exec_refused_is_retry_later(tmp_path: Path, bin_dir: Path) -> None:
         port = node.port
     conf = config(tmp_path, port)  # nothing listens there any more
     output = run_in_container(exec_command("peers", conf=str(conf), seconds=5), bin_dir, tmp_path)
-    verdict, _ = stellar_admin.command_verdict(output)
+    verdict, _ = stellar_admin.command_verdict(*output)
     assert verdict is not None
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "refused")
 
@@ -104,7 +104,7 @@ def test_exec_a_node_that_accepts_and_hangs_is_cut_by_the_watchdog(
         output = run_in_container(
             exec_command("peers", conf=str(conf), seconds=1), bin_dir, tmp_path
         )
-    verdict, _ = stellar_admin.command_verdict(output)
+    verdict, _ = stellar_admin.command_verdict(*output)
     assert verdict is not None
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "no-answer")
 
@@ -115,7 +115,7 @@ def test_exec_booting_node_is_retry_later(tmp_path: Path, bin_dir: Path) -> None
         output = run_in_container(
             exec_command("peers", conf=str(conf), seconds=5), bin_dir, tmp_path
         )
-    verdict, _ = stellar_admin.command_verdict(output)
+    verdict, _ = stellar_admin.command_verdict(*output)
     assert verdict is not None
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "booting")
 

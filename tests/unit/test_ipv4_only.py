@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.kubelet import container_statuses
 from webhook.core import watched
 from webhook.core.peers import dialable_static_peers, pod_peer, stellarnode_peer
 from webhook.core.pod import pod_ip
@@ -13,7 +14,12 @@ def pod(status: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {"name": "v", "namespace": "ns", "uid": "u1"},
         "spec": {"containers": [{"name": "stellar-core", "image": "stellar/stellar-core:21"}]},
-        "status": {"conditions": [{"type": "Ready", "status": "True"}], **status},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": container_statuses(["stellar-core"]),
+            **status,
+        },
     }
 
 
@@ -41,8 +47,8 @@ def test_a_stellarnode_behind_an_ipv6_service_is_no_peer() -> None:
         "metadata": {"name": "sn", "namespace": "ns"},
         "spec": {"nodeType": "validator"},
     }
-    assert stellarnode_peer(node, ready_pod_ip=None, service_ip="fd00::9") is None
-    found = stellarnode_peer(node, ready_pod_ip="fd00::8", service_ip="10.0.0.9")
+    assert stellarnode_peer(node, running_pod_ip=None, service_ip="fd00::9") is None
+    found = stellarnode_peer(node, running_pod_ip="fd00::8", service_ip="10.0.0.9")
     assert found is not None
     assert found.ip == "10.0.0.9"
 

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.kubelet import container_statuses
 from webhook import names
 from webhook.core import networks
 from webhook.core.additions import env_vars as env_for
@@ -48,7 +49,12 @@ def pod(
                 "annotations": annotations,
             },
             "spec": {"containers": [{"name": "core", "image": "stellar/stellar-core:22"}]},
-            "status": {"podIP": ip, "conditions": READY},
+            "status": {
+                "podIP": ip,
+                "phase": "Running",
+                "conditions": READY,
+                "containerStatuses": container_statuses(["core"]),
+            },
         },
         kind=KIND_POD,
     )
@@ -135,7 +141,7 @@ def test_stellarnode_network_from_its_spec() -> None:
     def node(**spec: Any) -> Any:
         body = {"metadata": {"name": "n", "namespace": "ns"}, "spec": {"nodeType": "Validator"}}
         body["spec"].update(spec)
-        return stellarnode_peer(body, ready_pod_ip="10.0.0.9", service_ip=None)
+        return stellarnode_peer(body, running_pod_ip="10.0.0.9", service_ip=None)
 
     assert node(network="futurenet").network == "futurenet"
     assert node(network="Test SDF Network ; September 2015").network == "testnet"

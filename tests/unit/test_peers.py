@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.kubelet import container_statuses, crashed_statuses
 from webhook import names
 from webhook.core.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer
 from webhook.core.pod import image_repository
@@ -47,6 +48,8 @@ def pod(
     annotations: dict[str, str] | None = None,
     containers: list[dict[str, Any]] | None = None,
     deleting: bool = False,
+    phase: str = "Running",
+    statuses: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "name": name,
@@ -56,15 +59,24 @@ def pod(
     }
     if deleting:
         metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    containers = (
+        containers
+        if containers is not None
+        else [{"name": "core", "image": "stellar/stellar-core:22"}]
+    )
+    ready = conditions is None or conditions == READY
+    if statuses is None:
+        statuses = container_statuses((str(c.get("name")) for c in containers), ready=ready)
     return {
         "kind": "Pod",
         "metadata": metadata,
-        "spec": {
-            "containers": containers
-            if containers is not None
-            else [{"name": "core", "image": "stellar/stellar-core:22"}]
+        "spec": {"containers": containers},
+        "status": {
+            "podIP": ip,
+            "phase": phase,
+            "conditions": READY if conditions is None else conditions,
+            "containerStatuses": statuses,
         },
-        "status": {"podIP": ip, "conditions": READY if conditions is None else conditions},
     }
 
 
@@ -91,17 +103,66 @@ def test_pod_peer_ready_pod_with_ip_is_a_peer() -> None:
 
 @pytest.mark.parametrize(
     "raw",
+    [pod(conditions=[{"type": "Ready", "status": "False"}]), pod(conditions=[])],
+    ids=["not-ready", "no-conditions"],
+)
+def test_pod_peer_running_but_not_ready_is_a_peer(raw: dict[str, Any]) -> None:
+    """DESIGN.md "Bootstrap": a validator turns Ready once it met its peers, so the set
+    never waits for Ready (a probe past the ~35 s start window deadlocked real nodes)."""
+    assert pod_peer(raw) == peer("v0", "10.0.0.1")
+
+
+STARTING = {"name": "core", "started": False, "state": {"running": {}}}
+
+
+@pytest.mark.parametrize(
+    "raw",
     [
-        pod(conditions=[{"type": "Ready", "status": "False"}]),
-        pod(conditions=[]),
         pod(ip=None),
         pod(ip="not-an-ip"),
         pod(deleting=True),
+        pod(phase="Pending"),
+        pod(phase="Succeeded"),
+        pod(statuses=crashed_statuses(["core"])),
+        pod(statuses=[{"name": "core", "state": {"waiting": {"reason": "ContainerCreating"}}}]),
+        pod(statuses=[STARTING]),
+        pod(statuses=[]),
+        pod(
+            containers=[
+                {"name": "core", "image": "stellar/stellar-core:22"},
+                {"name": "side", "image": "busybox"},
+            ],
+            statuses=[
+                crashed_statuses(["core"])[0],
+                container_statuses(["side"])[0],
+            ],
+        ),
     ],
-    ids=["not-ready", "no-conditions", "no-ip", "bad-ip", "terminating"],
+    ids=[
+        "no-ip",
+        "bad-ip",
+        "terminating",
+        "pending",
+        "succeeded",
+        "crash-looping",
+        "creating",
+        "startup-probe-not-passed",
+        "no-container-status",
+        "only-a-sidecar-runs",
+    ],
 )
-def test_pod_peer_not_ready_or_terminating_is_none(raw: dict[str, Any]) -> None:
+def test_pod_peer_not_running_or_terminating_is_none(raw: dict[str, Any]) -> None:
     assert pod_peer(raw) is None
+
+
+def test_a_pod_whose_ready_flaps_is_the_same_trimmed_pod() -> None:
+    """Membership follows the container, not the probe: Ready going False and back
+    changes nothing the watcher keeps, so it folds to the same state (no write)."""
+    ready = trim(pod(), kind="Pod")
+    flapped = trim(pod(conditions=[{"type": "Ready", "status": "False"}]), kind="Pod")
+    assert flapped == ready
+    state = fold({}, {"type": "ADDED", "object": ready})
+    assert fold(state, {"type": "MODIFIED", "object": flapped}) is state
 
 
 @pytest.mark.parametrize(
@@ -201,17 +262,17 @@ def test_image_repository_strips_tag_and_digest_not_registry_port() -> None:
 # --- stellarnode_peer ---------------------------------------------------------
 
 
-def test_stellarnode_peer_prefers_ready_pod_ip_then_service() -> None:
-    found = stellarnode_peer(node(), ready_pod_ip="10.1.0.1", service_ip="10.96.0.1")
+def test_stellarnode_peer_prefers_running_pod_ip_then_service() -> None:
+    found = stellarnode_peer(node(), running_pod_ip="10.1.0.1", service_ip="10.96.0.1")
     assert found == Peer("ns", "n0", "validator", "10.1.0.1", 11625, "stellarnode")
-    fallback = stellarnode_peer(node(), ready_pod_ip=None, service_ip="10.96.0.1")
+    fallback = stellarnode_peer(node(), running_pod_ip=None, service_ip="10.96.0.1")
     assert fallback is not None
     assert fallback.ip == "10.96.0.1"
 
 
 def test_stellarnode_peer_port_from_validator_config() -> None:
     found = stellarnode_peer(
-        node(validatorConfig={"peerPort": 11999}), ready_pod_ip="10.1.0.1", service_ip=None
+        node(validatorConfig={"peerPort": 11999}), running_pod_ip="10.1.0.1", service_ip=None
     )
     assert found is not None
     assert found.port == 11999
@@ -231,12 +292,12 @@ def test_stellarnode_peer_port_from_validator_config() -> None:
 def test_stellarnode_peer_excluded(
     raw: dict[str, Any], pod_ip: str | None, service_ip: str | None
 ) -> None:
-    assert stellarnode_peer(raw, ready_pod_ip=pod_ip, service_ip=service_ip) is None
+    assert stellarnode_peer(raw, running_pod_ip=pod_ip, service_ip=service_ip) is None
 
 
 def test_stellarnode_peer_node_type_is_case_insensitive() -> None:
     assert (
-        stellarnode_peer(node(nodeType="VALIDATOR"), ready_pod_ip="10.1.0.1", service_ip=None)
+        stellarnode_peer(node(nodeType="VALIDATOR"), running_pod_ip="10.1.0.1", service_ip=None)
         is not None
     )
 
@@ -451,17 +512,18 @@ def test_peer_set_stellarnodes_resolve_through_pods_and_services() -> None:
     ]
 
 
-def test_validators_are_ready_injected_pods_in_enabled_namespaces() -> None:
+def test_validators_are_running_injected_pods_in_enabled_namespaces() -> None:
     state = run(
         events(
             ("ADDED", trim(pod("b", ip="10.0.0.2"), kind=KIND_POD)),
             ("ADDED", trim(pod("a", ip="10.0.0.1"), kind=KIND_POD)),
-            ("ADDED", trim(pod("c", conditions=[]), kind=KIND_POD)),
+            ("ADDED", trim(pod("c", ip="10.0.0.3", conditions=[]), kind=KIND_POD)),
+            ("ADDED", trim(pod("e", statuses=crashed_statuses(["core"])), kind=KIND_POD)),
             ("ADDED", trim(pod("d", "off"), kind=KIND_POD)),
         )
     )
     found = validators(state, enabled=frozenset({"ns"}))
-    assert [v["metadata"]["name"] for v in found] == ["a", "b"]
+    assert [v["metadata"]["name"] for v in found] == ["a", "b", "c"]
     assert set(found[0]) == {"kind", "metadata", "spec", "status"}
 
 
@@ -473,12 +535,15 @@ def test_trim_pod_keeps_what_readers_need_and_drops_the_rest() -> None:
         }
     )
     raw["spec"]["volumes"] = [{"name": "big"}]
-    raw["status"]["containerStatuses"] = [{"name": "core"}]
+    raw["status"]["containerStatuses"][0]["lastState"] = {"terminated": {"message": "m" * 1000}}
     raw["status"]["conditions"] = [{"type": "Ready", "status": "True", "message": "m" * 1000}]
     small = trim(raw, kind=KIND_POD)
     assert small["metadata"]["annotations"] == {names.STATUS_ANNOTATION: "{}"}
     assert "volumes" not in small["spec"]
-    assert small["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+    assert "conditions" not in small["status"]
+    assert small["status"]["containerStatuses"] == [
+        {"name": "core", "started": True, "state": {"running": {}}}
+    ]
     assert pod_peer(small) == pod_peer(raw)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from tests.kubelet import container_statuses
 from webhook import names
 from webhook.core import injection
 from webhook.core.peers import PeerSet, pod_peer
@@ -45,7 +46,9 @@ def helm_chart_pod(**annotations: str) -> dict[str, Any]:
         },
         "status": {
             "podIP": "10.0.0.7",
+            "phase": "Running",
             "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": container_statuses(["core"]),
         },
     }
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.kubelet import container_statuses
 from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
 from tests.unit.test_hook_script import (
@@ -129,7 +130,12 @@ def _pod(*, ip: Any, port_annotation: Any = None, port: Any = 11625) -> dict[str
                 }
             ]
         },
-        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+        "status": {
+            "podIP": ip,
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": container_statuses(["stellar-core"]),
+        },
     }
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.kubelet import container_statuses, crashed_statuses
+from tests.standin import StellarCoreStandIn
 from webhook import names
 from webhook.cli import status
 from webhook.core import publish
@@ -27,8 +29,14 @@ PEERS = PeerSet(
 
 
 def pod(
-    name: str, ip: str | None, *, ready: bool = True, annotations: dict[str, str] | None = None
+    name: str,
+    ip: str | None,
+    *,
+    ready: bool = True,
+    running: bool = True,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    made = container_statuses if running else crashed_statuses
     return {
         "metadata": {
             "name": name,
@@ -48,7 +56,9 @@ def pod(
         },
         "status": {
             **({"podIP": ip} if ip else {}),
+            "phase": "Running",
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": made(["stellar-core"]),
         },
     }
 
@@ -100,8 +110,9 @@ def test_each_state_from_the_plan_and_the_nodes_own_answer() -> None:
                 names.CONNECTION_STATUS_ANNOTATION: judged("sha256:old", 0, 1, {"x:1": "pending"})
             },
         ),
-        pod("v4", "10.0.0.4", ready=False),
+        pod("v4", "10.0.0.4", running=False),
         pod("v5", None),
+        pod("v6", "10.0.0.6", ready=False),
     ]
     found = {r.pod: r for r in status.rows(PEERS, pods, settings=SETTINGS)}
     assert found["v1"].state == "current"
@@ -112,8 +123,12 @@ def test_each_state_from_the_plan_and_the_nodes_own_answer() -> None:
     # Judged against an older set only: the controller has this set still to do.
     assert found["v3"].state == "waiting"
     assert found["v3"].missing == ""
-    assert found["v4"].state == "not-ready"
+    assert found["v4"].state == "not-running"
     assert not found["v4"].behind
+    # Running but not Ready: judged like any node (it is handed its peers), Ready shown.
+    assert found["v6"].state == "waiting"
+    assert found["v6"].ready == "False"
+    assert found["v1"].ready == "True"
     assert found["v5"].state == "no-ip"
     assert not found["v5"].behind
 
@@ -132,17 +147,22 @@ def test_a_rollout_mode_pod_is_judged_by_the_set_without_its_own_workload() -> N
 def test_the_table_lists_every_pod_and_the_exit_code_follows_the_states(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    current = pod("v1", "10.0.0.1", annotations={names.OBSERVED_HASH_ANNOTATION: PEERS.hash})
-    behind = pod("v2", "10.0.0.2")
-    monkeypatch.setattr(status, "read_cluster", lambda settings: (PEERS, [current, behind]))
+    peers = PeerSet((peer("127.0.0.41", "v1"), peer("127.0.0.42", "v2")))
+    current = pod("v1", "127.0.0.41", annotations={names.OBSERVED_HASH_ANNOTATION: peers.hash})
+    behind = pod("v2", "127.0.0.42", ready=False)
+    monkeypatch.setattr(status, "read_cluster", lambda settings: (peers, [current, behind]))
     out = io.StringIO()
-    assert status.run(SETTINGS, out=out) == 1
+    # v1's node answers on its admin port, past its start window; nothing listens for v2.
+    with StellarCoreStandIn(host="127.0.0.41", port=11626, state="Joining SCP"):
+        assert status.run(SETTINGS, out=out) == 1
     lines = out.getvalue().splitlines()
-    assert lines[0] == f"peer set {PEERS.hash[:19]} (3 peers)"
+    assert lines[0] == f"peer set {peers.hash[:19]} (2 peers)"
     assert lines[1].split() == [
         "NAMESPACE",
         "POD",
         "IP",
+        "READY",
+        "CORE",
         "NETWORK",
         "KEY",
         "MODE",
@@ -150,10 +170,15 @@ def test_the_table_lists_every_pod_and_the_exit_code_follows_the_states(
         "PEERS",
         "MISSING",
     ]
-    assert lines[2].split() == ["ns", "v1", "10.0.0.1", "unknown", "-", "http", "current", "-", "-"]
-    assert lines[3].split() == ["ns", "v2", "10.0.0.2", "unknown", "-", "http", "waiting", "-", "-"]
+    assert lines[2].split() == [
+        "ns", "v1", "127.0.0.41", "True", "Joining", "SCP", "unknown", "-", "http", "current",
+        "-", "-",
+    ]  # fmt: skip
+    assert lines[3].split() == [
+        "ns", "v2", "127.0.0.42", "False", "?refused", "unknown", "-", "http", "waiting", "-", "-",
+    ]  # fmt: skip
     assert lines[-1] == "2 validators, 1 behind"
-    monkeypatch.setattr(status, "read_cluster", lambda settings: (PEERS, [current]))
+    monkeypatch.setattr(status, "read_cluster", lambda settings: (peers, [current]))
     assert status.run(SETTINGS, out=io.StringIO()) == 0
 
 

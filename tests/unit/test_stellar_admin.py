@@ -286,17 +286,51 @@ def test_http_command_output_with_headers_and_logs(tmp_path: Path) -> None:
         out, err = run_http_command(tmp_path, node.port, "connect?peer=10.0.0.1&port=11625")
         peers_out, peers_err = run_http_command(tmp_path, node.port, "peers")
     assert out.startswith("Content-Length: ")
-    for merged in (out, err + out, out + err):
-        parsed = stellar_admin.parse_http_command_output(merged)
-        assert parsed.status == 200
-        assert parsed.body == "Connect to: 10.0.0.1:11625"
-        assert parsed.headers["content-type"] == "application/json"
-        assert classify_connect(200, parsed.body, host="10.0.0.1", port=11625).ok
-    verdict, answer = stellar_admin.command_verdict(peers_err + peers_out)
+    parsed = stellar_admin.parse_http_command_output(out, err)
+    assert parsed.status == 200
+    assert parsed.body == "Connect to: 10.0.0.1:11625"
+    assert parsed.headers["content-type"] == "application/json"
+    assert classify_connect(200, parsed.body, host="10.0.0.1", port=11625).ok
+    verdict, answer = stellar_admin.command_verdict(peers_out, peers_err)
     assert verdict is None
     assert stellar_admin.authenticated_addresses(answer) == set()
-    # What exec mode reads today (command_answer) drops the headers too.
     assert stellar_admin.command_answer(peers_out) == answer
+
+
+# What v25.2.0's `http-command info` wrote, measured (STELLAR.md): the config log, with the
+# quorum set as multi-line JSON, on stderr; headers, a blank line and the body on stdout.
+V25_STDERR = (
+    "2026-12-07T10:00:00.101 [default INFO] Config from /config/stellar-core.cfg\n"
+    "2026-12-07T10:00:00.102 [default INFO] Using QUORUM_SET: {\n"
+    '   "t" : 2,\n'
+    '   "v" : [ "n1", "n2", "n3" ]\n'
+    "}\n"
+)
+V25_STDOUT = (
+    "Content-Length: 58\r\nContent-Type: application/json\r\n\n"
+    '{\n   "info" : {\n      "network" : "N",\n      "state" : "Synced!"\n   }\n}\n'
+)
+
+
+def info_state(stdout: str, stderr: str = "") -> str | None:
+    """`info.state` as exec mode reads it from `http-command`'s output, or None."""
+    verdict, body = stellar_admin.command_verdict(stdout, stderr)
+    if verdict is not None:
+        return None
+    try:
+        return stellar_admin.parse_info(body).state
+    except stellar_admin.AnswerError:
+        return None
+
+
+def test_v25_http_command_answer_is_read_from_stdout_and_its_log_from_stderr() -> None:
+    assert info_state(V25_STDOUT, V25_STDERR) == "Synced!"
+
+
+def test_v25_http_command_merged_streams_do_not_parse() -> None:
+    """Why exec mode reads two channels: merged (as it read them before), the quorum set's
+    JSON becomes the answer and every reload of a real v25 node failed."""
+    assert info_state(V25_STDERR + V25_STDOUT) is None
 
 
 def test_http_command_failures_are_read_from_the_log(tmp_path: Path) -> None:
@@ -305,12 +339,12 @@ def test_http_command_failures_are_read_from_the_log(tmp_path: Path) -> None:
         closed = s.getsockname()[1]
     out, err = run_http_command(tmp_path, closed, "info")
     assert out == ""
-    refused, _ = stellar_admin.command_verdict(err)
+    refused, _ = stellar_admin.command_verdict(out, err)
     assert refused is not None
     assert (refused.outcome, refused.reason) == (Outcome.TRANSIENT, "refused")
     with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
         out, err = run_http_command(tmp_path, node.port, "config-reload")
-    unknown, _ = stellar_admin.command_verdict(out + err)
+    unknown, _ = stellar_admin.command_verdict(out, err)
     assert unknown is not None
     assert (unknown.outcome, unknown.reason) == (Outcome.FAILED, "unknown-command")
     nothing, _ = stellar_admin.command_verdict("")

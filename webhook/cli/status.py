@@ -12,14 +12,22 @@ States:
 - `current`: the node holds the whole set, or its limits explain the rest;
 - `behind`: judged against the current set, and peers are missing (the reasons);
 - `waiting`: not judged against the current set yet (a reload round is due);
-- `not-ready`, `no-ip`: not a node the set is handed to yet.
+- `not-running`, `no-ip`: not a node the set is handed to yet (its container is not
+  running, or it has no IP). A node that runs but is not Ready is handed its peers like
+  any other: it often turns Ready only once it has met them (DESIGN.md "Bootstrap").
 
-Exit 0 when every ready validator is `current`, 1 when any is behind or waiting,
+Beside each row: the pod's Ready condition, and the node's own `info.state` (`Synced!`,
+`Joining SCP`, ...) asked live the way the reload controller asks it (http, or
+`stellar-core http-command` through pods/exec), bounded in time; `?` with the reason
+when it cannot be asked from where `status` runs (e.g. pod IPs from outside the cluster).
+
+Exit 0 when every running validator is `current`, 1 when any is behind or waiting,
 2 when the cluster cannot be read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,14 +38,17 @@ from kubernetes import client
 
 from webhook import names
 from webhook.cli.check import enabled_namespaces
-from webhook.core import networks
+from webhook.controllers import node_admin
+from webhook.core import networks, stellar_admin
 from webhook.core.peers import Peer, PeerSet
-from webhook.core.pod import as_dict, as_list, is_ready, pod_ip
-from webhook.core.reload_plan import plan_round, reload_mode
+from webhook.core.pod import as_dict, as_list, is_ready, is_running, pod_ip
+from webhook.core.reload_plan import NodePlan, plan_round, reload_mode
 from webhook.kube import api as kube
 from webhook.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
+NODE_TIME_LIMIT_SECONDS: Final = 3.0  # per node asked for its state
+NODE_CONCURRENCY: Final = 16
 SOURCES: Final = ("pod", "stellarnode", "static")
 
 
@@ -56,6 +67,8 @@ class Row:
     missing: str  # "reason: peer, peer; ..." or ""
     network: str = "-"  # the network it is handed, as published ("unknown": not known)
     key: str = "-"  # its node's full public key, as published
+    ready: str = "-"  # the pod's Ready condition: True or False
+    core: str = "-"  # the node's `info.state` as it answered just now, or `?` and why
 
     @property
     def behind(self) -> bool:
@@ -109,8 +122,24 @@ def _missing_text(status: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def rows(peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Settings) -> list[Row]:
-    """One row per injected validator pod, sorted by namespace and name. Pure."""
+def plans(
+    peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Settings
+) -> list[NodePlan]:
+    """The reload controller's plans for the running pods: whom it tells, and how."""
+    running = [p for p in pods if is_running(p)]
+    return plan_round(_Snapshot(peers, running), settings=settings)
+
+
+def rows(
+    peers: PeerSet,
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    settings: Settings,
+    core_states: Mapping[tuple[str, str], str] | None = None,
+) -> list[Row]:
+    """One row per injected validator pod, sorted by namespace and name. Pure.
+
+    `core_states`: each node's answer to `info` by (namespace, pod), when it was asked."""
     listed = sorted(
         pods,
         key=lambda p: (
@@ -118,9 +147,8 @@ def rows(peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Setting
             str(as_dict(p.get("metadata")).get("name", "")),
         ),
     )
-    ready = [p for p in listed if is_ready(p)]
-    planned = plan_round(_Snapshot(peers, ready), settings=settings)
-    plans = {(p.namespace, p.name): p for p in planned}
+    planned = {(p.namespace, p.name): p for p in plans(peers, listed, settings=settings)}
+    asked = core_states or {}
     published = {(p.namespace, p.name): p for p in peers.peers if p.source == "pod"}
     found = []
     for pod in listed:
@@ -133,11 +161,11 @@ def rows(peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Setting
             status = as_dict(orjson.loads(raw))
         except orjson.JSONDecodeError:
             status = {}
-        plan = plans.get((namespace, name))
+        plan = planned.get((namespace, name))
         counted = f"{status['connected']}/{status['expected']}" if "expected" in status else "-"
         missing = ""
-        if not is_ready(pod):
-            state = "not-ready"
+        if not is_running(pod):
+            state = "not-running"
         elif plan is None:
             state = "no-ip" if pod_ip(pod) is None else "no-container"
         elif plan.current:
@@ -151,16 +179,52 @@ def rows(peers: PeerSet, pods: Iterable[Mapping[str, Any]], *, settings: Setting
         peer = published.get((namespace, name))
         network = plan.network if plan is not None else networks.UNKNOWN
         key = peer.public_key if peer is not None and peer.public_key else "-"
-        row = Row(namespace, name, pod_ip(pod) or "-", mode, state, counted, missing, network, key)
+        row = Row(
+            namespace,
+            name,
+            pod_ip(pod) or "-",
+            mode,
+            state,
+            counted,
+            missing,
+            network,
+            key,
+            ready=str(is_ready(pod)),
+            core=asked.get((namespace, name), "-"),
+        )
         found.append(row)
     return found
 
 
 def table(found: Sequence[Row], *, peers: PeerSet) -> str:
     """The rows as aligned columns, under a line naming the published set."""
-    header = ("NAMESPACE", "POD", "IP", "NETWORK", "KEY", "MODE", "STATE", "PEERS", "MISSING")
+    header = (
+        "NAMESPACE",
+        "POD",
+        "IP",
+        "READY",
+        "CORE",
+        "NETWORK",
+        "KEY",
+        "MODE",
+        "STATE",
+        "PEERS",
+        "MISSING",
+    )
     lines = [header] + [
-        (r.namespace, r.pod, r.ip, r.network, r.key, r.mode, r.state, r.peers, r.missing or "-")
+        (
+            r.namespace,
+            r.pod,
+            r.ip,
+            r.ready,
+            r.core,
+            r.network,
+            r.key,
+            r.mode,
+            r.state,
+            r.peers,
+            r.missing or "-",
+        )
         for r in found
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
@@ -233,12 +297,41 @@ def published_peer(settings: Settings, *, namespace: str, name: str) -> Peer | N
     )
 
 
+async def ask_states(
+    planned: Sequence[NodePlan], *, settings: Settings
+) -> dict[tuple[str, str], str]:
+    """Each node's `info.state` now, asked as the reload controller asks (http or exec);
+    `?` and the reason when it does not answer (its pod IP unreachable from here, say)."""
+    semaphore = asyncio.Semaphore(NODE_CONCURRENCY)
+    # Only exec goes through the API; http asks the pod IP itself.
+    exec_mode = any(p.mode == "exec" for p in planned)
+    api = kube.api_client(settings) if exec_mode else client.ApiClient()
+
+    async def one(plan: NodePlan) -> tuple[tuple[str, str], str]:
+        async with semaphore:
+            verdict, body = await node_admin.ask(
+                plan, "info", api_client=api, time_limit=NODE_TIME_LIMIT_SECONDS
+            )
+        if verdict is not None:
+            return (plan.namespace, plan.name), f"?{verdict.reason}"
+        try:
+            return (plan.namespace, plan.name), stellar_admin.node_state(body)
+        except stellar_admin.AnswerError as exc:
+            return (plan.namespace, plan.name), f"?{exc.result.reason}"
+
+    try:
+        return dict(await asyncio.gather(*(one(p) for p in planned)))
+    finally:
+        api.close()
+
+
 def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
     try:
         peers, pods = read_cluster(settings)
     except StatusError as exc:
         print(f"stellar-peers status: {exc}", file=sys.stderr)
         return 2
-    found = rows(peers, pods, settings=settings)
+    states = asyncio.run(ask_states(plans(peers, pods, settings=settings), settings=settings))
+    found = rows(peers, pods, settings=settings, core_states=states)
     out.write(table(found, peers=peers))
     return 1 if any(r.behind for r in found) else 0

@@ -1,4 +1,4 @@
-"""Node identities: each Ready injected validator's network and full public key, asked once.
+"""Node identities: each running injected validator's network and full public key, asked once.
 
 The peer set needs to know which network every node is on (nodes of different
 networks never connect) and which key it holds (`peers.json`, the
@@ -112,7 +112,7 @@ class IdentityLearner:
         return time.monotonic() - self._first_seen < FIRST_PASS_LIMIT_SECONDS
 
     def want(self, validators: Sequence[Mapping[str, Any]]) -> None:
-        """The Ready injected validators now: ask those not known yet. Never blocks."""
+        """The running injected validators now, Ready or not: ask those not known yet."""
         self._plans = plan_round(_Validators(PeerSet(()), validators), settings=self._settings)
         if self._plans and self._first_seen is None:
             self._first_seen = time.monotonic()

@@ -4,8 +4,11 @@ Both ways answer the same pair: the verdict common to every command (None when t
 body is the command's own answer) and the body. `exec` runs `stellar-core
 http-command` in the node's container, with `--conf` from the pod
 (`webhook.core.pod.core_conf`), bounded by a watchdog in the container and by a
-deadline of our own; its output (headers, log lines, exit 0 whatever happened) is
-read by `stellar_admin.command_verdict`, so "refused" is "ask again later".
+deadline of our own. Its stdout (headers, blank line, the answer) and stderr (its log:
+the config it read, the quorum set as multi-line JSON, `http failed(CODE)`) come on two
+channels and are read apart by `stellar_admin.command_verdict`: merged, the log's JSON
+reads as the answer (every exec reload of real v25 nodes failed so). "refused" is "ask
+again later"; the exit status is 0 whatever happened.
 """
 
 from __future__ import annotations
@@ -44,11 +47,11 @@ async def _ask_exec(
 ) -> Answer:
     argv = exec_command(command, conf=plan.conf, seconds=max(1, math.ceil(time_limit)))
 
-    def call() -> str:
+    def call() -> tuple[str, str]:
         # `stream` swaps the client's request method while it runs: use a client of its own.
         with client.ApiClient(api_client.configuration) as own:
             api = client.CoreV1Api(own)
-            output = stream(
+            session = stream(
                 api.connect_get_namespaced_pod_exec,
                 plan.name,
                 plan.namespace,
@@ -58,17 +61,22 @@ async def _ask_exec(
                 stdin=False,
                 stdout=True,
                 tty=False,
+                _preload_content=False,
                 _request_timeout=time_limit + 5,
             )
-            return str(output)
+            try:
+                session.run_forever(timeout=time_limit + 5)
+                return str(session.read_stdout(timeout=0)), str(session.read_stderr(timeout=0))
+            finally:
+                session.close()
 
     try:
         # The watchdog ends the command; this deadline ends a stuck exec stream.
         async with asyncio.timeout(time_limit + 10):
-            output = await asyncio.to_thread(call)
+            stdout, stderr = await asyncio.to_thread(call)
     except ApiException as exc:
         transient = exc.status in (None, 0, 429, 500, 502, 503, 504)
         return Result(Outcome.TRANSIENT if transient else Outcome.FAILED, f"exec-{exc.status}"), ""
     except (OSError, TimeoutError) as exc:
         return stellar_admin.classify_error(exc), ""
-    return stellar_admin.command_verdict(output)
+    return stellar_admin.command_verdict(stdout, stderr)

@@ -2,8 +2,9 @@
 
 stellar-core reads its peers once, at start, and has no reload command, but a
 running node accepts `connect?peer=HOST&port=PORT`. On every change of the peer
-set the controller runs a *round*: for each Ready injected validator not yet
-on the set's hash, by the pod's `stellar.org/reload-mode` (else the setting):
+set the controller runs a *round*: for each running injected validator (Ready or
+not: a validator often turns Ready only once it has met its peers) not yet on
+the set's hash, by the pod's `stellar.org/reload-mode` (else the setting):
 
 - `http`: ask `http://POD_IP:HTTP_PORT/peers`, then `connect` each peer the node
   lacks (needs `PUBLIC_HTTP_PORT=true` on the node);

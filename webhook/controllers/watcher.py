@@ -76,7 +76,7 @@ WATCH_THREADS = 12
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What listeners get: the peer set and the trimmed Ready injected validator pods."""
+    """What listeners get: the peer set and the trimmed running injected validator pods."""
 
     peers: PeerSet
     validators: tuple[Mapping[str, Any], ...] = ()

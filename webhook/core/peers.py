@@ -20,7 +20,7 @@ from webhook.core import injection
 from webhook.core.pod import (
     as_dict,
     as_str,
-    is_ready,
+    is_running,
     label_network,
     peer_ip,
     peer_port,
@@ -98,11 +98,12 @@ def pod_peer_port(pod: Obj) -> int | None:
 
 
 def pod_peer(pod: Obj) -> Peer | None:
-    """The peer a pod stands for while it is Ready, not terminating, and has an IP."""
+    """The peer a pod stands for while its node's container runs (`is_running`, Ready or
+    not) and it has an IP."""
     metadata = as_dict(pod.get("metadata"))
     name, namespace = as_str(metadata.get("name")), as_str(metadata.get("namespace"))
     ip = pod_ip(pod)
-    if not (name and namespace and ip and is_ready(pod)):
+    if not (name and namespace and ip and is_running(pod)):
         return None
     port = pod_peer_port(pod)
     if port is None:
@@ -127,15 +128,17 @@ def pod_peer(pod: Obj) -> Peer | None:
 _HOME_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
-def stellarnode_peer(node: Obj, *, ready_pod_ip: str | None, service_ip: str | None) -> Peer | None:
-    """A StellarNode that is an active validator, reached at its Ready pod or its Service."""
+def stellarnode_peer(
+    node: Obj, *, running_pod_ip: str | None, service_ip: str | None
+) -> Peer | None:
+    """A StellarNode that is an active validator, at its running pod (Ready or not) or Service."""
     metadata, spec = as_dict(node.get("metadata")), as_dict(node.get("spec"))
     name, namespace = as_str(metadata.get("name")), as_str(metadata.get("namespace"))
     if not (name and namespace) or as_str(spec.get("nodeType")).lower() != "validator":
         return None
     if spec.get("suspended") is True:
         return None
-    ip = peer_ip(ready_pod_ip) or peer_ip(service_ip)
+    ip = peer_ip(running_pod_ip) or peer_ip(service_ip)
     if ip is None:
         return None
     config = as_dict(spec.get("validatorConfig"))

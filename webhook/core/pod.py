@@ -2,7 +2,7 @@
 
 The webhook, the peer set and the reload controller all ask the same
 questions of a pod (which container is Stellar's, which port is named what,
-its IP, whether it is Ready); they ask here so the answers cannot drift.
+its IP, whether it runs, whether it is Ready); they ask here so the answers cannot drift.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = [
     "image_repository",
     "ip",
     "is_ready",
+    "is_running",
     "label_network",
     "named_port",
     "peer_ip",
@@ -155,13 +156,47 @@ def pod_ip(pod: Obj) -> str | None:
 
 
 def is_ready(pod: Obj) -> bool:
-    """Ready condition True and not terminating: what the kubelet says counts."""
+    """Ready condition True and not terminating: shown by `status`; membership of the peer
+    set does not wait for it (`is_running`)."""
     if as_dict(pod.get("metadata")).get("deletionTimestamp"):
         return False
     conditions = as_list(as_dict(pod.get("status")).get("conditions"))
     return any(
         as_dict(c).get("type") == "Ready" and as_dict(c).get("status") == "True" for c in conditions
     )
+
+
+def is_running(pod: Obj) -> bool:
+    """A peer by DESIGN.md "Bootstrap": Running, not terminating, its target container
+    running and started (`started` is False only while a startup probe holds it), Ready
+    or not. A validator often turns Ready only once it has met its peers, so a set that
+    waited for Ready could wait forever; a container that is waiting (crash-looping,
+    restarting) is no peer."""
+    if as_dict(pod.get("metadata")).get("deletionTimestamp"):
+        return False
+    status = as_dict(pod.get("status"))
+    if status.get("phase") != "Running":
+        return False
+    container = target_container(pod)
+    if container is None:
+        return False
+    for item in as_list(status.get("containerStatuses")):
+        entry = as_dict(item)
+        if entry.get("name") == container.get("name"):
+            running = "running" in as_dict(entry.get("state"))
+            return running and entry.get("started") is not False
+    return False
+
+
+def container_states(status: Obj) -> list[dict[str, Any]]:
+    """Each container's status as `is_running` reads it, and nothing that changes while it
+    runs (`ready`, probes, restart counts): a pod whose readiness flaps stays the same."""
+    kept = []
+    for item in as_list(status.get("containerStatuses")):
+        entry = as_dict(item)
+        state: dict[str, Any] = {"running": {}} if "running" in as_dict(entry.get("state")) else {}
+        kept.append({"name": entry.get("name"), "started": entry.get("started"), "state": state})
+    return kept
 
 
 def target_container(pod: Obj) -> Mapping[str, Any] | None:

@@ -1,6 +1,6 @@
 """The reload plan: which validators a round reaches, how, and what each lacks.
 
-Pure: from the watcher's snapshot (the peer set and the Ready injected
+Pure: from the watcher's snapshot (the peer set and the running injected
 validators) to one `NodePlan` per node; `missing_peers` from a node's answer
 to the `connect`s it needs. `webhook.controllers.reload` carries the plans out.
 """
@@ -21,7 +21,7 @@ from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
 
 class Snapshot(Protocol):
-    """What the peer watcher hands over: the set, and the Ready injected validators."""
+    """What the peer watcher hands over: the set, and the running injected validators."""
 
     @property
     def peers(self) -> PeerSet: ...

@@ -18,8 +18,9 @@ classified by its body (`src/main/CommandHandler.cpp`):
   connect (another network, preferred peers only, full slots).
 
 `stellar-core http-command` prints the response headers, a blank line and the body on
-stdout, logs `Config from FILE` (and, on failure, `http failed(CODE) ...`) to stderr, and
-exits 0 whatever happened: `parse_http_command_output` takes that apart.
+stdout, logs `Config from FILE`, the quorum set it uses as multi-line JSON (v25: `Using
+QUORUM_SET: {` ... `}`) and, on failure, `http failed(CODE) ...` to stderr, and exits 0
+whatever happened: `parse_http_command_output` takes the two streams apart.
 
 URLs are built only from a validated IP address and an integer port; query
 values are URL-encoded. The client is a plain HTTP/1.1 GET over asyncio with
@@ -48,6 +49,8 @@ _PEER_HOST = re.compile(r"[A-Za-z0-9.-]+")
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)? (?:\S+ )?\[[^\]]*\] ")
 _HTTP_FAILED = re.compile(r"^http failed\((-?\d+)\) port: ")
 _HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*: ")
+# What `http-command` logs of its config before it asks (the quorum set follows as JSON).
+_CONFIG_LOG = ("Config from ", "Using QUORUM_SET", "Generated QUORUM_SET")
 NETWORK_NAMES = {
     "Public Global Stellar Network ; September 2015": "pubnet",
     "Test SDF Network ; September 2015": "testnet",
@@ -246,24 +249,32 @@ class CommandOutput:
     headers: dict[str, str]
 
 
-def parse_http_command_output(output: str) -> CommandOutput:
-    """Headers, body and failure code from `http-command`'s stdout (and stderr, if merged).
+def parse_http_command_output(stdout: str, stderr: str = "") -> CommandOutput:
+    """Headers, body and failure code from what `http-command` wrote, stream by stream.
 
-    Log lines are dropped (`Config from FILE`) or read (`http failed(CODE)`); older
-    versions logged the answer instead of printing it, so another log line is body.
+    The answer is on stdout alone. stderr is the log, of which only `http failed(CODE)`
+    counts: the rest (`Config from FILE`, and the quorum set as multi-line JSON, on v25)
+    would read as a body if the streams were merged, so they never are (pods/exec keeps
+    them on two channels). On stdout, a log line is read too: versions that logged the
+    answer instead of printing it put it there, and a config line is dropped.
     """
     headers: dict[str, str] = {}
     body: list[str] = []
     failed: int | None = None
     in_headers = True
-    for line in output.splitlines():
+    for line in stderr.splitlines():
+        prefix = _LOG_PREFIX.match(line)
+        code = _HTTP_FAILED.match(line[prefix.end() :]) if prefix is not None else None
+        if code is not None:
+            failed = int(code.group(1))
+    for line in stdout.splitlines():
         prefix = _LOG_PREFIX.match(line)
         if prefix is not None:
             message = line[prefix.end() :]
             code = _HTTP_FAILED.match(message)
             if code is not None:
                 failed = int(code.group(1))
-            elif not message.startswith("Config from "):
+            elif not message.startswith(_CONFIG_LOG):
                 body.append(message)
             continue
         line = line.rstrip("\r")
@@ -281,9 +292,9 @@ def parse_http_command_output(output: str) -> CommandOutput:
     return CommandOutput(200 if headers or text else 0, text, headers)
 
 
-def command_verdict(output: str) -> tuple[Result | None, str]:
+def command_verdict(stdout: str, stderr: str = "") -> tuple[Result | None, str]:
     """(the verdict common to every command, or None; the answer) from `http-command` output."""
-    parsed = parse_http_command_output(output)
+    parsed = parse_http_command_output(stdout, stderr)
     if parsed.status == 1:
         return Result(Outcome.TRANSIENT, "refused", "http failed(1)"), ""
     if parsed.status == 0:
@@ -295,9 +306,9 @@ def command_verdict(output: str) -> tuple[Result | None, str]:
     return classify_answer(200, parsed.body), parsed.body
 
 
-def command_answer(output: str) -> str:
-    """The admin answer inside what `stellar-core http-command` wrote ("" if none)."""
-    return parse_http_command_output(output).body
+def command_answer(stdout: str) -> str:
+    """The admin answer inside what `stellar-core http-command` wrote on stdout ("" if none)."""
+    return parse_http_command_output(stdout).body
 
 
 # URLs

@@ -3,7 +3,7 @@
 The peer watcher stores every object trimmed (only the fields read downstream)
 under (kind, namespace, name); `fold_all` applies watch events and returns the
 same state when nothing changed; `peer_set` and `validators` read the peer set
-and the Ready injected validators out of it. No I/O here.
+and the running injected validators (Ready or not) out of it. No I/O here.
 
 Scope of discovery: injected pods count only in injection-enabled namespaces
 (the namespace label is the operator's consent, and a pod left over in a
@@ -20,7 +20,7 @@ from typing import Any
 from webhook import names
 from webhook.core.networks import Identity, place, with_identity
 from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
-from webhook.core.pod import as_dict, as_list, as_str, is_ready
+from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running
 from webhook.core.pod import ip as ip_address
 from webhook.core.publish import content_digest, theirs
 
@@ -123,10 +123,6 @@ def _trim_pod(pod: Obj, meta: dict[str, Any]) -> dict[str, Any]:
     if metadata.get("deletionTimestamp"):
         meta["deletionTimestamp"] = metadata["deletionTimestamp"]
     containers = [_container(as_dict(c)) for c in as_list(spec.get("containers"))]
-    conditions = [
-        {"type": as_dict(c).get("type"), "status": as_dict(c).get("status")}
-        for c in as_list(status.get("conditions"))
-    ]
     return {
         "metadata": meta,
         "spec": {"containers": containers},
@@ -134,7 +130,9 @@ def _trim_pod(pod: Obj, meta: dict[str, Any]) -> dict[str, Any]:
             "podIP": status.get("podIP"),
             "podIPs": [{"ip": as_dict(i).get("ip")} for i in as_list(status.get("podIPs"))],
             "phase": status.get("phase"),
-            "conditions": conditions,
+            # Not the conditions: membership follows the container, not the probe, and a
+            # pod whose Ready flaps must not change the state (nor cause a write).
+            "containerStatuses": container_states(status),
         },
     }
 
@@ -215,7 +213,7 @@ def _peer_of(pod: Obj) -> Peer | None:
 
 
 def validators(state: State, *, enabled: frozenset[str]) -> tuple[Mapping[str, Any], ...]:
-    """Ready injected pods (trimmed, as dicts) in enabled namespaces, sorted by namespace, name."""
+    """Injected pods whose node runs, Ready or not (trimmed), in enabled namespaces, sorted."""
     found = [
         {k: v for k, v in obj.items() if k != "peer"}
         for key, obj in sorted(state.items())
@@ -263,7 +261,7 @@ def _stellarnode_peers(state: State, *, enabled: frozenset[str]) -> list[Peer]:
         metadata = as_dict(obj.get("metadata"))
         labels = as_dict(metadata.get("labels"))
         ip = as_dict(obj.get("status")).get("podIP")
-        if labels.get(NODE_NAME_LABEL) == NODE_NAME_VALUE and is_ready(obj) and ip_address(ip):
+        if labels.get(NODE_NAME_LABEL) == NODE_NAME_VALUE and is_running(obj) and ip_address(ip):
             instance = (as_str(metadata.get("namespace")), as_str(labels.get(NODE_INSTANCE_LABEL)))
             pod_ips.setdefault(instance, as_str(ip))
     service_ips = {
@@ -277,7 +275,7 @@ def _stellarnode_peers(state: State, *, enabled: frozenset[str]) -> list[Peer]:
         if key[0] != KIND_STELLARNODE or key[1] not in enabled:
             continue
         peer = stellarnode_peer(
-            node, ready_pod_ip=pod_ips.get(key[1:]), service_ip=service_ips.get(key[1:])
+            node, running_pod_ip=pod_ips.get(key[1:]), service_ip=service_ips.get(key[1:])
         )
         if peer is not None:
             peers.append(peer)
