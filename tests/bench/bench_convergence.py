@@ -6,10 +6,11 @@
    until the canonical ConfigMap and every mirror hold all N peers, the
    watcher's peak RSS (VmHWM), and, from its log, when it first held all N.
    Baseline: one naive poll (list every pod, write one ConfigMap) of the same pods.
-2. Latency (at the first scale, watcher running): one pod at a time turns
-   not-Ready, then Ready again; time from the status write to the canonical
-   ConfigMap holding the new set (a watch), and to the last of every mirror
-   written with it (the watcher's log); bytes sent per change. Baseline in the same run:
+2. Latency (at the first scale, watcher running): one pod at a time has its
+   container crash-loop, then run again (not Ready alone: that leaves the set as is);
+   time from the status write to the canonical ConfigMap holding the new set (a
+   watch), and to the last of every mirror written with it (the watcher's log);
+   bytes sent per change. Baseline in the same run:
    a naive poller (list all pods, write when changed) whose 30 s period is
    shortened to `naive_period` here and its waits scaled back to 30 s.
 3. Roll (same): pods are replaced in waves of 25 (new pod Ready, then the old one
@@ -241,14 +242,14 @@ class Bench:
             for change in range(self.plan.changes):
                 namespace, name = keys[change // 2 % len(keys)]
                 ip = self.fleet.pods[(namespace, name)]
-                ready = change % 2 == 1
-                expected = current if ready else current - {f"{ip}:11625"}
+                running = change % 2 == 1
+                expected = current if running else current - {f"{ip}:11625"}
                 # A random pause, or every change would land just after a naive poll
                 # (the previous change was seen right after one) and wait a whole period.
                 time.sleep(random.uniform(0, period))
                 started = time.monotonic()
                 changes.append(Change(hash=set_hash(expected), at=time.time()))
-                self.fleet.set_ready(namespace, name, ip, ready=ready)
+                self.fleet.set_ready(namespace, name, ip, running=running)
                 at_canon = canon.wait(self.holds(expected, self.system), timeout=30)
                 at_mirror = mirror.wait(self.holds(expected, self.mirror), timeout=30)
                 at_plain = plain.wait(self.holds(expected, self.system), timeout=period * 3 + 30)

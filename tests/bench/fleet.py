@@ -29,7 +29,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.bench import pods
-from tests.kubelet import running_status
+from tests.kubelet import crashed_statuses, running_status
 from webhook import names
 
 PEER_PORT = 11625
@@ -108,10 +108,14 @@ def validator(name: str) -> dict[str, Any]:
     return pod
 
 
-def ready_status(ip: str, *, ready: bool = True) -> dict[str, Any]:
-    """The status patch body for a fleet pod (its two containers) as the kubelet writes it."""
+def ready_status(ip: str, *, running: bool = True) -> dict[str, Any]:
+    """The status patch body for a fleet pod (its two containers) as the kubelet writes it:
+    running and Ready, or crash-looping (no peer: a pod that is only not Ready still is)."""
     containers = (("stellar-core", pods.IMAGE), ("core-exporter", "x/core-exporter:1"))
-    return {"status": running_status(ip=ip, containers=containers, ready=ready)}
+    status = running_status(ip=ip, containers=containers, ready=running)
+    if not running:
+        status["containerStatuses"] = crashed_statuses(name for name, _ in containers)
+    return {"status": status}
 
 
 @dataclass
@@ -168,11 +172,11 @@ class Fleet:
         self.next_index += 1
         return namespace, f"validator-{index:05d}", pod_ip(index)
 
-    def set_ready(self, namespace: str, name: str, ip: str, *, ready: bool = True) -> None:
+    def set_ready(self, namespace: str, name: str, ip: str, *, running: bool = True) -> None:
         self.raw.call(
             "PATCH",
             f"/api/v1/namespaces/{namespace}/pods/{name}/status",
-            ready_status(ip, ready=ready),
+            ready_status(ip, running=running),
             content_type="application/merge-patch+json",
         )
 

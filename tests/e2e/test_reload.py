@@ -34,6 +34,7 @@ from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.core import connection
 from webhook.core.peers import Peer, PeerSet
+from webhook.core.pod import is_running
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -89,20 +90,12 @@ def snapshot_of(
     extra: tuple[Peer, ...] = (),
     only: Callable[[dict[str, Any]], bool] = lambda pod: True,
 ) -> Snap:
-    """What the peer watcher would hand over: Ready injected pods and the set they make."""
+    """What the peer watcher would hand over: running injected pods and the set they make."""
     raw = core.list_namespaced_pod(
         namespace, label_selector=f"{names.INJECTED_LABEL}=true", _preload_content=False
     )
     pods = [p for p in orjson.loads(raw.data)["items"] if only(p)]
-    ready = [
-        p
-        for p in pods
-        if p.get("status", {}).get("podIP")
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in p["status"].get("conditions", [])
-        )
-    ]
+    ready = [p for p in pods if p.get("status", {}).get("podIP") and is_running(p)]
     peers = tuple(
         Peer(
             namespace=namespace,
