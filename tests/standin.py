@@ -545,7 +545,10 @@ class StellarCoreStandIn:
             self._connects.append(address)
             self._peer_db.setdefault(address, address in self._preferred)
         if self._ready.is_set():
-            self._spawn(self._dial, address)
+            # `connectToImpl` puts the peer in the pending list before `connect` answers.
+            peer = self._begin_dial(address)
+            if peer is not None:
+                self._spawn(self._complete_dial, peer)
         return f"Connect to: {given}"
 
     def resolve(self, given: str) -> str:
@@ -678,7 +681,13 @@ class StellarCoreStandIn:
             self._stopping.wait(self.redial_seconds * (0.5 + secrets.randbelow(1000) / 1000))
 
     def _dial(self, address: str, redial: bool = False) -> None:
-        """`connectToImpl`: dial unless already connected or out of pending slots.
+        peer = self._begin_dial(address, redial=redial)
+        if peer is not None:
+            self._complete_dial(peer)
+
+    def _begin_dial(self, address: str, redial: bool = False) -> Peer | None:
+        """`connectToImpl`: a pending outbound peer, unless already connected or out of
+        pending slots (None then).
 
         A full set of authenticated outbound slots stops only the redials (`tick` fills
         up to TARGET_PEER_CONNECTIONS); a `connect` still dials, and the peer is then
@@ -686,22 +695,27 @@ class StellarCoreStandIn:
         """
         with self._lock:
             if any(p.address == address for p in self._links):
-                return  # already connected or connecting
+                return None  # already connected or connecting
             pending = sum(1 for p in self._links if p.outbound and not p.authenticated)
             if pending >= self.max_pending_outbound:
                 self._event(address, "all outbound pending connections taken, not dialed")
-                return
+                return None
             outbound = sum(1 for p in self._links if p.outbound and p.authenticated)
             if (
                 redial
                 and outbound >= self.target_peer_connections
                 and not self._peer_db.get(address)
             ):
-                return
-            host, _, port = address.rpartition(":")
+                return None
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             peer = Peer(sock, True, address, preferred=self._is_preferred(address, ""))
             self._links.append(peer)
+        return peer
+
+    def _complete_dial(self, peer: Peer) -> None:
+        """TCP connect and handshake of a pending outbound peer (`_begin_dial`)."""
+        sock, address = peer.sock, peer.address
+        host, _, port = address.rpartition(":")
         if self.dial_only is not None and not any(
             ipaddress.ip_address(host) in net for net in self.dial_only
         ):

@@ -110,6 +110,20 @@ def test_connect_answers_connect_to_and_the_peer_authenticates_later(
     assert a.connects() == [b.peer_address]
 
 
+def test_connect_lists_the_peer_as_pending_before_it_answers(stack: ExitStack) -> None:
+    """`OverlayManagerImpl::connectTo` adds the peer to the pending list before the
+    command answers: a `peers` read right after `Connect to:` shows it (here it never
+    gets further: nothing listens there)."""
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.33", port=0, dial_only="any"))
+    with socket.socket() as held:  # a port that accepts nothing: the dial stays pending
+        held.bind(("127.0.0.34", 0))
+        held.listen(0)
+        port = held.getsockname()[1]
+        answer = get(a, f"/connect?peer=127.0.0.34&port={port}")[1]
+        assert answer == f"Connect to: 127.0.0.34:{port}"
+        assert peers_of(a)["pending_peers"]["outbound"] == [f"127.0.0.34:{port}"]
+
+
 def test_peers_with_no_peers_are_null_like_jsoncpp(node: StellarCoreStandIn) -> None:
     assert peers_of(node) == {
         "authenticated_peers": {"inbound": None, "outbound": None},

@@ -240,9 +240,15 @@ class ReloadController:
         wanted = tuple(sorted(p.peer_string for p in expected))
         deadline = time.monotonic() + self._settings.reload_connect_wait_seconds
         pause = 0.1
+        read_since = False  # a `peers` answer read after the connects
         # Wait for the peers just asked for, until the node's word explains every one
         # still out (slots full, another network, ...): waiting longer changes nothing.
-        while connects and not self._verdict(plan, wanted, peers_seen, connects)["settled"]:
+        # Never judged on the answer from before the connects, nor while a peer just told
+        # is still dialing: one preferred by key evicts another from full slots.
+        while connects:
+            settled = self._verdict(plan, wanted, peers_seen, connects)["settled"]
+            if read_since and settled and not peers_seen.pending & connects.keys():
+                break
             if time.monotonic() + pause > deadline or self._pending:
                 break  # a newer peer set's round asks again at once
             await wait_any(self._wake, seconds=pause)
@@ -250,7 +256,7 @@ class ReloadController:
             again, newer = await self._peers(plan)
             if newer is None:
                 return Observation(plan, again, asked=sum(r.ok for r in connects.values()))
-            peers_seen = newer
+            peers_seen, read_since = newer, True
         if not set(wanted) <= peers_seen.authenticated and plan.ip not in self._networks:
             await self._learn_network(plan)
         return Observation(
