@@ -41,6 +41,7 @@ from kubernetes import client
 
 from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
 from webhook.controllers.availability import Availability
+from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.publisher import ConfigMapWriter
 from webhook.controllers.sources import (
@@ -144,6 +145,7 @@ class PeerWatcher:
             is_leader=is_leader,
             interval_seconds=audit_interval_seconds,
         )
+        self.exposure = ExposureReport(api_client=api_client)
         self._base = base_sources(api_client, settings)
         self._crds = crd_source(api_client)
         self._nodes = node_sources(api_client)
@@ -354,7 +356,9 @@ class PeerWatcher:
             identities=self.identity.identities(),
             default_network=self.settings.default_network,
             waiting=waiting,
+            cluster_name=self.settings.cluster_name,
         )
+        await self.exposure.report(state, enabled=enabled, leader=leader)
         if peers != self.snapshot.peers:
             log.info("watcher.peers-changed", extra={"hash": peers.hash, "peers": len(peers.peers)})
         self.snapshot = Snapshot(peers=peers, validators=ready)
