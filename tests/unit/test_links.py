@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from webhook import names
+from webhook.cli.link import link_secret, objects
 from webhook.core import publish
 from webhook.core.links import (
     LinkError,
@@ -177,3 +178,35 @@ def test_a_credential_that_reads_more_is_named() -> None:
 def test_an_empty_remote_set_is_an_empty_set() -> None:
     assert remote_peers([], cluster="west") == ()
     assert PeerSet(remote_peers([], cluster="west")).text == ""
+
+
+def test_the_printed_link_secret_is_one_the_injector_accepts() -> None:
+    printed = link_secret(
+        cluster="west",
+        server="https://203.0.113.1:6443",
+        ca_data=b64("CA"),
+        token="tok",
+        namespace="stellar-system",
+        into="stellar-system",
+    )
+    assert printed["metadata"]["labels"] == {names.LINK_LABEL: "true"}
+    as_applied = {
+        "metadata": printed["metadata"],
+        "data": {k: b64(v) for k, v in printed["stringData"].items()},
+    }
+    link = parse_link(as_applied, cluster_name="east")
+    assert (link.cluster, link.namespace) == ("west", "stellar-system")
+    assert link.kubeconfig["users"][0]["user"] == {"token": "tok"}
+
+
+def test_the_link_role_reads_only_the_one_configmap() -> None:
+    (role,) = [body for _, plural, body in objects("stellar-system") if plural == "roles"]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["stellar-peers"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    assert excess_rights({"resourceRules": [*BASIC, *role["rules"]]}, namespace="x") == []
