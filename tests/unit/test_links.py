@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import gzip
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 
 from webhook import names
 from webhook.cli.link import link_secret, objects
+from webhook.cli.link_status import connected_remote, link_rows
 from webhook.core import publish
 from webhook.core.links import (
     LinkError,
@@ -210,3 +212,47 @@ def test_the_link_role_reads_only_the_one_configmap() -> None:
         }
     ]
     assert excess_rights({"resourceRules": [*BASIC, *role["rules"]]}, namespace="x") == []
+
+
+def test_status_rows_say_each_links_state_and_which_nodes_hold_remote_peers() -> None:
+    remote = remote_peers(
+        [
+            entry("w-0", advertised="198.51.100.1:11625"),
+            entry("w-1", advertised="198.51.100.2:11625"),
+            entry("w-2", advertised="198.51.100.3:11625", network="pubnet"),
+        ],
+        cluster="west",
+    )
+    peers = PeerSet(remote)
+    events = [
+        {
+            "involvedObject": {"name": "link-west"},
+            "reason": "LinkUnreachable",
+            "lastTimestamp": "2026-01-01T00:00:00Z",
+        }
+    ]
+    now = dt.datetime(2026, 1, 1, 0, 1, tzinfo=dt.UTC)
+    rows = link_rows(
+        [secret(), secret("bad", cluster="east")],
+        cluster_name="east",
+        peers=peers,
+        reached={"link-west": "no: HTTP 503"},
+        exported={},
+        events=events,
+        now=now,
+    )
+    assert [(r.secret, r.cluster, r.published, r.injector) for r in rows] == [
+        ("bad", "-", 0, "-"),
+        ("link-west", "west", 3, "LinkUnreachable 60s ago"),
+    ]
+    assert rows[0].reachable.startswith("refused: cluster 'east' is this cluster's own name")
+    status = {"expected": 3, "missing": [{"peer": "198.51.100.2:11625", "reason": "pending"}]}
+    pod = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "e-0",
+            "labels": {names.NETWORK_LABEL: "testnet"},
+            "annotations": {names.CONNECTION_STATUS_ANNOTATION: orjson.dumps(status).decode()},
+        }
+    }
+    assert connected_remote(peers, [pod]) == [("ns/e-0", "west", "1/2")]

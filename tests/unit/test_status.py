@@ -135,6 +135,7 @@ def test_the_table_lists_every_pod_and_the_exit_code_follows_the_states(
     current = pod("v1", "10.0.0.1", annotations={names.OBSERVED_HASH_ANNOTATION: PEERS.hash})
     behind = pod("v2", "10.0.0.2")
     monkeypatch.setattr(status, "read_cluster", lambda settings: (PEERS, [current, behind]))
+    monkeypatch.setattr(status, "read_links", lambda settings, peers, pods: "")
     out = io.StringIO()
     assert status.run(SETTINGS, out=out) == 1
     lines = out.getvalue().splitlines()

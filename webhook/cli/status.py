@@ -30,6 +30,7 @@ from kubernetes import client
 
 from webhook import names
 from webhook.cli.check import enabled_namespaces
+from webhook.cli.link_status import read_links
 from webhook.core import networks
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import as_dict, as_list, is_ready, pod_ip
@@ -38,7 +39,7 @@ from webhook.kube import api as kube
 from webhook.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
-SOURCES: Final = ("pod", "stellarnode", "static")
+SOURCES: Final = ("pod", "stellarnode", "static", "remote")
 
 
 class StatusError(Exception):
@@ -92,6 +93,8 @@ def peer_set(configmap: Mapping[str, Any]) -> PeerSet:
                 source=source,
                 network=str(item.get("network") or ""),
                 public_key=str(item.get("publicKey") or ""),
+                advertised=str(item.get("advertised") or ""),
+                cluster=str(item.get("cluster") or ""),
             )
         )
     return PeerSet(tuple(peers))
@@ -241,4 +244,5 @@ def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
         return 2
     found = rows(peers, pods, settings=settings)
     out.write(table(found, peers=peers))
+    out.write(read_links(settings, peers, pods))
     return 1 if any(r.behind for r in found) else 0
