@@ -124,6 +124,7 @@ class LinkWatcher:
             resource="link-secrets",
             metrics=self.metrics,
             transform=_trim_secret,
+            on_list_failed=self._list_failed,
             label_selector=f"{names.LINK_LABEL}=true",
         ):
             obj = event["object"]
@@ -141,6 +142,22 @@ class LinkWatcher:
             if not self._listed:
                 self._listed = True
                 self.on_change()
+
+    def _list_failed(self, exc: BaseException, attempt: int) -> None:
+        """Link Secrets that cannot be listed must not hold the local set back: say what
+        to do, and publish without remote entries meanwhile (the list keeps retrying)."""
+        if attempt == 0:
+            log.warning(
+                "links.list-failed",
+                extra={
+                    "error": describe_failure(exc),
+                    "hint": f"the injector needs list and watch on Secrets in "
+                    f"{self.settings.namespace} (manifests/base/role.yaml) to use links",
+                },
+            )
+        if not self._listed:
+            self._listed = True
+            self.on_change()
 
     async def _reconcile(self) -> None:
         links, errors = choose(self._secrets.values(), cluster_name=self.settings.cluster_name)
