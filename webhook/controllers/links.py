@@ -305,6 +305,9 @@ class LinkWatcher:
     async def _lost(self, link: Link, state: LinkState, exc: BaseException) -> None:
         why = describe_failure(exc)
         first = state.reachable or not state.done_first
+        if state.reachable:
+            # An open watch is contact, events or not: the stale time runs from the cut.
+            state.last_contact = time.monotonic()
         state.reachable, state.error = False, why
         self._gauges(link.cluster, state)
         if not state.done_first:

@@ -41,6 +41,9 @@ _SELF_REVIEWS = frozenset(
     }
 )
 READ_VERBS = frozenset({"get", "list", "watch"})
+# Public by design: every authenticated identity may read these by a default role
+# (a v1.37 API server's rules review of a bare ServiceAccount lists them).
+_PUBLIC_READS = frozenset({("certificates.k8s.io", "clustertrustbundles")})
 # Rights a link credential must not have, asked of the remote API server one by one
 # (a rules review shows one namespace only): (verb, group, resource, namespace).
 FORBIDDEN_PROBES: tuple[tuple[str, str, str, str], ...] = (
@@ -217,6 +220,8 @@ def excess_rights(rules: Obj, *, namespace: str) -> list[str]:
         names_ = [as_str(n) for n in as_list(rule.get("resourceNames"))]
         pairs = {(g, r) for g in groups for r in resources}
         if pairs and pairs <= _SELF_REVIEWS and verbs <= {"create"}:
+            continue
+        if pairs and pairs <= _PUBLIC_READS and verbs <= READ_VERBS:
             continue
         reads_ours = (
             groups == [""]
