@@ -17,6 +17,8 @@ from tests.kube import validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
+from webhook.cli import check_beyond
+from webhook.kube import api as kube
 from webhook.settings import Settings
 
 __all__ = ["app_namespace", "settings"]  # fixtures, reused
@@ -119,6 +121,14 @@ def test_advertised_addresses_from_services_nodes_and_annotation(
         assert "port 11700" in wrong[0]
         assert "PEER_PORT 11625" in wrong[0]
         assert not warnings(core, app_namespace, "v-plain")
+
+        # `check` says the same, decided afresh from the live objects.
+        name, ok, detail = check_beyond.advertised(
+            kube.api_client(settings), settings, [app_namespace]
+        )
+        assert (name, ok) == ("advertised", False)
+        assert f"{app_namespace}/v-pending: Service {app_namespace}/v-pending" in detail
+        assert f"{app_namespace}/v-wrong-port:" in detail
 
         # The pending LoadBalancer gets its address: published, without a restart.
         core.patch_namespaced_service_status(

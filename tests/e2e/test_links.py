@@ -34,7 +34,9 @@ from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
+from webhook.cli import check_beyond, status
 from webhook.cli.link import link_secret_name, make_link, remove_link
+from webhook.cli.link_status import read_links
 from webhook.controllers import links as links_module
 from webhook.controllers.watcher import PeerWatcher
 from webhook.kube.remote import remote_client
@@ -222,6 +224,22 @@ def test_no_entry_loops_back(pair: tuple[Side, Side]) -> None:
     for s, other in ((east, west), (west, east)):
         clusters = {(e["source"], e["cluster"]) for e in s.entries()}
         assert clusters == {("pod", s.name), ("remote", other.name)}
+
+
+def test_check_and_status_show_each_link(pair: tuple[Side, Side]) -> None:
+    east, _ = pair
+    wait_until(lambda: len(east.remote()) == 3, timeout=30)
+    assert check_beyond.links(east.cluster.api_client, east.settings) == (
+        "links",
+        True,
+        "1 linked clusters answer",
+    )
+    text = read_links(east.settings, status.peer_set({"data": east.canonical()}), [])
+    (row,) = [
+        line.split("\t") for line in text.splitlines() if line.startswith("stellar-peers-link")
+    ]
+    assert row[:5] == ["stellar-peers-link-west", "west", "yes", "3", "3"]
+    assert row[5].startswith("LinkReachable")
 
 
 def test_the_link_credential_reads_only_the_configmap(pair: tuple[Side, Side]) -> None:

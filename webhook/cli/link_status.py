@@ -138,7 +138,7 @@ def advertised_table(peers: PeerSet, problems: Mapping[tuple[str, str], str]) ->
     return ("\nVALIDATOR\tADVERTISED\n" + "\n".join(lines) + "\n") if lines else ""
 
 
-async def _reach(secret: Mapping[str, Any], *, cluster_name: str) -> tuple[str, int | None]:
+async def reach(secret: Mapping[str, Any], *, cluster_name: str) -> tuple[str, int | None]:
     """Does the linked cluster answer the link's credential now, with how many entries?"""
     try:
         link = parse_link(secret, cluster_name=cluster_name)
@@ -188,7 +188,7 @@ def read_links(settings: Settings, peers: PeerSet, pods: Sequence[Mapping[str, A
     exported: dict[str, int] = {}
     for secret in secrets:
         name = as_str(as_dict(secret.get("metadata")).get("name"))
-        answer, count = asyncio.run(_reach(secret, cluster_name=settings.cluster_name))
+        answer, count = asyncio.run(reach(secret, cluster_name=settings.cluster_name))
         reached[name] = answer
         if count is not None:
             exported[name] = count
