@@ -244,8 +244,9 @@ def peer_set(
 ) -> PeerSet:
     """Every peer, one per `ip:port` (pods win over StellarNodes over static over remote),
     sorted, each with its network (`webhook.core.networks`), its advertised address
-    (`webhook.core.advertised`) and `cluster_name`; `identities` are by pod uid, and
-    pods whose uid is `waiting` (their node not asked yet) are left out for now."""
+    (`webhook.core.advertised`) and `cluster_name` (static ones name none); `identities`
+    are by pod uid, and pods whose uid is `waiting` (their node not asked yet) are left out
+    for now."""
     learned = identities or {}
     exposed = exposures_of(state, enabled=enabled_namespaces)
     candidates: list[Peer] = []
@@ -263,8 +264,11 @@ def peer_set(
                 candidates.append(with_identity(peer, identity, default_network=default_network))
     candidates.extend(_stellarnode_peers(state, enabled=enabled_namespaces))
     candidates.extend(static)
-    if cluster_name:
-        candidates = [dataclasses.replace(p, cluster=p.cluster or cluster_name) for p in candidates]
+    if cluster_name:  # static peers are outside every cluster: they name none
+        candidates = [
+            dataclasses.replace(p, cluster=cluster_name) if p.source != "static" else p
+            for p in candidates
+        ]
     candidates = place(candidates, default_network=default_network)
     candidates.extend(remote)  # placed by the cluster that owns them
     rank = {"pod": 0, "stellarnode": 1, "static": 2, "remote": 3}
