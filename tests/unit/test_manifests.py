@@ -214,7 +214,7 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
         assert "*" not in rule["resources"]
         assert "pods/exec" not in rule["resources"]
     assert not [r for r in cluster_rules if "secrets" in r["resources"]]
-    secrets, links, create = [r for r in rules_of(rendered, "Role") if "secrets" in r["resources"]]
+    secrets, create, links = [r for r in rules_of(rendered, "Role") if "secrets" in r["resources"]]
     assert secrets["resourceNames"] == ["stellar-peer-injector-tls"]
     assert set(secrets["verbs"]) == {"get", "update"}
     # Link Secrets are found by label, which RBAC cannot limit: list and watch, in
