@@ -29,13 +29,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.conftest import CLUSTER_SH, Cluster, make_namespace
+from tests.e2e.private_cluster import STELLAR_PEERS
 from tests.e2e.test_watcher import add_validator, running
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
 from webhook.cli import check_beyond, status
-from webhook.cli.link import link_secret_name, make_link, remove_link
+from webhook.cli.link import link_secret_name
 from webhook.cli.link_status import read_links
 from webhook.controllers import links as links_module
 from webhook.controllers.watcher import PeerWatcher
@@ -132,16 +133,34 @@ def validator(s: Side, name: str, ip: str, network: str, advertised: str = "") -
     )
 
 
-def apply_link(into: Side, of: Side) -> dict[str, Any]:
-    """`stellar-peers link` against `of`, its Secret applied in `into`."""
-    secret = make_link(
-        of.cluster.api_client,
-        cluster=of.name,
-        namespace=of.settings.namespace,
-        into=into.settings.namespace,
+def link_command(command: str, of: Side, into: Side, *extra: str) -> str:
+    """The real `stellar-peers link|unlink`, run against `of`; its output."""
+    done = subprocess.run(
+        [
+            str(STELLAR_PEERS),
+            command,
+            "--cluster-name",
+            of.name,
+            "--kubeconfig",
+            of.cluster.kubeconfig,
+            "--namespace",
+            of.settings.namespace,
+            "--into-namespace",
+            into.settings.namespace,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
+    return done.stdout
+
+
+def apply_link(into: Side, of: Side) -> None:
+    """`stellar-peers link` against `of`, what it prints applied in `into`."""
+    secret = yaml.safe_load(link_command("link", of, into))
     into.core.create_namespaced_secret(into.settings.namespace, secret)
-    return secret
 
 
 # Requests each injector's link clients sent to the other API server, by cluster name.
@@ -361,9 +380,11 @@ def test_a_removed_link_secret_drops_its_entries_and_unlink_removes_both_ends(
 ) -> None:
     east, west = pair
     wait_until(lambda: west.remote(), timeout=60, message="west holds east's entries")
-    removed = remove_link(east.cluster.api_client, namespace=east.settings.namespace)
-    assert "serviceaccounts/stellar-peers-link" in removed
-    west.core.delete_namespaced_secret(link_secret_name("east"), west.settings.namespace)
+    said = link_command("unlink", east, west, "--local-kubeconfig", west.cluster.kubeconfig)
+    assert "deleted serviceaccounts/stellar-peers-link in the linked cluster" in said
+    assert f"deleted secrets/{link_secret_name('east')} in {west.settings.namespace}" in said
     wait_until(lambda: not west.remote(), timeout=15, message="west drops east's entries")
     with pytest.raises(ApiException):
         east.core.read_namespaced_service_account("stellar-peers-link", east.settings.namespace)
+    with pytest.raises(ApiException):
+        west.core.read_namespaced_secret(link_secret_name("east"), west.settings.namespace)
