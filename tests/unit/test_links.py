@@ -23,7 +23,7 @@ from webhook.core.links import (
     parse_link,
     remote_peers,
 )
-from webhook.core.peers import PeerSet
+from webhook.core.peers import Peer, PeerSet
 from webhook.core.watched import peer_set
 
 KUBECONFIG = {
@@ -256,3 +256,13 @@ def test_status_rows_say_each_links_state_and_which_nodes_hold_remote_peers() ->
         }
     }
     assert connected_remote(peers, [pod]) == [("ns/e-0", "west", "1/2")]
+
+
+def test_with_one_network_the_env_keys_carry_remote_peers_by_advertised_address() -> None:
+    """`peers.csv` feeds STELLAR_PEERS and `peers.txt` the hook: remote by advertised only."""
+    local = Peer("ns", "e-0", "validator", "10.0.0.1", 11625, "pod", network="testnet")
+    remote = remote_peers([entry("w-0", advertised="198.51.100.1:11625")], cluster="west")
+    data = publish.render(PeerSet((local, *remote)))
+    assert data[names.KEY_CSV] == "10.0.0.1:11625,198.51.100.1:11625"
+    assert data[names.KEY_TXT] == "10.0.0.1:11625\n198.51.100.1:11625\n"
+    assert "10.1.0.5" not in "".join(data.values())  # the remote pod IP, nowhere
