@@ -284,6 +284,24 @@ def test_the_link_credential_reads_only_the_configmap(pair: tuple[Side, Side]) -
         assert caught.value.status == 403
 
 
+def test_only_the_leader_follows_links(pair: tuple[Side, Side]) -> None:
+    """A second east replica: no link watch while it does not lead, the entries once it
+    does, and none again once it stops leading."""
+    east, _ = pair
+    leading = [False]
+    with running(east.settings, is_leader=lambda: leading[0]) as replica:
+        links = replica.links
+        wait_until(lambda: links.states and not links.first_pass_pending(), message="listed")
+        assert links.peers() == ()
+        leading[0] = True
+        wait_until(lambda: len(links.peers()) == 3, timeout=30, message="entries as leader")
+        assert links.first_pass_pending() is False
+        leading[0] = False
+        # The open watch ends within its 30 s timeout; then the replica stands by.
+        wait_until(lambda: links.peers() == (), timeout=45, message="entries dropped")
+        assert not any(s.reachable for s in links.states.values())
+
+
 def test_a_removed_validator_leaves_the_other_cluster_within_a_bound(
     pair: tuple[Side, Side],
 ) -> None:

@@ -7,8 +7,9 @@ what the credential may do (refused when it may read more than that ConfigMap),
 then lists and watches the one ConfigMap, with timeouts and back-off. An
 unreachable link keeps its last entries for `link_stale_seconds` and says so
 (log, Event on the Secret, metric), then drops them; a removed or changed Secret
-drops its entries at once. Every replica follows the links (as it follows pods),
-so a new leader publishes the same set at once; Events are the leader's.
+drops its entries at once. Only the leader follows the links (one watch per link
+per cluster); a new leader publishes nothing until each link has answered or
+failed once, so taking over never blanks the remote entries.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ API_TIMEOUT_SECONDS = 10.0
 LINK_WATCH_SECONDS = 60
 # What a link's list and watch raise when the other side fails or sends nonsense.
 _LINK_FAILURES: tuple[type[BaseException], ...] = (*FAILURES, ValueError)
+# How often a replica that does not lead looks whether it leads now.
+LEADER_POLL_SECONDS = 1.0
 # A refused credential is asked again this often (it may have been narrowed since).
 RECHECK_SECONDS = 60.0
 
@@ -96,9 +99,11 @@ class LinkWatcher:
         return tuple(p for _, s in sorted(self.states.items()) for p in s.entries)
 
     def first_pass_pending(self) -> bool:
-        """True until the Secrets listed and every link answered or failed once: a
-        restarted injector must not publish its set without the remote entries first."""
-        return not self._listed or any(not s.done_first for s in self.states.values())
+        """True until the Secrets listed and, on the leader, every link answered or failed
+        once: a new leader must not publish its set without the remote entries first."""
+        if not self._listed:
+            return True
+        return self.is_leader() and any(not s.done_first for s in self.states.values())
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -203,6 +208,10 @@ class LinkWatcher:
         checked = False
         try:
             while True:
+                if not self.is_leader():
+                    self._standby(state)
+                    await asyncio.sleep(LEADER_POLL_SECONDS)
+                    continue
                 try:
                     if not checked:
                         if not await self._credential_ok(rest, link, state):
@@ -217,6 +226,13 @@ class LinkWatcher:
                     attempt += 1
         finally:
             api.close()
+
+    def _standby(self, state: LinkState) -> None:
+        """Not the leader: no watch, no entries; the leader follows the link."""
+        if state.entries or state.done_first or state.reachable:
+            state.entries, state.done_first, state.reachable = (), False, False
+            self._gauges(state.cluster, None)
+            self.on_change()
 
     async def _credential_ok(self, rest: Rest, link: Link, state: LinkState) -> bool:
         """Refuse a credential that may read more than the one ConfigMap."""
@@ -269,6 +285,8 @@ class LinkWatcher:
             except Gone:
                 return  # relist
             await self._contact(link, state, None, keep=True)  # the stream ended in time
+            if not self.is_leader():
+                return  # the next round stands by
 
     async def _contact(
         self,
