@@ -116,6 +116,18 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.link_reachable = Gauge(
+            "stellar_link_reachable",
+            "1 while a linked cluster answers, 0 while it cannot be reached",
+            ["cluster"],
+            registry=r,  # one per link Secret: bounded by the operator
+        )
+        self.link_entries = Gauge(
+            "stellar_link_entries",
+            "Remote entries taken from a linked cluster (0 once stale)",
+            ["cluster"],
+            registry=r,
+        )
         self.nodes_behind = Gauge(
             "stellar_nodes_behind",
             "Validators not yet on the current peer set",

@@ -89,3 +89,10 @@ FIELD_MANAGER: Final = "stellar-peer-injector"
 # Which canonical ConfigMap a mirror copies (`<namespace>/stellar-peers`), so
 # that one installation only ever removes its own mirrors.
 CANONICAL_ANNOTATION: Final = "stellar.org/peers-canonical"
+
+# Beyond one cluster (DESIGN.md): the address nodes outside this cluster dial, and links.
+ADVERTISED_ADDRESS_ANNOTATION: Final = "stellar.org/advertised-address"
+LINK_LABEL: Final = "stellar.org/peer-link"
+LINK_KEY_CLUSTER: Final = "cluster"
+LINK_KEY_KUBECONFIG: Final = "kubeconfig"
+DEFAULT_CLUSTER_NAME: Final = "local"

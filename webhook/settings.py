@@ -56,6 +56,7 @@ _LIMITS: dict[str, tuple[float | None, float | None, bool, str]] = {
     "reload_connect_wait_seconds": (0, None, False, ""),
     "shutdown_grace_seconds": (0, 300, True, "longer than any terminationGracePeriod needs"),
     "cert_sync_seconds": (0, None, False, ""),
+    "link_stale_seconds": (0, None, False, ""),
 }
 
 
@@ -138,6 +139,11 @@ class Settings:
     lease_renew_seconds: float = 5.0
     identity: str = ""
 
+    # Beyond one cluster: this cluster's name in `peers.json` (`cluster`) and in links;
+    # how long an unreachable link's entries are kept before they are dropped.
+    cluster_name: str = names.DEFAULT_CLUSTER_NAME
+    link_stale_seconds: float = 600.0
+
     # Kubernetes connection: empty means in-cluster, then ~/.kube/config.
     kubeconfig: str = ""
     log_level: str = "INFO"
@@ -189,6 +195,11 @@ class Settings:
                     f"{_flag(name)} {value!r}: allowed an object name "
                     "(lower-case letters, digits, '-' and '.', at most 253)"
                 )
+        if not _DNS_LABEL.match(self.cluster_name):
+            raise SettingsError(
+                f"--cluster-name {self.cluster_name!r}: allowed a cluster name "
+                "(lower-case letters, digits and '-', at most 63)"
+            )
         if self.default_network and not is_network_name(self.default_network):
             raise SettingsError(
                 f"--default-network {self.default_network!r}: allowed a network name "

@@ -96,17 +96,20 @@ class ModelStandIn(StellarCoreStandIn):
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         self._loop.call_soon(target, *args)
 
-    def _dial(self, address: str, redial: bool = False) -> None:
-        """`connectToImpl`: dial unless already connected or out of pending slots."""
+    def _begin_dial(self, address: str, redial: bool = False) -> Peer | None:
+        """`connectToImpl`: a pending peer unless already connected or out of pending slots."""
         with self._lock:
             if any(p.address == address for p in self._links):
-                return
+                return None
             pending = sum(1 for p in self._links if p.outbound and not p.authenticated)
             if pending >= self.max_pending_outbound:
                 self._event(address, "all outbound pending connections taken, not dialed")
-                return
+                return None
             peer = Peer(None, True, address, preferred=self._is_preferred(address, ""))  # type: ignore[arg-type]
             self._links.append(peer)
+        return peer
+
+    def _complete_dial(self, peer: Peer) -> None:
         self._loop.call_later(HANDSHAKE_SECONDS, self._handshake, peer)
 
     def _handshake(self, peer: Peer) -> None:

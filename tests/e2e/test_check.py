@@ -106,7 +106,8 @@ def test_check_all_pass_on_a_working_install(
         message="serve's watcher to write the canonical ConfigMap and its mirror",
     )
     code, lines = run_check(check_settings)
-    assert set(lines) == {"webhook", "certificate", "lease", "configmaps"}, lines
+    assert set(lines) == {"webhook", "certificate", "lease", "configmaps", "advertised", "links"}
+    assert lines["links"] == "PASS links: no links"
     assert all(line.startswith("PASS") for line in lines.values()), lines
     assert code == 0
     assert enabled in lines["webhook"]

@@ -333,7 +333,9 @@ def _secret(name: str) -> dict[str, Any]:
     return {"metadata": {"name": name}, "stringData": {"key": "value"}}
 
 
-def test_rbac_secrets_only_its_own_tls_secret(installed: Installed) -> None:
+def test_rbac_secrets_only_its_own_tls_secret_and_lists_in_its_namespace(
+    installed: Installed,
+) -> None:
     admin_core = client.CoreV1Api(installed.admin)
     admin_core.create_namespaced_secret(installed.other, _secret(TLS_SECRET))
     admin_core.create_namespaced_secret(installed.other, _secret("validator-seed"))
@@ -344,9 +346,11 @@ def test_rbac_secrets_only_its_own_tls_secret(installed: Installed) -> None:
     expect_forbidden(lambda: core.read_namespaced_secret("validator-seed", installed.other))
     expect_forbidden(lambda: core.read_namespaced_secret(TLS_SECRET, installed.other))
     expect_forbidden(lambda: core.read_namespaced_secret("another", installed.system))
-    expect_forbidden(lambda: core.list_namespaced_secret(installed.system))
+    # Link Secrets are found by label: list and watch in its own namespace only.
+    core.list_namespaced_secret(installed.system, label_selector="stellar.org/peer-link=true")
+    expect_forbidden(lambda: core.list_namespaced_secret(installed.other))
     expect_forbidden(lambda: core.list_secret_for_all_namespaces())
-    expect_forbidden(lambda: watch_once(core.list_namespaced_secret, namespace=installed.system))
+    expect_forbidden(lambda: watch_once(core.list_namespaced_secret, namespace=installed.other))
     # create cannot be limited by resourceNames: any Secret, but only in its own namespace,
     # and it can then neither read nor delete it.
     core.create_namespaced_secret(installed.system, _secret("new"))
@@ -450,7 +454,8 @@ def test_rbac_cannot_write_workloads_namespaces_or_rbac(installed: Installed) ->
         ),
         ({"verb": "get", "resource": "pods", "subresource": "exec", "namespace": "{other}"}, False),
         ({"verb": "get", "resource": "secrets", "namespace": "{other}"}, False),
-        ({"verb": "list", "resource": "secrets", "namespace": "{system}"}, False),
+        ({"verb": "list", "resource": "secrets", "namespace": "{system}"}, True),
+        ({"verb": "list", "resource": "secrets", "namespace": "{other}"}, False),
         ({"verb": "get", "resource": "secrets", "namespace": "{system}", "name": TLS_SECRET}, True),
         (
             {"verb": "create", "resource": "deployments", "group": "apps", "namespace": "{other}"},

@@ -214,9 +214,12 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
         assert "*" not in rule["resources"]
         assert "pods/exec" not in rule["resources"]
     assert not [r for r in cluster_rules if "secrets" in r["resources"]]
-    secrets, create = [r for r in rules_of(rendered, "Role") if "secrets" in r["resources"]]
+    secrets, create, links = [r for r in rules_of(rendered, "Role") if "secrets" in r["resources"]]
     assert secrets["resourceNames"] == ["stellar-peer-injector-tls"]
     assert set(secrets["verbs"]) == {"get", "update"}
+    # Link Secrets are found by label, which RBAC cannot limit: list and watch, in
+    # its own namespace only (a Role), never get, update or delete.
+    assert links == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}
     # create cannot be limited by resourceNames; it is the only unnamed Secret right.
     assert create == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
     (webhooks,) = [r for r in cluster_rules if "mutatingwebhookconfigurations" in r["resources"]]

@@ -253,3 +253,14 @@ def test_rollout_mode_rolls_out_once_per_change_then_is_quiet() -> None:
     other["status"]["podIP"] = "10.0.9.2"  # so does another validator's new address
     assert [step(statics) for _ in range(3)] == [True, False, False]
     assert generation == 3
+
+
+def test_a_remote_peer_named_like_a_local_pod_does_not_change_its_network() -> None:
+    """Linked clusters often run the same chart: `ns/v1` there must not stand for `ns/v1` here."""
+    local = Peer("ns", "v1", "validator", "10.0.0.1", 11625, "pod", network="testnet")
+    remote = Peer(
+        "ns", "v1", "validator", "198.51.100.1", 11625, "remote", network="pubnet", cluster="west"
+    )
+    peers = PeerSet((local, remote))
+    [plan] = plan_round(Snap(peers, (pod("v1", "10.0.0.1"),)), settings=SETTINGS)
+    assert plan.network == "testnet"

@@ -151,6 +151,7 @@ def test_the_table_lists_every_pod_and_the_exit_code_follows_the_states(
     current = pod("v1", "127.0.0.41", annotations={names.OBSERVED_HASH_ANNOTATION: peers.hash})
     behind = pod("v2", "127.0.0.42", ready=False)
     monkeypatch.setattr(status, "read_cluster", lambda settings: (peers, [current, behind]))
+    monkeypatch.setattr(status, "read_links", lambda settings, peers, pods: "")
     out = io.StringIO()
     # v1's node answers on its admin port, past its start window; nothing listens for v2.
     with StellarCoreStandIn(host="127.0.0.41", port=11626, state="Joining SCP"):

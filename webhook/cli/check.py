@@ -35,6 +35,7 @@ from kubernetes.config import ConfigException
 
 from certs import authority, install
 from webhook import names
+from webhook.cli import check_beyond as beyond
 from webhook.cli import serving_certificate
 from webhook.kube import api as kube
 from webhook.kube import leader
@@ -320,11 +321,17 @@ def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
 
 
 def checks(api: client.ApiClient, settings: Settings) -> list[Result]:
+    try:
+        namespaces = enabled_namespaces(client.CoreV1Api(api), settings)
+    except FAILURES:
+        namespaces = []  # check_configmaps says why
     return [
         check_webhook(api, settings),
         check_certificate(api, settings),
         check_lease(api, settings),
         check_configmaps(api, settings),
+        Result(*beyond.advertised(api, settings, namespaces)),
+        Result(*beyond.links(api, settings)),
     ]
 
 

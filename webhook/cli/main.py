@@ -1,4 +1,4 @@
-"""The `stellar-peers` command: serve, inject, explain, certs, check, status.
+"""The `stellar-peers` command: serve, inject, explain, certs, check, status, link, unlink.
 
 Each subcommand checks its flags and builds `Settings` before starting
 anything, then hands over to the module that owns the work.
@@ -56,6 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="per validator: does its node hold its peers, and why not"
     )
     add_arguments(status)
+
+    # Run against the cluster to be linked: --cluster-name is its name, --namespace its
+    # injector's namespace (where its canonical ConfigMap is).
+    link = sub.add_parser("link", help="let another cluster read this one's peers")
+    link.add_argument(
+        "--into-namespace", default="stellar-system", help="the other cluster's injector namespace"
+    )
+    link.add_argument(
+        "--api-server", default="", help="this API server's URL as the other cluster reaches it"
+    )
+    add_arguments(link)
+    unlink = sub.add_parser("unlink", help="remove both ends of a link")
+    unlink.add_argument("--into-namespace", default="stellar-system")
+    unlink.add_argument(
+        "--local-kubeconfig", default="", help="the other cluster, to delete its link Secret"
+    )
+    add_arguments(unlink)
     return parser
 
 
@@ -120,6 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from webhook.cli.check import run as run_check
 
         return run_check(settings)
+    if args.command in ("link", "unlink"):
+        from webhook.cli import link as linking
+
+        if args.cluster_name is None:
+            print(
+                f"stellar-peers {args.command}: give --cluster-name (the linked cluster's name)",
+                file=sys.stderr,
+            )
+            return 2
+        if args.command == "link":
+            return linking.run_link(settings, into=args.into_namespace, server=args.api_server)
+        return linking.run_unlink(
+            settings, into=args.into_namespace, local_kubeconfig=args.local_kubeconfig
+        )
     if args.command == "status":
         from webhook.cli.status import run as run_status
 

@@ -38,6 +38,7 @@ from kubernetes import client
 
 from webhook import names
 from webhook.cli.check import enabled_namespaces
+from webhook.cli.link_status import read_links
 from webhook.controllers import node_admin
 from webhook.core import networks, stellar_admin
 from webhook.core.peers import Peer, PeerSet
@@ -49,7 +50,7 @@ from webhook.settings import Settings
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 NODE_TIME_LIMIT_SECONDS: Final = 3.0  # per node asked for its state
 NODE_CONCURRENCY: Final = 16
-SOURCES: Final = ("pod", "stellarnode", "static")
+SOURCES: Final = ("pod", "stellarnode", "static", "remote")
 
 
 class StatusError(Exception):
@@ -105,6 +106,8 @@ def peer_set(configmap: Mapping[str, Any]) -> PeerSet:
                 source=source,
                 network=str(item.get("network") or ""),
                 public_key=str(item.get("publicKey") or ""),
+                advertised=str(item.get("advertised") or ""),
+                cluster=str(item.get("cluster") or ""),
             )
         )
     return PeerSet(tuple(peers))
@@ -334,4 +337,5 @@ def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
     states = asyncio.run(ask_states(plans(peers, pods, settings=settings), settings=settings))
     found = rows(peers, pods, settings=settings, core_states=states)
     out.write(table(found, peers=peers))
+    out.write(read_links(settings, peers, pods))
     return 1 if any(r.behind for r in found) else 0

@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client
 
 from webhook import names
+from webhook.core.advertised import KIND_CLUSTER_NODE, KIND_EXPOSED_SERVICE
 from webhook.core.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
@@ -29,7 +30,7 @@ from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
 CRD_NAME = f"{names.STELLARNODE_PLURAL}.{names.STELLARNODE_GROUP}"
-BASE_SOURCES = frozenset({"pods", "namespaces", "configmaps", "crds"})
+BASE_SOURCES = frozenset({"pods", "namespaces", "configmaps", "crds", "exposed-services", "nodes"})
 NODE_SOURCES = frozenset({"stellarnodes", "stellarnode-pods", "services"})
 # Without one of these the peer set or the mirror plan would be wrong: no writes meanwhile.
 HOLDING_SOURCES = frozenset({"pods", "namespaces", "configmaps"})
@@ -67,6 +68,16 @@ def base_sources(api_client: client.ApiClient, settings: Settings) -> list[Sourc
             rest.lister(path("v1", "configmaps")),
             {"field_selector": f"metadata.name={names.CONFIGMAP_NAME}"},
         ),
+        *exposure_sources(rest),
+    ]
+
+
+def exposure_sources(rest: Rest) -> list[Source]:
+    """Services and Nodes, for advertised addresses (`webhook.core.advertised`). Not
+    holding: without them validators are only published without an advertised address."""
+    return [
+        Source("exposed-services", KIND_EXPOSED_SERVICE, rest.lister(path("v1", "services"))),
+        Source("nodes", KIND_CLUSTER_NODE, rest.lister(path("v1", "nodes"))),
     ]
 
 

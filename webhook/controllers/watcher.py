@@ -41,7 +41,9 @@ from kubernetes import client
 
 from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
 from webhook.controllers.availability import Availability
+from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.identity import IdentityLearner
+from webhook.controllers.links import LinkWatcher
 from webhook.controllers.publisher import ConfigMapWriter
 from webhook.controllers.sources import (
     BASE_SOURCES,
@@ -144,6 +146,14 @@ class PeerWatcher:
             is_leader=is_leader,
             interval_seconds=audit_interval_seconds,
         )
+        self.exposure = ExposureReport(api_client=api_client)
+        self.links = LinkWatcher(
+            settings=settings,
+            api_client=api_client,
+            metrics=metrics,
+            is_leader=is_leader,
+            on_change=self._relearn,
+        )
         self._base = base_sources(api_client, settings)
         self._crds = crd_source(api_client)
         self._nodes = node_sources(api_client)
@@ -165,6 +175,7 @@ class PeerWatcher:
         tasks.append(asyncio.create_task(self._publish_loop()))
         tasks.append(asyncio.create_task(self._audit_after_listing()))
         tasks.append(asyncio.create_task(self.identity.run(stop)))
+        tasks.append(asyncio.create_task(self.links.run(stop)))
         for task in tasks:
             task.add_done_callback(_report_crash)
         try:
@@ -343,7 +354,7 @@ class PeerWatcher:
         enabled = enabled_namespaces(state)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
-        if self.identity.first_pass_pending():
+        if self.identity.first_pass_pending() or self.links.first_pass_pending():
             return True  # the learner's first pass publishes (`_relearn`); nothing is lost
         waiting = self.identity.pending()
         ready = tuple(v for v in listed if v["metadata"].get("uid") not in waiting)
@@ -354,11 +365,14 @@ class PeerWatcher:
             identities=self.identity.identities(),
             default_network=self.settings.default_network,
             waiting=waiting,
+            cluster_name=self.settings.cluster_name,
+            remote=self.links.peers(),
         )
+        await self.exposure.report(state, enabled=enabled, leader=leader)
         if peers != self.snapshot.peers:
             log.info("watcher.peers-changed", extra={"hash": peers.hash, "peers": len(peers.peers)})
         self.snapshot = Snapshot(peers=peers, validators=ready)
-        for source in ("pod", "stellarnode", "static"):
+        for source in ("pod", "stellarnode", "static", "remote"):
             self.metrics.peers.labels(source=source).set(
                 sum(1 for p in peers.peers if p.source == source)
             )

@@ -31,7 +31,7 @@ from webhook.core.pod import (
 from webhook.core.stellar_admin import is_peer_host, network_name
 from webhook.settings import Settings
 
-Source = Literal["pod", "stellarnode", "static"]
+Source = Literal["pod", "stellarnode", "static", "remote"]
 Obj = Mapping[str, Any]
 
 
@@ -46,6 +46,8 @@ class Peer:
     network: str = ""  # a network name (`testnet`); "" while not known
     public_key: str = ""  # the node's full `G...` key, once learned
     home_domain: str = ""  # from the pod's `stellar.org/home-domain` annotation
+    advertised: str = ""  # `host:port` nodes outside the cluster dial (`core.advertised`)
+    cluster: str = ""  # the cluster that owns it: `cluster_name`, or a link's cluster
 
     @property
     def peer_string(self) -> str:

@@ -108,6 +108,10 @@ def _entry(p: Peer) -> dict[str, Any]:
         entry["network"] = p.network
     if p.public_key:
         entry["publicKey"] = p.public_key
+    if p.advertised:
+        entry["advertised"] = p.advertised
+    if p.cluster:
+        entry["cluster"] = p.cluster
     return entry
 
 

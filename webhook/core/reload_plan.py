@@ -105,7 +105,12 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
     in every other by that set's hash.
     """
     sets = networks.split(snapshot.peers)
-    own = {(p.namespace, p.name): networks.network_of(p) for p in snapshot.peers.peers}
+    # Remote entries are another cluster's pods: a name alike says nothing of ours.
+    own = {
+        (p.namespace, p.name): networks.network_of(p)
+        for p in snapshot.peers.peers
+        if p.source != "remote"
+    }
     siblings: dict[tuple[str, str, str] | None, set[tuple[str, str]]] = {}
     addresses: dict[tuple[str, str, str] | None, set[str]] = {}
     for pod in snapshot.validators:

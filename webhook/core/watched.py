@@ -14,10 +14,12 @@ Static peers always count.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from webhook import names
+from webhook.core import advertised
 from webhook.core.networks import Identity, place, with_identity
 from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
 from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running
@@ -93,6 +95,10 @@ def trim(obj: Obj, *, kind: str) -> dict[str, Any]:
             "metadata": meta,
             "spec": {"clusterIP": as_dict(obj.get("spec")).get("clusterIP")},
         }
+    if kind == advertised.KIND_EXPOSED_SERVICE:
+        return advertised.trim_service(obj)
+    if kind == advertised.KIND_CLUSTER_NODE:
+        return advertised.trim_node(obj)
     if kind == KIND_STELLARNODE:
         spec = as_dict(obj.get("spec"))
         wanted = ("nodeType", "suspended", "network", "networkPassphrase")
@@ -123,9 +129,10 @@ def _trim_pod(pod: Obj, meta: dict[str, Any]) -> dict[str, Any]:
     if metadata.get("deletionTimestamp"):
         meta["deletionTimestamp"] = metadata["deletionTimestamp"]
     containers = [_container(as_dict(c)) for c in as_list(spec.get("containers"))]
+    kept = {k: spec[k] for k in ("hostNetwork", "nodeName") if k in spec}  # advertised address
     return {
         "metadata": meta,
-        "spec": {"containers": containers},
+        "spec": {"containers": containers, **kept},
         "status": {
             "podIP": status.get("podIP"),
             "podIPs": [{"ip": as_dict(i).get("ip")} for i in as_list(status.get("podIPs"))],
@@ -230,11 +237,16 @@ def peer_set(
     identities: Mapping[str, Identity] | None = None,
     default_network: str = "",
     waiting: frozenset[str] = frozenset(),
+    cluster_name: str = "",
+    remote: Iterable[Peer] = (),
 ) -> PeerSet:
-    """Every peer, one per `ip:port` (pods win over StellarNodes over static), sorted,
-    each with its network (`webhook.core.networks`); `identities` are by pod uid, and
-    pods whose uid is `waiting` (their node not asked yet) are left out for now."""
+    """Every peer, one per `ip:port` (pods win over StellarNodes over static over remote),
+    sorted, each with its network (`webhook.core.networks`), its advertised address
+    (`webhook.core.advertised`) and `cluster_name` (static ones name none); `identities`
+    are by pod uid, and pods whose uid is `waiting` (their node not asked yet) are left out
+    for now."""
     learned = identities or {}
+    exposed = exposures_of(state, enabled=enabled_namespaces)
     candidates: list[Peer] = []
     for key, obj in state.items():
         if key[0] == KIND_POD and key[1] in enabled_namespaces:
@@ -244,15 +256,42 @@ def peer_set(
                 if uid in waiting:
                     continue
                 identity = learned.get(uid)
+                found = exposed.get((peer.namespace, peer.name))
+                if found is not None and found.address:
+                    peer = dataclasses.replace(peer, advertised=found.address)
                 candidates.append(with_identity(peer, identity, default_network=default_network))
     candidates.extend(_stellarnode_peers(state, enabled=enabled_namespaces))
     candidates.extend(static)
+    if cluster_name:  # static peers are outside every cluster: they name none
+        candidates = [
+            dataclasses.replace(p, cluster=cluster_name) if p.source != "static" else p
+            for p in candidates
+        ]
     candidates = place(candidates, default_network=default_network)
-    rank = {"pod": 0, "stellarnode": 1, "static": 2}
+    candidates.extend(remote)  # placed by the cluster that owns them
+    rank = {"pod": 0, "stellarnode": 1, "static": 2, "remote": 3}
     chosen: dict[str, Peer] = {}
     for peer in sorted(candidates, key=lambda p: (rank[p.source], p.namespace, p.name)):
         chosen.setdefault(peer.peer_string, peer)
     return PeerSet(peers=tuple(sorted(chosen.values(), key=lambda p: (p.namespace, p.name))))
+
+
+def exposures_of(
+    state: State, *, enabled: frozenset[str]
+) -> dict[tuple[str, str], advertised.Exposure]:
+    """The exposure (advertised address, or what is wrong) of each validator pod that
+    has one, by (namespace, name)."""
+    pods = []
+    for key, obj in state.items():
+        if key[0] == KIND_POD and key[1] in enabled:
+            peer = _peer_of(obj)
+            if peer is not None:
+                pods.append((obj, peer.port))
+    return advertised.exposures(
+        pods,
+        services=of_kind(state, advertised.KIND_EXPOSED_SERVICE),
+        nodes=of_kind(state, advertised.KIND_CLUSTER_NODE),
+    )
 
 
 def _stellarnode_peers(state: State, *, enabled: frozenset[str]) -> list[Peer]:

@@ -72,6 +72,7 @@ render exactly what manifests/ does).
   "IMAGE_PATTERN" $v.imagePattern
   "LEASE_NAME" $v.leaderElection.leaseName
   "DEFAULT_NETWORK" $v.defaultNetwork
+  "CLUSTER_NAME" $v.clusterName
 -}}
 {{- $ints := dict
   "MAX_BODY_BYTES" $v.webhook.maxBodyBytes
@@ -85,6 +86,7 @@ render exactly what manifests/ does).
   "RELOAD_TIMEOUT_SECONDS" $v.reload.timeoutSeconds
   "LEASE_DURATION_SECONDS" $v.leaderElection.leaseDurationSeconds
   "LEASE_RENEW_SECONDS" $v.leaderElection.leaseRenewSeconds
+  "LINK_STALE_SECONDS" $v.linkStaleSeconds
 -}}
 {{- $bools := dict
   "ENABLE_WATCHER" $v.watcher.enabled
