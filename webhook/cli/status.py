@@ -241,4 +241,12 @@ def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
         return 2
     found = rows(peers, pods, settings=settings)
     out.write(table(found, peers=peers))
+    out.write(_admission_line(settings) + "\n")
     return 1 if any(r.behind for r in found) else 0
+
+
+def _admission_line(settings: Settings) -> str:
+    from webhook.cli import check_admission
+
+    with kube.api_client(settings) as api:
+        return check_admission.line(settings, api)

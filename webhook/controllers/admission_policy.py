@@ -1,0 +1,142 @@
+"""Keeps the admission mode in force: the policy and binding applied (policy mode), the
+webhook configuration this injector would own removed, and the reverse in webhook mode.
+
+The leader checks every `policy_sync_seconds`: a policy someone deleted or edited
+comes back within one period. Only objects of the configured name are touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from webhook.core import policy
+from webhook.kube.rest import Rest, path
+from webhook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOKS = "mutatingwebhookconfigurations"
+_API = f"{policy.GROUP}/v1"
+
+
+def discover(rest: Rest) -> bool | None:
+    """Whether the API server serves MutatingAdmissionPolicy v1; None when it did not say."""
+    try:
+        listing = rest.get(f"/apis/{_API}", timeout=10)
+    except ApiException as exc:
+        return False if exc.status == 404 else None
+    except OSError:
+        return None
+    return policy.serves_policy(
+        r.get("name", "") for r in listing.get("resources") or () if isinstance(r, dict)
+    )
+
+
+def sync_once(rest: Rest, settings: Settings, mode: policy.Mode) -> list[str]:
+    """One pass: what it changed, as `verb kind`, for the log (empty: all was in place)."""
+    name = settings.webhook_config_name
+    done: list[str] = []
+    if mode == "policy":
+        for plural, wanted in (
+            (policy.POLICY_RESOURCE, policy.policy(settings)),
+            (policy.BINDING_RESOURCE, policy.binding(settings)),
+        ):
+            verb = _ensure(rest, path(_API, plural), wanted)
+            if verb:
+                done.append(f"{verb} {plural}")
+        if _delete(rest, path(_API, WEBHOOKS, name=name)):
+            done.append(f"deleted {WEBHOOKS}")
+        return done
+    for plural in (policy.BINDING_RESOURCE, policy.POLICY_RESOURCE):
+        if _delete(rest, path(_API, plural, name=name), only_ours=True):
+            done.append(f"deleted {plural}")
+    return done
+
+
+def _ensure(rest: Rest, collection: str, wanted: dict[str, Any]) -> str:
+    """Create `wanted`, or replace what is there when it says something else."""
+    name = wanted["metadata"]["name"]
+    try:
+        current = rest.get(f"{collection}/{name}")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        rest.create(collection, wanted)
+        return "created"
+    if policy.same_spec(current, wanted):
+        return ""
+    version = (current.get("metadata") or {}).get("resourceVersion")
+    rest.replace(
+        f"{collection}/{name}",
+        {**wanted, "metadata": {**wanted["metadata"], "resourceVersion": version}},
+    )
+    return "replaced"
+
+
+def _delete(rest: Rest, url: str, *, only_ours: bool = False) -> bool:
+    try:
+        if only_ours:
+            labels = (rest.get(url).get("metadata") or {}).get("labels") or {}
+            if any(labels.get(k) != v for k, v in policy.LABELS.items()):
+                return False
+        rest.delete(url)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+class AdmissionKeeper:
+    """The leader's loop over `sync_once`; every replica knows the mode and why."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api_client: client.ApiClient,
+        mode: policy.Mode,
+        why: str,
+        is_leader: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.rest = Rest(api_client)
+        self.mode = mode
+        self.why = why
+        self.is_leader = is_leader
+        self.in_place = asyncio.Event()
+        self.last_error = ""
+
+    def detail(self) -> dict[str, str]:
+        return {"admission": f"{self.mode}: {self.why}"} | (
+            {"admission_error": self.last_error} if self.last_error else {}
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self.is_leader():
+                await self._pass()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.policy_sync_seconds)
+
+    async def _pass(self) -> None:
+        try:
+            done = await asyncio.to_thread(sync_once, self.rest, self.settings, self.mode)
+        except (ApiException, OSError) as exc:
+            status = getattr(exc, "status", None)
+            self.last_error = f"{type(exc).__name__} {status or ''}: {getattr(exc, 'reason', exc)}"
+            log.warning(
+                "admission.sync_failed", extra={"mode": self.mode, "error": self.last_error}
+            )
+            return
+        self.last_error = ""
+        self.in_place.set()
+        if done:
+            log.info("admission.synced", extra={"mode": self.mode, "changed": done})
