@@ -108,6 +108,7 @@ def webhook(*, kubeconfig: str, selector: str, config_name: str, log: Path) -> I
         "--kubeconfig", kubeconfig, "--namespace", "stellar-system",
         "--namespace-selector", selector, "--webhook-config-name", config_name,
         "--enable-watcher", "false", "--leader-election", "false", "--reload-mode", "none",
+        "--admission-mode", "webhook",
     ]  # fmt: skip
     with procs.running(argv, log=log) as process:
         procs.wait_for_port(HOST, port, process=process)

@@ -43,6 +43,8 @@ from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_DISCOVERY_TRIES = 30  # one a second: an API server restarting with us gets that long
+
 
 @dataclasses.dataclass(frozen=True)
 class Components:
@@ -327,10 +329,19 @@ async def _serve(settings: Settings, *, local: bool) -> int:
 async def _admission_mode(
     settings: Settings, api_client: client.ApiClient
 ) -> tuple[policy.Mode, str]:
-    """The mode in force (API discovery decides `auto`), logged with why."""
+    """The mode in force (API discovery decides `auto`), logged with why. `auto` never
+    guesses: a wrong guess would have the leader delete the other mode's objects."""
     served = None
-    if settings.admission_mode != "webhook":
+    for _ in range(_DISCOVERY_TRIES if settings.admission_mode != "webhook" else 0):
         served = await asyncio.to_thread(admission_policy.discover, Rest(api_client))
+        if served is not None:
+            break
+        await asyncio.sleep(1.0)
+    if served is None and settings.admission_mode == "auto":
+        raise OSError(
+            "API discovery of admissionregistration.k8s.io/v1 did not answer: admission_mode "
+            "auto cannot choose (set --admission-mode policy or webhook, or check the API server)"
+        )
     mode, why = policy.active_mode(settings, served=served)
     log.info("serve.admission_mode", extra={"mode": mode, "why": why})
     return mode, why
