@@ -226,7 +226,8 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
     named, create = [r for r in cluster_rules if "mutatingadmissionpolicies" in r["resources"]]
     assert named["resourceNames"] == ["stellar-peer-injector"]
     assert set(named["verbs"]) == {"get", "update", "delete"}
-    assert create["verbs"] == ["create"] and "resourceNames" not in create
+    assert create["verbs"] == ["create"]
+    assert "resourceNames" not in create
     (pods,) = [r for r in cluster_rules if r["resources"] == ["pods"]]
     assert set(pods["verbs"]) == {"get", "list", "watch", "patch"}
 
