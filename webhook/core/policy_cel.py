@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Final
 
 from webhook import names
@@ -169,7 +170,7 @@ def _variables(settings: Settings) -> list[tuple[str, str]]:
             "oIdx",
             f"{v}older ? {v}ctrs.map(c, c.name).indexOf("
             f"({v}status.find({_CONTAINER_RE}) == '' ? '' : "
-            f"{v}status.find({_CONTAINER_RE}).split('\"')[3]) : -1",
+            f"{v}status.find({_CONTAINER_RE}).split('\"')[3])) : -1",
         ),
         ("vols0", "has(object.spec.volumes) ? object.spec.volumes : []"),
         ("vols", f"{v}vols0.filter(x, !(x.name in {v}oldVolumes))"),
@@ -351,21 +352,32 @@ def _objects(settings: Settings) -> dict[str, str]:
     }
 
 
+def _in(names_list: str, field: str) -> Callable[[str], str]:
+    """A `drop` for `_removals`: the item's `field` is one of `names_list`."""
+    return lambda item: f"{item}.{field} in {names_list}"
+
+
 def _op(op: str, path: str, value: str | None = None) -> str:
     tail = "" if value is None else f", value: {value}"
     return f"JSONPatch{{op: {lit(op)}, path: {path}{tail}}}"
 
 
-def _append(at: str, key: str, base: str, base0: str, stripped: str, new: str) -> str:
-    """Ops that leave `at/key` holding `base` (the list after stripping) then `new`."""
+def _removals(path: str, items: str, drop: Callable[[str], str]) -> str:
+    """`remove` ops for the items of `items` that `drop` names, last first (so each index
+    still holds when its turn comes). Existing items are typed values the API server
+    cannot write back into a patch, so a stripped list is never replaced whole."""
+    remove = _op("remove", f"{path} + '/' + string(i)")
+    return f"lists.range(size({items})).filter(i, {drop(f'{items}[i]')}).reverse().map(i, {remove})"
+
+
+def _append(
+    at: str, key: str, base0: str, stripped: str, drop: Callable[[str], str], new: str
+) -> str:
+    """Ops that strip from `at/key` what an older version added, then append `new`."""
     path = f"{at} + '/{key}'"
-    replace, each, whole = (
-        _op("replace", path, base),
-        _op("add", path + " + '/-'", "x"),
-        _op("add", path, new),
-    )
+    each, whole = _op("add", path + " + '/-'", "x"), _op("add", path, new)
     return (
-        f"(({stripped}) && size({base}) != size({base0}) ? [{replace}] : [])"
+        f"(({stripped}) ? {_removals(path, base0, drop)} : [])"
         f" + (size({base0}) > 0 ? ({new}).map(x, {each})"
         f" : (size({new}) > 0 ? [{whole}] : []))"
     )
@@ -380,11 +392,9 @@ def mutation(settings: Settings) -> str:
     old = f"{v}ctrs[{v}oIdx]"
     set_post = _op("add", at + " + '/lifecycle/postStart'", o["postStart"])
     set_lifecycle = _op("add", at + " + '/lifecycle'", o["lifecycle"])
-    old_env = _op("replace", old_at + " + '/env'", f"{old}.env.filter(e, !(e.name in {v}oldEnv))")
-    old_mounts = _op(
-        "replace",
-        old_at + " + '/volumeMounts'",
-        f"{old}.volumeMounts.filter(m, !(m.mountPath in {v}oldMounts))",
+    old_env = _removals(old_at + " + '/env'", f"{old}.env", _in(f"{v}oldEnv", "name"))
+    old_mounts = _removals(
+        old_at + " + '/volumeMounts'", f"{old}.volumeMounts", _in(f"{v}oldMounts", "mountPath")
     )
     drop_post = _op("remove", old_at + " + '/lifecycle/postStart'")
     drop_lifecycle = _op("remove", old_at + " + '/lifecycle'")
@@ -401,27 +411,28 @@ def mutation(settings: Settings) -> str:
         _append(
             "''",
             "spec/volumes",
-            f"{v}vols",
             f"{v}vols0",
             f"{v}older",
+            _in(f"{v}oldVolumes", "name"),
             f"({v}addVol ? [{o['volume']}] : [])",
         ),
         _append(
             at,
             "volumeMounts",
-            f"{v}tMounts",
             f"{v}tMounts0",
             f"{v}tStripped",
+            _in(f"{v}oldMounts", "mountPath"),
             f"({v}addMount ? [{o['mount']}] : [])",
         ),
-        _append(at, "env", f"{v}tEnv", f"{v}tEnv0", f"{v}tStripped", f"({o['env']})"),
+        _append(
+            at, "env", f"{v}tEnv0", f"{v}tStripped", _in(f"{v}oldEnv", "name"), f"({o['env']})"
+        ),
         # postStart: set, into the lifecycle the container has, or a new one
         f"({v}ownPost ? [] : has({v}t.lifecycle) ? [{set_post}] : [{set_lifecycle}])",
         # an older status named another container: strip that one too
         f"({v}oIdx >= 0 && {v}oIdx != {v}tIdx ? ("
-        f"(has({old}.env) && {old}.env.exists(e, e.name in {v}oldEnv) ? [{old_env}] : [])"
-        f" + (has({old}.volumeMounts) && {old}.volumeMounts.exists(m, m.mountPath in"
-        f" {v}oldMounts) ? [{old_mounts}] : [])"
+        f"(has({old}.env) ? {old_env} : [])"
+        f" + (has({old}.volumeMounts) ? {old_mounts} : [])"
         f" + ({v}oldPost && has({old}.lifecycle) && has({old}.lifecycle.postStart) ? "
         f"(has({old}.lifecycle.preStop) || has({old}.lifecycle.stopSignal)"
         f" ? [{drop_post}] : [{drop_lifecycle}]) : [])"
