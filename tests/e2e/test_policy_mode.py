@@ -84,11 +84,13 @@ def test_keeper_applies_removes_the_webhook_and_puts_back(
             client_config={"url": "https://127.0.0.1:1/mutate"},
         )
     )
-    assert sorted(sync_once(rest, policy_settings, "policy")) == [
-        f"created {policy.BINDING_RESOURCE}",
-        f"created {policy.POLICY_RESOURCE}",
-        "deleted mutatingwebhookconfigurations",
-    ]
+    assert sorted(sync_once(rest, policy_settings, "policy")) == sorted(
+        [
+            f"created {policy.BINDING_RESOURCE}",
+            f"created {policy.POLICY_RESOURCE}",
+            "deleted mutatingwebhookconfigurations",
+        ]
+    )
     assert sync_once(rest, policy_settings, "policy") == []  # server defaults are no difference
 
     custom.delete_cluster_custom_object(policy.GROUP, "v1", policy.POLICY_RESOURCE, name)
@@ -96,17 +98,16 @@ def test_keeper_applies_removes_the_webhook_and_puts_back(
 
     edited = read(custom, policy.POLICY_RESOURCE, name)
     assert edited is not None
-    edited["spec"]["mutations"][0]["jsonPatch"]["expression"] = "[]"
+    edited["spec"]["failurePolicy"] = "Fail"
     custom.replace_cluster_custom_object(policy.GROUP, "v1", policy.POLICY_RESOURCE, name, edited)
     assert sync_once(rest, policy_settings, "policy") == [f"replaced {policy.POLICY_RESOURCE}"]
     back = read(custom, policy.POLICY_RESOURCE, name)
     assert back is not None
     assert policy.same_spec(back, policy.policy(policy_settings))
 
-    assert sorted(sync_once(rest, policy_settings, "webhook")) == [
-        f"deleted {policy.BINDING_RESOURCE}",
-        f"deleted {policy.POLICY_RESOURCE}",
-    ]
+    assert sorted(sync_once(rest, policy_settings, "webhook")) == sorted(
+        [f"deleted {policy.BINDING_RESOURCE}", f"deleted {policy.POLICY_RESOURCE}"]
+    )
     assert read(custom, policy.POLICY_RESOURCE, name) is None
 
 
@@ -121,8 +122,8 @@ def test_webhook_mode_leaves_a_policy_that_is_not_ours(
     assert read(custom, policy.BINDING_RESOURCE, policy_settings.webhook_config_name)
 
 
-def _serve(settings: Settings, tmp_path: Path) -> ServeProcess:
-    return ServeProcess(settings, log_path=tmp_path / "serve.log", local=True)
+def _serve(settings: Settings, log_path: Path) -> ServeProcess:
+    return ServeProcess(settings, log_path=log_path, local=True)
 
 
 def test_serve_in_policy_mode_injects_without_tls_and_while_down(
@@ -134,7 +135,7 @@ def test_serve_in_policy_mode_injects_without_tls_and_while_down(
 ) -> None:
     target = make_namespace(core, "policy-serve")
     label_enabled(core, target, policy_settings)
-    serve = _serve(policy_settings, tmp_path)
+    serve = _serve(policy_settings, tmp_path / "first.log")
     try:
         wait_until(
             lambda: is_injected(create_pod(core, target, validator_pod("probe"), dry_run="All")),
@@ -154,7 +155,7 @@ def test_serve_in_policy_mode_injects_without_tls_and_while_down(
         core.delete_namespace(target, propagation_policy="Background")
 
     # A clean exit removes what --local applied.
-    again = _serve(policy_settings, tmp_path)
+    again = _serve(policy_settings, tmp_path / "second.log")
     try:
         wait_until(lambda: _started(again), timeout=60, message="the second serve to start")
     finally:
