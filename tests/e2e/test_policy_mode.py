@@ -197,3 +197,31 @@ def test_check_names_policy_mode(
     assert any(line.startswith("PASS certificate: policy mode serves no TLS") for line in lines)
     assert any(line.startswith("PASS policy: dry-run validator pod") for line in lines), lines
     core.delete_namespace(target, propagation_policy="Background")
+
+
+def test_uninstall_takes_the_policy_along(
+    cluster: Cluster,
+    rbac: client.RbacAuthorizationV1Api,
+    custom: client.CustomObjectsApi,
+    policy_settings: Settings,
+) -> None:
+    """Our ClusterRole owns what the leader applied: deleting it (kubectl delete -k, helm
+    uninstall) has the garbage collector delete the policy and binding the manifests never
+    named."""
+    name = policy_settings.webhook_config_name
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": []})
+    try:
+        sync_once(Rest(cluster.api_client), policy_settings, "policy")
+        applied = read(custom, policy.POLICY_RESOURCE, name)
+        assert applied is not None
+        (owner,) = applied["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"]) == ("ClusterRole", name)
+        assert sync_once(Rest(cluster.api_client), policy_settings, "policy") == []
+    finally:
+        rbac.delete_cluster_role(name)
+    for plural in (policy.POLICY_RESOURCE, policy.BINDING_RESOURCE):
+        wait_until(
+            lambda plural=plural: read(custom, plural, name) is None,
+            timeout=60,
+            message=f"the garbage collector to delete our {plural}",
+        )

@@ -266,6 +266,9 @@ def test_policy_overlay_grants_policy_mode_only() -> None:
         "mutatingadmissionpolicybindings (any name)": {"create"},
     }
     assert not [r for r in rules_of(docs, "Role") if "secrets" in r["resources"]]
+    (owner,) = [r for r in rules_of(docs, "ClusterRole") if "clusterroles" in r["resources"]]
+    assert owner["resourceNames"] == ["stellar-peer-injector"]
+    assert owner["verbs"] == ["get"]
     env = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "STELLAR_INJECTOR_ADMISSION_MODE", "value": "policy"} in env
 
@@ -278,6 +281,7 @@ def test_webhook_overlay_grants_webhook_mode_only() -> None:
         "mutatingadmissionpolicies": {"get", "delete"},
         "mutatingadmissionpolicybindings": {"get", "delete"},
     }
+    assert not [r for r in rules_of(docs, "ClusterRole") if "clusterroles" in r["resources"]]
     env = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "STELLAR_INJECTOR_ADMISSION_MODE", "value": "webhook"} in env
 

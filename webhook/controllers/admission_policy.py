@@ -44,10 +44,13 @@ def sync_once(rest: Rest, settings: Settings, mode: policy.Mode) -> list[str]:
     name = settings.webhook_config_name
     done: list[str] = []
     if mode == "policy":
+        owner = _owner(rest, name)
         for plural, wanted in (
             (policy.POLICY_RESOURCE, policy.policy(settings)),
             (policy.BINDING_RESOURCE, policy.binding(settings)),
         ):
+            if owner is not None:
+                wanted["metadata"]["ownerReferences"] = [owner]
             verb = _ensure(rest, path(_API, plural), wanted)
             if verb:
                 done.append(f"{verb} {plural}")
@@ -58,6 +61,27 @@ def sync_once(rest: Rest, settings: Settings, mode: policy.Mode) -> list[str]:
         if _delete(rest, path(_API, plural, name=name), only_ours=True):
             done.append(f"deleted {plural}")
     return done
+
+
+def _owner(rest: Rest, name: str) -> dict[str, Any] | None:
+    """Our ClusterRole as the owner of what we apply: uninstalling (kubectl delete -k, helm
+    uninstall) deletes it, and the garbage collector then the policy the manifests never
+    named. None where there is no such ClusterRole (serve --local, tests) or it is hidden."""
+    try:
+        role = rest.get(path("rbac.authorization.k8s.io/v1", "clusterroles", name=name))
+    except ApiException as exc:
+        if exc.status in (403, 404):
+            return None
+        raise
+    uid = (role.get("metadata") or {}).get("uid")
+    if not uid:
+        return None
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "name": name,
+        "uid": uid,
+    }
 
 
 def _ensure(rest: Rest, collection: str, wanted: dict[str, Any]) -> str:

@@ -103,8 +103,12 @@ def same_spec(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
     defaults and metadata; only the fields we set are compared)."""
     if current is None:
         return False
-    return _contains(current.get("spec"), wanted["spec"]) and _contains(
-        (current.get("metadata") or {}).get("labels"), wanted["metadata"]["labels"]
+    metadata = current.get("metadata") or {}
+    owners = wanted["metadata"].get("ownerReferences")
+    return (
+        _contains(current.get("spec"), wanted["spec"])
+        and _contains(metadata.get("labels"), wanted["metadata"]["labels"])
+        and (owners is None or _contains(metadata.get("ownerReferences"), owners))
     )
 
 
