@@ -120,3 +120,15 @@ def test_same_spec_ignores_server_defaults_but_not_our_fields() -> None:
     read_back["spec"]["variables"][0]["expression"] = "{}"
     assert not policy.same_spec(read_back, wanted)
     assert not policy.same_spec(None, wanted)
+
+
+def test_a_refused_policy_is_reported_with_the_api_servers_message() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from webhook.controllers.admission_policy import _describe
+
+    refused = ApiException(status=422, reason="Unprocessable Entity")
+    refused.body = b'{"message": "spec.variables[8].expression: invalid matches argument"}'
+    assert _describe(refused) == "422 spec.variables[8].expression: invalid matches argument"
+    assert _describe(ApiException(status=500, reason="Internal")) == "500 Internal"
+    assert _describe(OSError("refused")) == "OSError: refused"
