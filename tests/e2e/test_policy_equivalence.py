@@ -83,8 +83,18 @@ def injected_now(core: client.CoreV1Api, namespace: str) -> bool:
     return names.INJECTED_LABEL in (pod["metadata"].get("labels") or {})
 
 
-@pytest.fixture(scope="module")
-def pair(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+# The defaults, and settings that change what the policy's text holds (the image pattern, the
+# hook's timeout): the same rendering must follow them.
+SETTINGS_VARIANTS = {
+    "defaults": {},
+    "custom": {"image_pattern": r"(^|/)(stellar-core|core-node)$", "hook_timeout_seconds": 90},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SETTINGS_VARIANTS))
+def pair(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Pair]:
     core = client.CoreV1Api(cluster.api_client)
     admreg = client.AdmissionregistrationV1Api(cluster.api_client)
     run_id = uuid.uuid4().hex[:10]
@@ -99,6 +109,7 @@ def pair(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         cert_file=str(folder / files.TLS_CERT),
         key_file=str(folder / files.TLS_KEY),
         webhook_config_name=f"stellar-peer-injector-pair-{run_id}",
+        **SETTINGS_VARIANTS[request.param],
     )
     webhook_ns = make_namespace(core, "pair-hook")
     policy_ns = make_namespace(core, "pair-policy")
