@@ -148,8 +148,13 @@ class AdmissionKeeper:
         while not stop.is_set():
             if self.is_leader():
                 await self._pass()
+            # Until the first pass is done (no leader yet, or a failure), look every second:
+            # a fresh install should not wait a whole period for its policy.
+            period = self.settings.policy_sync_seconds
+            if not self.in_place.is_set():
+                period = min(period, 1.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.policy_sync_seconds)
+                await asyncio.wait_for(stop.wait(), timeout=period)
 
     async def _pass(self) -> None:
         try:
