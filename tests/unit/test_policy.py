@@ -11,7 +11,7 @@ import json
 import pytest
 
 from webhook import names
-from webhook.core import hook, policy, policy_cel
+from webhook.core import hook, policy, policy_cel, policy_ops
 from webhook.settings import Settings, SettingsError
 
 SETTINGS = Settings()
@@ -70,7 +70,7 @@ def test_variables_are_defined_before_use() -> None:
         for used in set(_used(variable["expression"])):
             assert used in seen, f"{variable['name']} reads variables.{used} before it is set"
         seen.add(variable["name"])
-    for used in _used(policy_cel.mutation(SETTINGS)):
+    for used in _used(policy_ops.mutation(SETTINGS)):
         assert used in seen
 
 

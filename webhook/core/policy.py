@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final, Literal
 
-from webhook.core import policy_cel
+from webhook.core import policy_cel, policy_ops
 from webhook.core.selector import namespace_selector
 from webhook.settings import Settings
 
@@ -48,13 +48,13 @@ def policy(settings: Settings) -> dict[str, Any]:
                 "namespaceSelector": namespace_selector(settings),
             },
             "matchConditions": [
-                {"name": "not-injected-by-this-version", "expression": policy_cel.match_condition()}
+                {"name": "not-injected-by-this-version", "expression": policy_ops.match_condition()}
             ],
             "variables": policy_cel.variables(settings),
             "mutations": [
                 {
                     "patchType": "JSONPatch",
-                    "jsonPatch": {"expression": policy_cel.mutation(settings)},
+                    "jsonPatch": {"expression": policy_ops.mutation(settings)},
                 }
             ],
         },

@@ -1,8 +1,8 @@
 """The injection of `core.injection` written in CEL, for a MutatingAdmissionPolicy.
 
-The API server evaluates these expressions itself: `VARIABLES` decide (the same rules,
-in the same order, as `injection.decide`) and plan (as `additions.plan`), `MUTATION`
-writes the JSONPatch ops. Everything the settings fix (image pattern, hook timeout,
+The API server evaluates these expressions itself: the variables decide (the same rules,
+in the same order, as `injection.decide`) and plan (as `additions.plan`); `policy_ops`
+writes the plan as JSONPatch ops. Everything the settings fix (image pattern, hook timeout,
 the contract's names) is written into the text here, so the policy needs no params.
 
 What CEL reads differently from Python, and why it does not matter:
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Final
 
 from webhook import names
-from webhook.core import additions, hook, patch
+from webhook.core import additions, hook
 from webhook.settings import Settings
 
 # A port no script text holds: the hook's port is spliced in where it stood.
@@ -61,7 +60,7 @@ def _get(key: str, where: str = "ann") -> str:
     return f"(({lit(key)} in variables.{where}) ? variables.{where}[{lit(key)}] : '')"
 
 
-_CURRENT_RE: Final = r'^\s*\{\s*"version"\s*:\s*"' + re.escape(additions.STATUS_VERSION) + '"'
+CURRENT_RE: Final = r'^\s*\{\s*"version"\s*:\s*"' + re.escape(additions.STATUS_VERSION) + '"'
 _MOUNT_RE: Final = "^" + re.escape(names.MOUNT_PATH.rstrip("/")) + "/*$"
 _CONTAINER_RE: Final = lit(r'"container"\s*:\s*"[^"]*"')
 _OBJECT_RE: Final = lit(r"^\s*\{[\s\S]*\}\s*$")
@@ -125,7 +124,7 @@ def _variables(settings: Settings) -> list[tuple[str, str]]:
         ("lab", "has(object.metadata.labels) ? object.metadata.labels : {}"),
         ("ctrs", "has(object.spec.containers) ? object.spec.containers : []"),
         ("status", f"({status_key} in {v}ann) ? {v}ann[{status_key}] : ''"),
-        ("current", f"{v}status.matches({lit(_CURRENT_RE)})"),
+        ("current", f"{v}status.matches({lit(CURRENT_RE)})"),
         (
             "optedOut",
             f"{_get(names.INJECT_ANNOTATION)}.trim().lowerAscii() == 'false'",
@@ -307,147 +306,3 @@ def _value_same(value: str) -> str:
 def variables(settings: Settings) -> list[dict[str, str]]:
     """The policy's `spec.variables`: each may read the ones before it."""
     return [{"name": n, "expression": e} for n, e in _variables(settings)]
-
-
-_ENV: Final = "Object.spec.containers.env"
-_FROM: Final = f"{_ENV}.valueFrom"
-_LIFE: Final = "Object.spec.containers.lifecycle"
-
-
-def _objects(settings: Settings) -> dict[str, str]:
-    """The items to add, as typed CEL object initializers."""
-
-    def from_map(key: str) -> str:
-        return (
-            f"{_FROM}{{configMapKeyRef: {_FROM}.configMapKeyRef{{"
-            f"name: {lit(names.CONFIGMAP_NAME)}, key: {key}, optional: true}}}}"
-        )
-
-    env = [
-        f"{_ENV}{{name: {lit(names.ENV_PEERS_FILE)}, value: {lit(names.PEERS_FILE)}}}",
-        f"{_ENV}{{name: {lit(names.ENV_PEERS)}, valueFrom: {from_map('variables.csvKey')}}}",
-        f"{_ENV}{{name: {lit(names.ENV_PEER_COUNT)}, valueFrom: {from_map('variables.countKey')}}}",
-        f"{_ENV}{{name: {lit(names.ENV_POD_IP)}, valueFrom: {_FROM}{{fieldRef: "
-        f"{_FROM}.fieldRef{{apiVersion: 'v1', fieldPath: 'status.podIP'}}}}}}",
-        f"{_ENV}{{name: {lit(names.ENV_NETWORK)}, value: variables.net}}",
-    ]
-    post_start = (
-        f"{_LIFE}.postStart{{exec: {_LIFE}.postStart.exec{{command: "
-        f"['/bin/sh', '-c', {hook_script(settings)}]}}}}"
-    )
-    return {
-        "volume": (
-            f"Object.spec.volumes{{name: {lit(names.VOLUME_NAME)}, configMap: "
-            f"Object.spec.volumes.configMap{{name: {lit(names.CONFIGMAP_NAME)}, optional: true}}}}"
-        ),
-        "mount": (
-            f"Object.spec.containers.volumeMounts{{name: {lit(names.VOLUME_NAME)}, "
-            f"mountPath: {lit(names.MOUNT_PATH)}, readOnly: true}}"
-        ),
-        "env": " + ".join(
-            f"(variables.envState[{i}] == 'add' ? [{item}] : [])" for i, item in enumerate(env)
-        ),
-        "postStart": post_start,
-        "lifecycle": f"{_LIFE}{{postStart: {post_start}}}",
-    }
-
-
-def _in(names_list: str, field: str) -> Callable[[str], str]:
-    """A `drop` for `_removals`: the item's `field` is one of `names_list`."""
-    return lambda item: f"{item}.{field} in {names_list}"
-
-
-def _op(op: str, path: str, value: str | None = None) -> str:
-    tail = "" if value is None else f", value: {value}"
-    return f"JSONPatch{{op: {lit(op)}, path: {path}{tail}}}"
-
-
-def _removals(path: str, items: str, drop: Callable[[str], str]) -> str:
-    """`remove` ops for the items of `items` that `drop` names, last first (so each index
-    still holds when its turn comes). Existing items are typed values the API server
-    cannot write back into a patch, so a stripped list is never replaced whole."""
-    remove = _op("remove", f"{path} + '/' + string(i)")
-    return f"lists.range(size({items})).filter(i, {drop(f'{items}[i]')}).reverse().map(i, {remove})"
-
-
-def _append(
-    at: str, key: str, base0: str, stripped: str, drop: Callable[[str], str], new: str
-) -> str:
-    """Ops that strip from `at/key` what an older version added, then append `new`."""
-    path = f"{at} + '/{key}'"
-    each, whole = _op("add", path + " + '/-'", "x"), _op("add", path, new)
-    return (
-        f"(({stripped}) ? {_removals(path, base0, drop)} : [])"
-        f" + (size({base0}) > 0 ? ({new}).map(x, {each})"
-        f" : (size({new}) > 0 ? [{whole}] : []))"
-    )
-
-
-def mutation(settings: Settings) -> str:
-    """The JSONPatch expression: nothing unless `variables.inject`."""
-    v = "variables."
-    o = _objects(settings)
-    at = f"'/spec/containers/' + string({v}tIdx)"
-    old_at = f"'/spec/containers/' + string({v}oIdx)"
-    old = f"{v}ctrs[{v}oIdx]"
-    set_post = _op("add", at + " + '/lifecycle/postStart'", o["postStart"])
-    set_lifecycle = _op("add", at + " + '/lifecycle'", o["lifecycle"])
-    old_env = _removals(old_at + " + '/env'", f"{old}.env", _in(f"{v}oldEnv", "name"))
-    old_mounts = _removals(
-        old_at + " + '/volumeMounts'", f"{old}.volumeMounts", _in(f"{v}oldMounts", "mountPath")
-    )
-    drop_post = _op("remove", old_at + " + '/lifecycle/postStart'")
-    drop_lifecycle = _op("remove", old_at + " + '/lifecycle'")
-    label_key, status_key = lit(names.INJECTED_LABEL), lit(names.STATUS_ANNOTATION)
-    add_label = _op("add", lit("/metadata/labels/" + patch.escape(names.INJECTED_LABEL)), "'true'")
-    new_labels = _op("add", "'/metadata/labels'", "{" + label_key + ": 'true'}")
-    add_status = _op(
-        "add",
-        lit("/metadata/annotations/" + patch.escape(names.STATUS_ANNOTATION)),
-        f"{v}statusText",
-    )
-    new_annotations = _op("add", "'/metadata/annotations'", "{" + status_key + f": {v}statusText}}")
-    ops = [
-        _append(
-            "''",
-            "spec/volumes",
-            f"{v}vols0",
-            f"{v}older",
-            _in(f"{v}oldVolumes", "name"),
-            f"({v}addVol ? [{o['volume']}] : [])",
-        ),
-        _append(
-            at,
-            "volumeMounts",
-            f"{v}tMounts0",
-            f"{v}tStripped",
-            _in(f"{v}oldMounts", "mountPath"),
-            f"({v}addMount ? [{o['mount']}] : [])",
-        ),
-        _append(
-            at, "env", f"{v}tEnv0", f"{v}tStripped", _in(f"{v}oldEnv", "name"), f"({o['env']})"
-        ),
-        # postStart: set, into the lifecycle the container has, or a new one
-        f"({v}ownPost ? [] : has({v}t.lifecycle) ? [{set_post}] : [{set_lifecycle}])",
-        # an older status named another container: strip that one too
-        f"({v}oIdx >= 0 && {v}oIdx != {v}tIdx ? ("
-        f"(has({old}.env) ? {old_env} : [])"
-        f" + (has({old}.volumeMounts) ? {old_mounts} : [])"
-        f" + ({v}oldPost && has({old}.lifecycle) && has({old}.lifecycle.postStart) ? "
-        f"(has({old}.lifecycle.preStop) || has({old}.lifecycle.stopSignal)"
-        f" ? [{drop_post}] : [{drop_lifecycle}]) : [])"
-        ") : [])",
-        f"({v}labelled ? [] : has(object.metadata.labels) ? [{add_label}] : [{new_labels}])",
-        f"(has(object.metadata.annotations) ? [{add_status}] : [{new_annotations}])",
-    ]
-    return f"!{v}inject ? [] : " + "\n + ".join(ops)
-
-
-def match_condition() -> str:
-    """Cheap guard, idempotent under reinvocation: not opted out, not injected by this version."""
-    ann = "object.metadata.annotations"
-    status, opt = lit(names.STATUS_ANNOTATION), lit(names.INJECT_ANNOTATION)
-    return (
-        f"!has({ann}) || (!({status} in {ann} && {ann}[{status}].matches({lit(_CURRENT_RE)}))"
-        f" && !({opt} in {ann} && {ann}[{opt}].trim().lowerAscii() == 'false'))"
-    )
