@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -225,3 +226,42 @@ def test_uninstall_takes_the_policy_along(
             timeout=60,
             message=f"the garbage collector to delete our {plural}",
         )
+
+
+def test_example_workloads_applied_unchanged_come_up_injected(
+    cluster: Cluster, core: client.CoreV1Api, policy_settings: Settings
+) -> None:
+    """The shipped Deployment and StatefulSet through their controllers (ReplicaSet, pods
+    created by the controller manager), injected by the policy alone: no injector runs."""
+    from tests.e2e.test_webhook import EXAMPLES, assert_injected, read_pod
+
+    target = make_namespace(core, "policy-examples")
+    label_enabled(core, target, policy_settings)
+    sync_once(Rest(cluster.api_client), policy_settings, "policy")
+    wait_until(
+        lambda: is_injected(create_pod(core, target, validator_pod("probe"), dry_run="All")),
+        timeout=30,
+        message="the policy to take effect",
+    )
+    try:
+        for example in ("validator-deployment.yaml", "validator-statefulset.yaml"):
+            subprocess.run(
+                [cluster.kubectl, "--kubeconfig", cluster.kubeconfig, "apply", "-n", target,
+                 "-f", str(EXAMPLES / example)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        listed = wait_until(
+            lambda: _pods(core, target) if len(_pods(core, target)) >= 2 else None,
+            timeout=60,
+            message="the examples' pods",
+        )
+        for pod in listed:
+            assert_injected(read_pod(core, target, pod["metadata"]["name"]))
+    finally:
+        core.delete_namespace(target, propagation_policy="Background")
+
+
+def _pods(core: client.CoreV1Api, namespace: str) -> list[dict[str, Any]]:
+    listing = orjson.loads(core.list_namespaced_pod(namespace, _preload_content=False).data)
+    pods: list[dict[str, Any]] = listing["items"]
+    return pods
