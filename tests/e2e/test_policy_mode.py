@@ -265,3 +265,30 @@ def _pods(core: client.CoreV1Api, namespace: str) -> list[dict[str, Any]]:
     listing = orjson.loads(core.list_namespaced_pod(namespace, _preload_content=False).data)
     pods: list[dict[str, Any]] = listing["items"]
     return pods
+
+
+def test_explain_and_status_name_the_mode_in_force(
+    cluster: Cluster, core: client.CoreV1Api, settings: Settings
+) -> None:
+    """auto on this API server: both say policy, and why (API discovery)."""
+    from tests.e2e.private_cluster import settings_args
+
+    auto = dataclasses.replace(settings, admission_mode="auto")
+    target = make_namespace(core, "policy-explain")
+    try:
+        core.create_namespaced_pod(target, validator_pod("v-explain"))
+        cli = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "stellar-peers")
+        args = settings_args(auto)
+        explained = subprocess.run(
+            [cli, "explain", "v-explain", "--pod-namespace", target, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert explained.returncode == 0, explained.stderr
+        why = "admission: policy mode (admission_mode is auto and the API server serves"
+        assert explained.stdout.splitlines()[-1].startswith(why), explained.stdout
+        status = subprocess.run([cli, "status", *args], capture_output=True, text=True, timeout=60)
+        assert status.stdout.splitlines()[-1].startswith(why), status.stdout + status.stderr
+    finally:
+        core.delete_namespace(target, propagation_policy="Background")

@@ -166,8 +166,10 @@ def test_a_cluster_without_the_injector_says_what_to_check(
         raise status.StatusError("cannot read ConfigMap stellar-system/stellar-peers (HTTP 404)")
 
     monkeypatch.setattr(status, "read_cluster", refuse)
-    assert status.run(SETTINGS, out=io.StringIO()) == 2
+    out = io.StringIO()
+    assert status.run(SETTINGS, out=out) == 2
     assert "stellar-peers status: cannot read ConfigMap" in capsys.readouterr().err
+    assert out.getvalue().startswith("admission: ")
 
 
 def test_each_row_shows_the_network_and_key_published_for_the_pod() -> None:

@@ -238,6 +238,8 @@ def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
         peers, pods = read_cluster(settings)
     except StatusError as exc:
         print(f"stellar-peers status: {exc}", file=sys.stderr)
+        # Still worth knowing: in policy mode pods are injected with the injector gone.
+        out.write(_admission_line(settings) + "\n")
         return 2
     found = rows(peers, pods, settings=settings)
     out.write(table(found, peers=peers))
