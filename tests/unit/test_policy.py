@@ -132,3 +132,30 @@ def test_a_refused_policy_is_reported_with_the_api_servers_message() -> None:
     assert _describe(refused) == "422 spec.variables[8].expression: invalid matches argument"
     assert _describe(ApiException(status=500, reason="Internal")) == "500 Internal"
     assert _describe(OSError("refused")) == "OSError: refused"
+
+
+class _Answers:
+    """A `Rest` stand-in for discovery: raises or returns what it was given."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def get(self, url_path: str, **_: object) -> object:
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+
+def test_discovery_says_served_not_served_or_unknown() -> None:
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    from webhook.controllers.admission_policy import discover
+
+    listing = {"resources": [{"name": policy.POLICY_RESOURCE}, {"name": policy.BINDING_RESOURCE}]}
+    assert discover(_Answers(listing)) is True  # type: ignore[arg-type]
+    assert discover(_Answers({"resources": []})) is False  # type: ignore[arg-type]
+    assert discover(_Answers(ApiException(status=404))) is False  # type: ignore[arg-type]
+    assert discover(_Answers(ApiException(status=503))) is None  # type: ignore[arg-type]
+    unreachable = urllib3.exceptions.MaxRetryError(None, "/apis", "connection refused")  # type: ignore[arg-type]
+    assert discover(_Answers(unreachable)) is None  # type: ignore[arg-type]

@@ -279,12 +279,13 @@ async def _serve(settings: Settings, *, local: bool) -> int:
         ca_bundle = b""
         if local:
             settings, ca_bundle = cleanup.enter_context(_local_certificates(settings))
+        # The cluster first: an API server that cannot be reached is said so plainly.
+        await _check_cluster(settings, api_client, local=local)
         admission = await _admission_mode(settings, api_client)
         webhook_mode = admission[0] == "webhook"
         if webhook_mode and not certificates.managed(settings, local=local):
             # Fail before binding or registering anything, with a message naming the files.
             server.tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
-        await _check_cluster(settings, api_client, local=local)
         listeners = server.bind(settings=settings)
         if local and not webhook_mode:
             # --local leaves nothing behind: its policy goes on exit, as its webhook would.

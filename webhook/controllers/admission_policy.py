@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook.core import policy
+from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
@@ -33,7 +34,7 @@ def discover(rest: Rest) -> bool | None:
         listing = rest.get(f"/apis/{_API}", timeout=10)
     except ApiException as exc:
         return False if exc.status == 404 else None
-    except OSError:
+    except kube.FAILURES:  # unreachable: urllib3's errors are not OSErrors
         return None
     return policy.serves_policy(
         r.get("name", "") for r in listing.get("resources") or () if isinstance(r, dict)
@@ -159,7 +160,7 @@ class AdmissionKeeper:
     async def _pass(self) -> None:
         try:
             done = await asyncio.to_thread(sync_once, self.rest, self.settings, self.mode)
-        except (ApiException, OSError) as exc:
+        except kube.FAILURES as exc:
             self.last_error = _describe(exc)
             log.warning(
                 "admission.sync_failed", extra={"mode": self.mode, "error": self.last_error}
