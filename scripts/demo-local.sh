@@ -46,7 +46,7 @@ export KUBECONFIG="$STATE/kubeconfig"
 KUBECTL="$(scripts/cluster.sh bin)/kubectl"
 k() { "$KUBECTL" "$@"; }
 
-say "2. The injector: stellar-peers serve --local (webhook, peer watcher, reload controller)"
+say "2. The injector: stellar-peers serve --local (admission, peer watcher, reload controller)"
 k create namespace stellar-system --dry-run=client -o yaml | k apply -f - >/dev/null
 if [[ -f manifests/crds/stellarnode.yaml ]]; then k apply -f manifests/crds/stellarnode.yaml >/dev/null; fi
 stop_injector
@@ -60,8 +60,10 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -sf -o /dev/null "http://127.0.0.1:$METRICS_PORT/readyz" || { echo "injector not ready"; tail -20 "$STATE/injector.log"; exit 1; }
-echo "serving https://127.0.0.1:$PORT/mutate; metrics http://127.0.0.1:$METRICS_PORT/metrics; log $STATE/injector.log"
-k get mutatingwebhookconfiguration
+grep -o '"event":"serve.admission_mode"[^}]*' "$STATE/injector.log" || true
+echo "metrics http://127.0.0.1:$METRICS_PORT/metrics; log $STATE/injector.log"
+# admission_mode auto: on this v1.37 API server the policy, elsewhere the webhook
+k get mutatingadmissionpolicy,mutatingwebhookconfiguration 2>/dev/null || k get mutatingwebhookconfiguration
 
 say "3. Label a namespace: stellar.org/peer-injection=enabled"
 k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >/dev/null

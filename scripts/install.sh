@@ -32,6 +32,10 @@ down() {
   # Cluster-scoped objects by name, then the namespace and what is in it.
   k delete -k "$OVERLAY" --ignore-not-found --wait=true >/dev/null 2>&1 || true
   k delete namespace "$NAMESPACE" --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  # Policy mode: the injector applied these itself, so the manifests do not name them.
+  k delete mutatingadmissionpolicybinding,mutatingadmissionpolicy stellar-peer-injector \
+    --ignore-not-found >/dev/null 2>&1 || true
+  k delete mutatingwebhookconfiguration stellar-peer-injector --ignore-not-found >/dev/null 2>&1 || true
   # The mirrors the injector wrote into validator namespaces (it is gone, so none come back).
   k delete configmap -A -l app.kubernetes.io/name=stellar-peer-injector,app.kubernetes.io/component=peer-discovery \
     --ignore-not-found >/dev/null

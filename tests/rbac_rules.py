@@ -51,6 +51,8 @@ def parse_call(method: str, path: str, query: Mapping[str, Any]) -> Call:
     namespace = ""
     if len(rest) >= 3 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
+    if not rest:  # API discovery (`/apis/group/version`): every client may (system:discovery)
+        return Call("get", group, "")
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
@@ -110,6 +112,8 @@ def allowed(
     call: Call, roles: Iterable[Mapping[str, Any]], *, namespaces: Mapping[str, str] | None = None
 ) -> bool:
     """Whether some rule grants `call`; `namespaces` renames a Role's home (tests run elsewhere)."""
+    if not call.resource:
+        return True  # discovery: granted to every authenticated user by system:discovery
     renamed = namespaces or {}
     for role in roles:
         if role["kind"] == "Role":

@@ -21,6 +21,8 @@ ReloadMode = Literal["http", "exec", "rollout", "none"]
 RELOAD_MODES: tuple[str, ...] = get_args(ReloadMode)
 CertMode = Literal["self", "external"]
 CERT_MODES: tuple[str, ...] = get_args(CertMode)
+AdmissionMode = Literal["webhook", "policy", "auto"]
+ADMISSION_MODES: tuple[str, ...] = get_args(AdmissionMode)
 ENV_PREFIX = "STELLAR_INJECTOR_"
 
 
@@ -57,6 +59,7 @@ _LIMITS: dict[str, tuple[float | None, float | None, bool, str]] = {
     "shutdown_grace_seconds": (0, 300, True, "longer than any terminationGracePeriod needs"),
     "cert_sync_seconds": (0, None, False, ""),
     "link_stale_seconds": (0, None, False, ""),
+    "policy_sync_seconds": (0, None, False, ""),
 }
 
 
@@ -150,6 +153,13 @@ class Settings:
 
     # Names the webhook registers itself under (serve --local, certs install).
     webhook_config_name: str = "stellar-peer-injector"
+    # Who injects: the webhook (TLS server, MutatingWebhookConfiguration), a
+    # MutatingAdmissionPolicy the API server applies itself (Kubernetes 1.36+), or
+    # auto: the policy where the API server serves it, else the webhook.
+    admission_mode: AdmissionMode = "auto"
+    # Policy mode: how often the leader checks the policy, its binding and that no
+    # webhook configuration of ours is left (a deleted or edited policy comes back).
+    policy_sync_seconds: float = 10.0
     service_name: str = "stellar-peer-injector"
 
     _image_regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -167,6 +177,11 @@ class Settings:
         if self.cert_mode not in CERT_MODES:
             raise SettingsError(
                 f"--cert-mode {self.cert_mode!r}: expected one of {', '.join(CERT_MODES)}"
+            )
+        if self.admission_mode not in ADMISSION_MODES:
+            raise SettingsError(
+                f"--admission-mode {self.admission_mode!r}: expected one of "
+                f"{', '.join(ADMISSION_MODES)}"
             )
         _check_limits(self)
         if self.lease_renew_seconds >= self.lease_duration_seconds:

@@ -159,6 +159,7 @@ def ours(folder: Path, *, kubeconfig: str, watcher: bool = True) -> Iterator[Tar
         "--metrics-host", HOST,
         "--metrics-port", str(metrics_port),
         "--cert-mode", "external",  # the bench's pair, shared with the baselines
+        "--admission-mode", "webhook",  # what is measured here is the webhook's server
         "--cert-file", str(folder / "tls.crt"),
         "--key-file", str(folder / "tls.key"),
         "--kubeconfig", kubeconfig,

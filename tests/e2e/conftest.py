@@ -136,4 +136,6 @@ def settings(cluster: Cluster, namespace: str) -> Settings:
         port=0,
         metrics_port=0,
         webhook_config_name=f"stellar-peer-injector-{run_id}",
+        # The webhook's tests: this API server serves policies, so auto would pick those.
+        admission_mode="webhook",
     )

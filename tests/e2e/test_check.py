@@ -106,10 +106,19 @@ def test_check_all_pass_on_a_working_install(
         message="serve's watcher to write the canonical ConfigMap and its mirror",
     )
     code, lines = run_check(check_settings)
-    assert set(lines) == {"webhook", "certificate", "lease", "configmaps", "advertised", "links"}
+    assert set(lines) == {
+        "admission",
+        "webhook",
+        "certificate",
+        "lease",
+        "configmaps",
+        "advertised",
+        "links",
+    }, lines
     assert lines["links"] == "PASS links: no links"
     assert all(line.startswith("PASS") for line in lines.values()), lines
     assert code == 0
+    assert "webhook mode: admission_mode is webhook" in lines["admission"]
     assert enabled in lines["webhook"]
     assert "served at https://127.0.0.1:" in lines["certificate"]
     assert check_settings.lease_name in lines["lease"]

@@ -58,6 +58,8 @@ def scoped_settings(kubeconfig: str, system: str, **changes: Any) -> Settings:
         "port": 0,
         "metrics_port": 0,
         "webhook_config_name": f"stellar-peer-injector-{run_id}",
+        # The webhook's faults: this API server serves policies, so auto would pick those.
+        "admission_mode": "webhook",
     }
     return Settings(**{**values, **changes})
 

@@ -557,3 +557,46 @@ def test_rbac_exec_overlay_grants_exec(cluster: Cluster, installed: Installed) -
         )
     finally:
         _delete_cluster_scoped(installed.admin, docs)
+
+
+def test_rbac_policy_mode_keeps_only_its_own_policy(installed: Installed) -> None:
+    """As the ServiceAccount: the keeper's whole pass in policy mode, then in webhook mode;
+    a policy of another name can be neither read, changed nor deleted."""
+    from webhook.controllers.admission_policy import sync_once
+    from webhook.core import policy
+    from webhook.kube.rest import Rest, path
+    from webhook.settings import Settings
+
+    settings = Settings(
+        namespace=installed.system,
+        # the manifests' name, which RBAC names; a selector no other test's namespace has
+        namespace_selector=f"stellar-rbac-policy={uuid.uuid4().hex[:10]}",
+        webhook_config_name="stellar-peer-injector",
+    )
+    rest = Rest(installed.sa_api)
+    api = f"{policy.GROUP}/v1"
+    try:
+        done = sync_once(rest, settings, "policy")
+        assert f"created {policy.POLICY_RESOURCE}" in done
+        assert f"created {policy.BINDING_RESOURCE}" in done
+        assert sync_once(rest, settings, "policy") == []
+        for name in ("someone-elses", "stellar-peer-injector-2"):
+            for verb in ("get", "update", "delete"):
+                assert not self_allowed(
+                    installed.sa_api,
+                    verb=verb,
+                    group=policy.GROUP,
+                    resource=policy.POLICY_RESOURCE,
+                    name=name,
+                )
+        assert sorted(sync_once(rest, settings, "webhook")) == sorted(
+            [f"deleted {policy.BINDING_RESOURCE}", f"deleted {policy.POLICY_RESOURCE}"]
+        )
+    finally:
+        admin = Rest(installed.admin)
+        for plural in (policy.BINDING_RESOURCE, policy.POLICY_RESOURCE):
+            try:
+                admin.delete(path(api, plural, name="stellar-peer-injector"))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise

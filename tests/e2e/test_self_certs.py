@@ -104,6 +104,7 @@ def serve_settings(kubeconfig: str, installed: Installed, folder: Path, **extra:
         key_file=str(folder / "tls.key"),
         cert_sync_seconds=0.5,
         shutdown_grace_seconds=0,
+        admission_mode="webhook",  # certificates are the webhook's; auto would pick policies
         **extra,
     )
 

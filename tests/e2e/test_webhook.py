@@ -339,6 +339,8 @@ def test_serve_local_registers_injects_and_cleans_up(
         "webhook.cli",
         "serve",
         "--local",
+        "--admission-mode",
+        "webhook",
         "--kubeconfig",
         settings.kubeconfig,
         "--namespace",

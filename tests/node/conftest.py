@@ -97,12 +97,17 @@ def assert_nothing_left() -> None:
     assert ":13379 " not in listening, f"the node's etcd still listens:\n{listening}"
 
 
-def install(overlay: str = "manifests") -> str:
+# The node's v1.37 API server serves MutatingAdmissionPolicy, so the base (admission_mode
+# auto) would run in policy mode: the webhook's tests (certificates, caBundle) pin webhook mode.
+WEBHOOK_OVERLAY = "manifests/overlays/webhook"
+
+
+def install(overlay: str = WEBHOOK_OVERLAY) -> str:
     """`scripts/install.sh up`: images built and loaded, manifests applied; no certificate step."""
     return _script(INSTALL_SH, "up", env={"OVERLAY": overlay})
 
 
-def uninstall(overlay: str = "manifests") -> str:
+def uninstall(overlay: str = WEBHOOK_OVERLAY) -> str:
     return _script(INSTALL_SH, "down", env={"OVERLAY": overlay})
 
 

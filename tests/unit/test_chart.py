@@ -149,6 +149,16 @@ def test_exec_reload_mode_renders_the_exec_overlay(helm: str, kubectl: str, tmp_
     assert_same_objects(chart, kustomize(kubectl, MANIFESTS / "overlays" / "exec"))
 
 
+@pytest.mark.parametrize("mode", ["policy", "webhook"])
+def test_admission_mode_renders_its_overlay(
+    helm: str, kubectl: str, tmp_path: Path, mode: str
+) -> None:
+    chart = render_through_kustomize(
+        helm, kubectl, tmp_path, "--set", "namespace.create=true", "--set", f"admissionMode={mode}"
+    )
+    assert_same_objects(chart, kustomize(kubectl, MANIFESTS / "overlays" / mode))
+
+
 def test_cert_manager_mode_renders_the_cert_manager_overlay(
     helm: str, kubectl: str, tmp_path: Path
 ) -> None:

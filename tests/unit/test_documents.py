@@ -260,6 +260,8 @@ def test_cli_explain_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         'StatefulSet/validator: inject (validator-image) into container "stellar-core", '
         "peer port 11625, admin port 11626",
         "Pod/web: skip (not-a-validator)",
+        "admission: auto (policy where the API server serves MutatingAdmissionPolicy v1, "
+        "else webhook); either injects the pod shown",
     ]
 
 

@@ -224,9 +224,71 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
     assert create == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
     (webhooks,) = [r for r in cluster_rules if "mutatingwebhookconfigurations" in r["resources"]]
     assert webhooks["resourceNames"] == ["stellar-peer-injector"]
-    assert set(webhooks["verbs"]) == {"get", "patch"}
+    # admission_mode auto: the caBundle (webhook mode), or its removal (policy mode).
+    assert set(webhooks["verbs"]) == {"get", "patch", "delete"}
+    named, create = [r for r in cluster_rules if "mutatingadmissionpolicies" in r["resources"]]
+    assert named["resourceNames"] == ["stellar-peer-injector"]
+    assert set(named["verbs"]) == {"get", "update", "delete"}
+    assert create["verbs"] == ["create"]
+    assert "resourceNames" not in create
     (pods,) = [r for r in cluster_rules if r["resources"] == ["pods"]]
     assert set(pods["verbs"]) == {"get", "list", "watch", "patch"}
+
+
+def overlay(name: str) -> list[dict[str, Any]]:
+    if not os.path.exists(KUBECTL):
+        pytest.skip("kubectl is needed to render the kustomize overlays")
+    output = subprocess.run(
+        [KUBECTL, "kustomize", str(MANIFESTS / "overlays" / name)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def admission_rules(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Verbs per admission resource (named or not) in the ClusterRole."""
+    found: dict[str, set[str]] = {}
+    for rule in rules_of(docs, "ClusterRole"):
+        if rule["apiGroups"] == ["admissionregistration.k8s.io"]:
+            for resource in rule["resources"]:
+                key = resource + ("" if rule.get("resourceNames") else " (any name)")
+                found.setdefault(key, set()).update(rule["verbs"])
+    return found
+
+
+def test_policy_overlay_grants_policy_mode_only() -> None:
+    docs = overlay("policy")
+    assert not [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    assert admission_rules(docs) == {
+        "mutatingwebhookconfigurations": {"delete"},
+        "mutatingadmissionpolicies": {"get", "update", "delete"},
+        "mutatingadmissionpolicybindings": {"get", "update", "delete"},
+        "mutatingadmissionpolicies (any name)": {"create"},
+        "mutatingadmissionpolicybindings (any name)": {"create"},
+    }
+    # No TLS Secret to read, renew or create: only the link Secrets' list and watch.
+    secrets = [r for r in rules_of(docs, "Role") if "secrets" in r["resources"]]
+    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}]
+    (owner,) = [r for r in rules_of(docs, "ClusterRole") if "clusterroles" in r["resources"]]
+    assert owner["resourceNames"] == ["stellar-peer-injector"]
+    assert owner["verbs"] == ["get"]
+    env = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "STELLAR_INJECTOR_ADMISSION_MODE", "value": "policy"} in env
+
+
+def test_webhook_overlay_grants_webhook_mode_only() -> None:
+    docs = overlay("webhook")
+    one(docs, "MutatingWebhookConfiguration")
+    assert admission_rules(docs) == {
+        "mutatingwebhookconfigurations": {"get", "patch"},
+        "mutatingadmissionpolicies": {"get", "delete"},
+        "mutatingadmissionpolicybindings": {"get", "delete"},
+    }
+    assert not [r for r in rules_of(docs, "ClusterRole") if "clusterroles" in r["resources"]]
+    env = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "STELLAR_INJECTOR_ADMISSION_MODE", "value": "webhook"} in env
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -35,8 +35,8 @@ from kubernetes.config import ConfigException
 
 from certs import authority, install
 from webhook import names
+from webhook.cli import check_admission, serving_certificate
 from webhook.cli import check_beyond as beyond
-from webhook.cli import serving_certificate
 from webhook.kube import api as kube
 from webhook.kube import leader
 from webhook.settings import Settings
@@ -130,7 +130,6 @@ def injected(pod: dict[str, Any]) -> str | None:
 
 def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
     name = "webhook"
-    core = client.CoreV1Api(api)
     admreg = client.AdmissionregistrationV1Api(api)
     try:
         _read_json(admreg.read_mutating_webhook_configuration, settings.webhook_config_name)
@@ -144,6 +143,13 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
         return Result(
             name, False, f"cannot read the webhook configuration: {kube.describe_failure(exc)}"
         )
+    return dry_run_probe(api, settings, name=name, by="the webhook")
+
+
+def dry_run_probe(api: client.ApiClient, settings: Settings, *, name: str, by: str) -> Result:
+    """A server-side dry-run create of a validator pod in the first enabled namespace:
+    injected means the API server applied `by`'s mutation."""
+    core = client.CoreV1Api(api)
     try:
         namespaces = enabled_namespaces(core, settings)
     except FAILURES as exc:
@@ -169,7 +175,7 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
             name,
             False,
             f"dry-run pod in {namespace} came back uninjected ({missing}): the API server "
-            "did not reach the webhook, or ignored its failure (failurePolicy Ignore)",
+            f"did not apply {by}, or ignored its failure (failurePolicy Ignore)",
         )
     return Result(name, True, f"dry-run validator pod in {namespace} came back injected")
 
@@ -321,13 +327,27 @@ def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
 
 
 def checks(api: client.ApiClient, settings: Settings) -> list[Result]:
+    """The mode in force first; policy mode proves its policy instead of the webhook and
+    needs no certificate."""
     try:
         namespaces = enabled_namespaces(client.CoreV1Api(api), settings)
     except FAILURES:
         namespaces = []  # check_configmaps says why
+    mode, why = check_admission.mode(api, settings)
+    if mode == "policy":
+        first = [
+            Result("admission", True, f"policy mode: {why}"),
+            check_admission.check_policy(api, settings, probe=dry_run_probe),
+            Result("certificate", True, "policy mode serves no TLS: no certificate is needed"),
+        ]
+    else:
+        first = [
+            Result("admission", True, f"webhook mode: {why}"),
+            check_webhook(api, settings),
+            check_certificate(api, settings),
+        ]
     return [
-        check_webhook(api, settings),
-        check_certificate(api, settings),
+        *first,
         check_lease(api, settings),
         check_configmaps(api, settings),
         Result(*beyond.advertised(api, settings, namespaces)),

@@ -112,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.filename:
                 text = explain_text(_read(args.filename), settings=settings)
+                text += _admission_line(settings, live=False)
             elif args.pod:
                 from webhook.cli.status import published_peer
                 from webhook.kube.api import read_pod
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pod = read_pod(settings, namespace=args.pod_namespace, name=args.pod)
                 found = published_peer(settings, namespace=args.pod_namespace, name=args.pod)
                 text = explain_pod(pod, settings=settings, published=found)
+                text += _admission_line(settings, live=True)
             else:
                 print("stellar-peers explain: give -f FILE or a pod name", file=sys.stderr)
                 return 2
@@ -156,6 +158,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_status(settings)
     return 2
+
+
+def _admission_line(settings: Settings, *, live: bool) -> str:
+    """Which admission mode injects (explain names it; the pod shown is the same)."""
+    from webhook.cli import check_admission
+
+    if not live:
+        return check_admission.line(settings, None) + "\n"
+    from webhook.kube import api as kube
+
+    with kube.api_client(settings) as api:
+        return check_admission.line(settings, api) + "\n"
 
 
 if __name__ == "__main__":

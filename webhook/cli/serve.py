@@ -31,9 +31,10 @@ from webhook.cli.registration import (
     unregister,
     webhook_configuration,
 )
-from webhook.controllers import certificates
+from webhook.controllers import admission_policy, certificates
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
+from webhook.core import policy
 from webhook.kube import api as kube
 from webhook.kube.leader import LeaderElector
 from webhook.kube.rest import Rest
@@ -41,6 +42,8 @@ from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_DISCOVERY_TRIES = 30  # one a second: an API server restarting with us gets that long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +65,10 @@ def components(
     api_client: client.ApiClient,
     stop: asyncio.Event,
     renew_certificates: bool = False,
+    admission: tuple[policy.Mode, str] | None = None,
 ) -> Components:
-    """Leader election, the peer watcher and the reload controller.
+    """Leader election, the peer watcher and the reload controller (and, given the
+    admission mode in force, the keeper of its policy or webhook configuration).
 
     Every replica watches (so a new leader starts with a warm state) but only
     the Lease holder writes ConfigMaps and sends reloads. Each part returns
@@ -71,13 +76,20 @@ def components(
     source, so a replica never serves admission without having seen the cluster.
     """
     if not settings.enable_watcher:
-        return with_certificates(
-            Components(parts=[], ready=lambda: True),
+        return with_admission(
+            with_certificates(
+                Components(parts=[], ready=lambda: True),
+                settings=settings,
+                api_client=api_client,
+                stop=stop,
+                is_leader=lambda: True,
+                manage=renew_certificates,
+            ),
+            admission=admission,
             settings=settings,
             api_client=api_client,
             stop=stop,
             is_leader=lambda: True,
-            manage=renew_certificates,
         )
     leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
     reload = ReloadController(
@@ -93,13 +105,46 @@ def components(
     )
     # Leader-only work, wrapped once: cancelled the moment the Lease is lost.
     parts = [leader.run(stop), watcher.run(stop), leader.run_leading(reload.run, stop)]
-    return with_certificates(
-        Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail),
+    return with_admission(
+        with_certificates(
+            Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail),
+            settings=settings,
+            api_client=api_client,
+            stop=stop,
+            is_leader=leader.is_leader,
+            manage=renew_certificates,
+        ),
+        admission=admission,
         settings=settings,
         api_client=api_client,
         stop=stop,
         is_leader=leader.is_leader,
-        manage=renew_certificates,
+    )
+
+
+def with_admission(
+    base: Components,
+    *,
+    admission: tuple[policy.Mode, str] | None,
+    settings: Settings,
+    api_client: client.ApiClient,
+    stop: asyncio.Event,
+    is_leader: Callable[[], bool],
+) -> Components:
+    """`base` plus the keeper of the admission mode: the leader applies the policy and
+    removes our webhook configuration (policy mode), or removes our policy (webhook
+    mode). In policy mode the TLS port never opens: `certificate_ready` is never set."""
+    if admission is None:
+        return base
+    mode, why = admission
+    keeper = admission_policy.AdmissionKeeper(
+        settings=settings, api_client=api_client, mode=mode, why=why, is_leader=is_leader
+    )
+    return dataclasses.replace(
+        base,
+        parts=[*base.parts, keeper.run(stop)],
+        detail=lambda: {**base.detail(), **keeper.detail()},
+        certificate_ready=asyncio.Event() if mode == "policy" else base.certificate_ready,
     )
 
 
@@ -154,6 +199,7 @@ async def _run_all(
     stop: asyncio.Event,
     renew_certificates: bool,
     draining: asyncio.Event | None = None,
+    admission: tuple[policy.Mode, str] | None = None,
 ) -> int:
     """Run the servers and the components; the first failure stops them all.
 
@@ -167,6 +213,7 @@ async def _run_all(
         api_client=api_client,
         stop=stop,
         renew_certificates=renew_certificates,
+        admission=admission,
     )
     parts = [
         server.serve(
@@ -232,12 +279,20 @@ async def _serve(settings: Settings, *, local: bool) -> int:
         ca_bundle = b""
         if local:
             settings, ca_bundle = cleanup.enter_context(_local_certificates(settings))
-        if not certificates.managed(settings, local=local):
+        # The cluster first: an API server that cannot be reached is said so plainly.
+        await _check_cluster(settings, api_client, local=local)
+        admission = await _admission_mode(settings, api_client)
+        webhook_mode = admission[0] == "webhook"
+        if webhook_mode and not certificates.managed(settings, local=local):
             # Fail before binding or registering anything, with a message naming the files.
             server.tls_context(cert_file=settings.cert_file, key_file=settings.key_file)
-        await _check_cluster(settings, api_client, local=local)
         listeners = server.bind(settings=settings)
-        if local:
+        if local and not webhook_mode:
+            # --local leaves nothing behind: its policy goes on exit, as its webhook would.
+            cleanup.push_async_callback(
+                asyncio.to_thread, admission_policy.sync_once, Rest(api_client), settings, "webhook"
+            )
+        if local and webhook_mode:
             url = f"https://127.0.0.1:{listeners.port}/mutate"
             api = client.AdmissionregistrationV1Api(api_client)
             body = webhook_configuration(
@@ -263,12 +318,34 @@ async def _serve(settings: Settings, *, local: bool) -> int:
             stop=stop,
             # In a cluster (cert mode self) the certificate comes from the Secret,
             # made if missing; --local makes a throwaway pair.
-            renew_certificates=certificates.managed(settings, local=local),
+            renew_certificates=webhook_mode and certificates.managed(settings, local=local),
             draining=draining,
+            admission=admission,
         )
     drainer.cancel()
     log.info("serve.stopped", extra={"exit_code": code})
     return code
+
+
+async def _admission_mode(
+    settings: Settings, api_client: client.ApiClient
+) -> tuple[policy.Mode, str]:
+    """The mode in force (API discovery decides `auto`), logged with why. `auto` never
+    guesses: a wrong guess would have the leader delete the other mode's objects."""
+    served = None
+    for _ in range(_DISCOVERY_TRIES if settings.admission_mode != "webhook" else 0):
+        served = await asyncio.to_thread(admission_policy.discover, Rest(api_client))
+        if served is not None:
+            break
+        await asyncio.sleep(1.0)
+    if served is None and settings.admission_mode == "auto":
+        raise OSError(
+            "API discovery of admissionregistration.k8s.io/v1 did not answer: admission_mode "
+            "auto cannot choose (set --admission-mode policy or webhook, or check the API server)"
+        )
+    mode, why = policy.active_mode(settings, served=served)
+    log.info("serve.admission_mode", extra={"mode": mode, "why": why})
+    return mode, why
 
 
 async def _check_cluster(settings: Settings, api_client: client.ApiClient, *, local: bool) -> None:

@@ -333,9 +333,25 @@ def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
         peers, pods = read_cluster(settings)
     except StatusError as exc:
         print(f"stellar-peers status: {exc}", file=sys.stderr)
+        # Still worth knowing: in policy mode pods are injected with the injector gone.
+        out.write(_admission_line(settings) + "\n")
         return 2
     states = asyncio.run(ask_states(plans(peers, pods, settings=settings), settings=settings))
     found = rows(peers, pods, settings=settings, core_states=states)
     out.write(table(found, peers=peers))
     out.write(read_links(settings, peers, pods))
+    out.write(_admission_line(settings) + "\n")
     return 1 if any(r.behind for r in found) else 0
+
+
+def _admission_line(settings: Settings) -> str:
+    """Which admission mode is in force and why (`check_admission.line`)."""
+    from kubernetes.config import ConfigException
+
+    from webhook.cli import check_admission
+
+    try:
+        with kube.api_client(settings) as api:
+            return check_admission.line(settings, api)
+    except (ConfigException, *kube.FAILURES) as exc:
+        return f"admission: unknown (cannot ask the API server: {exc})"

@@ -102,6 +102,7 @@ render exactly what manifests/ does).
 {{- $selector := include "spi.namespaceSelectorString" . -}}
 {{- if ne $selector "stellar.org/peer-injection=enabled" }}{{ $_ := set $env "NAMESPACE_SELECTOR" $selector }}{{ end -}}
 {{- if ne $v.reload.mode "http" }}{{ $_ := set $env "RELOAD_MODE" $v.reload.mode }}{{ end -}}
+{{- if ne $v.admissionMode "auto" }}{{ $_ := set $env "ADMISSION_MODE" $v.admissionMode }}{{ end -}}
 {{- if eq $v.certificates.mode "cert-manager" }}{{ $_ := set $env "CERT_MODE" "external" }}{{ end -}}
 {{- if and (not (kindIs "invalid" $v.leaderElection.leaseDurationSeconds)) (not (kindIs "invalid" $v.leaderElection.leaseRenewSeconds)) -}}
 {{- if ge (float64 $v.leaderElection.leaseRenewSeconds) (float64 $v.leaderElection.leaseDurationSeconds) -}}

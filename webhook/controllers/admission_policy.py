@@ -1,0 +1,184 @@
+"""Keeps the admission mode in force: the policy and binding applied (policy mode), the
+webhook configuration this injector would own removed, and the reverse in webhook mode.
+
+The leader checks every `policy_sync_seconds`: a policy someone deleted or edited
+comes back within one period. Only objects of the configured name are touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from webhook.core import policy
+from webhook.kube import api as kube
+from webhook.kube.rest import Rest, path
+from webhook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOKS = "mutatingwebhookconfigurations"
+_API = f"{policy.GROUP}/v1"
+
+
+def discover(rest: Rest) -> bool | None:
+    """Whether the API server serves MutatingAdmissionPolicy v1; None when it did not say."""
+    try:
+        listing = rest.get(f"/apis/{_API}", timeout=10)
+    except ApiException as exc:
+        return False if exc.status == 404 else None
+    except kube.FAILURES:  # unreachable: urllib3's errors are not OSErrors
+        return None
+    return policy.serves_policy(
+        r.get("name", "") for r in listing.get("resources") or () if isinstance(r, dict)
+    )
+
+
+def sync_once(rest: Rest, settings: Settings, mode: policy.Mode) -> list[str]:
+    """One pass: what it changed, as `verb kind`, for the log (empty: all was in place)."""
+    name = settings.webhook_config_name
+    done: list[str] = []
+    if mode == "policy":
+        owner = _owner(rest, name)
+        for plural, wanted in (
+            (policy.POLICY_RESOURCE, policy.policy(settings)),
+            (policy.BINDING_RESOURCE, policy.binding(settings)),
+        ):
+            if owner is not None:
+                wanted["metadata"]["ownerReferences"] = [owner]
+            verb = _ensure(rest, path(_API, plural), wanted)
+            if verb:
+                done.append(f"{verb} {plural}")
+        if _delete(rest, path(_API, WEBHOOKS, name=name)):
+            done.append(f"deleted {WEBHOOKS}")
+        return done
+    for plural in (policy.BINDING_RESOURCE, policy.POLICY_RESOURCE):
+        if _delete(rest, path(_API, plural, name=name), only_ours=True):
+            done.append(f"deleted {plural}")
+    return done
+
+
+def _owner(rest: Rest, name: str) -> dict[str, Any] | None:
+    """Our ClusterRole as the owner of what we apply: uninstalling (kubectl delete -k, helm
+    uninstall) deletes it, and the garbage collector then the policy the manifests never
+    named. None where there is no such ClusterRole (serve --local, tests) or it is hidden."""
+    try:
+        role = rest.get(path("rbac.authorization.k8s.io/v1", "clusterroles", name=name))
+    except ApiException as exc:
+        if exc.status in (403, 404):
+            return None
+        raise
+    uid = (role.get("metadata") or {}).get("uid")
+    if not uid:
+        return None
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "name": name,
+        "uid": uid,
+    }
+
+
+def _ensure(rest: Rest, collection: str, wanted: dict[str, Any]) -> str:
+    """Create `wanted`, or replace what is there when it says something else."""
+    name = wanted["metadata"]["name"]
+    try:
+        current = rest.get(f"{collection}/{name}")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        rest.create(collection, wanted)
+        return "created"
+    if policy.same_spec(current, wanted):
+        return ""
+    version = (current.get("metadata") or {}).get("resourceVersion")
+    rest.replace(
+        f"{collection}/{name}",
+        {**wanted, "metadata": {**wanted["metadata"], "resourceVersion": version}},
+    )
+    return "replaced"
+
+
+def _delete(rest: Rest, url: str, *, only_ours: bool = False) -> bool:
+    try:
+        if only_ours:
+            labels = (rest.get(url).get("metadata") or {}).get("labels") or {}
+            if any(labels.get(k) != v for k, v in policy.LABELS.items()):
+                return False
+        rest.delete(url)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+class AdmissionKeeper:
+    """The leader's loop over `sync_once`; every replica knows the mode and why."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api_client: client.ApiClient,
+        mode: policy.Mode,
+        why: str,
+        is_leader: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.rest = Rest(api_client)
+        self.mode = mode
+        self.why = why
+        self.is_leader = is_leader
+        self.in_place = asyncio.Event()
+        self.last_error = ""
+
+    def detail(self) -> dict[str, str]:
+        return {"admission": f"{self.mode}: {self.why}"} | (
+            {"admission_error": self.last_error} if self.last_error else {}
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self.is_leader():
+                await self._pass()
+            # Until the first pass is done (no leader yet, or a failure), look every second:
+            # a fresh install should not wait a whole period for its policy.
+            period = self.settings.policy_sync_seconds
+            if not self.in_place.is_set():
+                period = min(period, 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=period)
+
+    async def _pass(self) -> None:
+        try:
+            done = await asyncio.to_thread(sync_once, self.rest, self.settings, self.mode)
+        except kube.FAILURES as exc:
+            self.last_error = _describe(exc)
+            log.warning(
+                "admission.sync_failed", extra={"mode": self.mode, "error": self.last_error}
+            )
+            return
+        self.last_error = ""
+        self.in_place.set()
+        if done:
+            log.info("admission.synced", extra={"mode": self.mode, "changed": done})
+
+
+def _describe(exc: BaseException) -> str:
+    """The API server's own message where it gave one (a 422 names the CEL expression it
+    refused, e.g. an --image-pattern RE2 cannot compile), else the exception."""
+    if isinstance(exc, ApiException):
+        try:
+            message = orjson.loads(exc.body or b"{}").get("message")
+        except (orjson.JSONDecodeError, AttributeError):
+            message = None
+        return f"{exc.status} {message or exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
