@@ -163,20 +163,20 @@ def test_the_table_lists_every_pod_and_the_exit_code_follows_the_states(
         "POD",
         "IP",
         "READY",
-        "CORE",
         "NETWORK",
         "KEY",
         "MODE",
         "STATE",
         "PEERS",
+        "CORE",
         "MISSING",
     ]
     assert lines[2].split() == [
-        "ns", "v1", "127.0.0.41", "True", "Joining", "SCP", "unknown", "-", "http", "current",
-        "-", "-",
+        "ns", "v1", "127.0.0.41", "True", "unknown", "-", "http", "current", "-", "Joining",
+        "SCP", "-",
     ]  # fmt: skip
     assert lines[3].split() == [
-        "ns", "v2", "127.0.0.42", "False", "?refused", "unknown", "-", "http", "waiting", "-", "-",
+        "ns", "v2", "127.0.0.42", "False", "unknown", "-", "http", "waiting", "-", "?refused", "-",
     ]  # fmt: skip
     assert lines[-2] == "2 validators, 1 behind"
     # The mode in force: this test has no API server to ask, and says so.

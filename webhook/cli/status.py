@@ -206,12 +206,12 @@ def table(found: Sequence[Row], *, peers: PeerSet) -> str:
         "POD",
         "IP",
         "READY",
-        "CORE",
         "NETWORK",
         "KEY",
         "MODE",
         "STATE",
         "PEERS",
+        "CORE",  # may hold a space (`Joining SCP`): next to last, so split() still reads the rest
         "MISSING",
     )
     lines = [header] + [
@@ -220,12 +220,12 @@ def table(found: Sequence[Row], *, peers: PeerSet) -> str:
             r.pod,
             r.ip,
             r.ready,
-            r.core,
             r.network,
             r.key,
             r.mode,
             r.state,
             r.peers,
+            r.core,
             r.missing or "-",
         )
         for r in found
