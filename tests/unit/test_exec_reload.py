@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.standin import StellarCoreStandIn
+from tests.standin import StellarCoreStandIn, random_seed, validator_config
 from webhook.core import connection, stellar_admin
 from webhook.core.pod import core_conf
 from webhook.core.reload_plan import connect_exec_command, exec_command
 from webhook.core.stellar_admin import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
+# Issue 22 section 4: `stellar-core http-command` logs its config, the quorum set as
+# multi-line JSON included, on stderr, and exec mode reads stdout and stderr as one
+# stream, so the answer does not parse. Fixed by reading the answer from stdout alone;
+# remove the mark from each test then (strict: they fail until that fix).
+MERGED_STREAMS = pytest.mark.xfail(
+    strict=True, reason="issue 22 section 4: exec mode merges http-command's stderr log"
+)
 
 
 @pytest.fixture
@@ -46,10 +53,11 @@ def run_in_container(argv: list[str], bin_dir: Path, cwd: Path) -> str:
 def config(tmp_path: Path, port: int) -> Path:
     conf = tmp_path / "config" / "stellar-core.cfg"
     conf.parent.mkdir(exist_ok=True)
-    conf.write_text(f"HTTP_PORT = {port}\n")
+    conf.write_text(validator_config(random_seed(), http_port=port))
     return conf
 
 
+@MERGED_STREAMS
 def test_exec_peers_and_connect_read_from_real_http_command_output(
     tmp_path: Path, bin_dir: Path
 ) -> None:
@@ -74,11 +82,14 @@ def test_exec_peers_and_connect_read_from_real_http_command_output(
         assert node.connects() == ["127.0.0.9:11625"]
 
 
+@MERGED_STREAMS
 def test_exec_without_conf_uses_the_working_directory_default(
     tmp_path: Path, bin_dir: Path
 ) -> None:
     with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
-        (tmp_path / "stellar-core.cfg").write_text(f"HTTP_PORT = {node.port}\n")
+        (tmp_path / "stellar-core.cfg").write_text(
+            validator_config(random_seed(), http_port=node.port)
+        )
         output = run_in_container(exec_command("info", conf="", seconds=5), bin_dir, tmp_path)
         verdict, body = stellar_admin.command_verdict(output)
         assert verdict is None
@@ -95,6 +106,7 @@ def test_exec_refused_is_retry_later(tmp_path: Path, bin_dir: Path) -> None:
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "refused")
 
 
+@MERGED_STREAMS
 def test_exec_a_node_that_accepts_and_hangs_is_cut_by_the_watchdog(
     tmp_path: Path, bin_dir: Path
 ) -> None:
@@ -109,6 +121,7 @@ def test_exec_a_node_that_accepts_and_hangs_is_cut_by_the_watchdog(
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "no-answer")
 
 
+@MERGED_STREAMS
 def test_exec_booting_node_is_retry_later(tmp_path: Path, bin_dir: Path) -> None:
     with StellarCoreStandIn(host="127.0.0.1", port=0, booting_requests=1) as node:
         conf = config(tmp_path, node.port)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,20 +16,22 @@ from typing import Any
 
 import pytest
 
+from tests import standin_keys
 from tests.polling import wait_until
 from tests.standin import (
     BOOTING,
     MUST_SPECIFY,
     PUBNET,
-    TESTNET,
     WELCOME,
     StellarCoreStandIn,
     escape_command,
     node_from_config,
     parse_params,
     public_key,
+    random_seed,
     styled,
     url_decode,
+    validator_config,
 )
 
 HOST = "127.0.0.31"
@@ -95,8 +98,8 @@ def reason_seen(node: StellarCoreStandIn, text: str) -> bool:
 def test_connect_answers_connect_to_and_the_peer_authenticates_later(
     stack: ExitStack,
 ) -> None:
-    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.31", port=0, node_seed="SA"))
-    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.32", port=0, node_seed="SB"))
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.31", port=0, node_seed=random_seed()))
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.32", port=0, node_seed=random_seed()))
     assert ask_connect(a, b) == f"Connect to: {b.peer_address}"
     wait_until(lambda: authenticated_out(a) == [b.peer_address], message="a -> b authenticated")
     entry = peers_of(a)["authenticated_peers"]["outbound"][0]
@@ -138,28 +141,32 @@ def test_replies_are_http_1_0_and_close(node: StellarCoreStandIn) -> None:
 
 
 def test_info_carries_network_state_and_node_key(stack: ExitStack) -> None:
+    seed = random_seed()
     node = stack.enter_context(
-        StellarCoreStandIn(host=HOST, port=0, network_passphrase=PUBNET, node_seed="SX")
+        StellarCoreStandIn(host=HOST, port=0, network_passphrase=PUBNET, node_seed=seed)
     )
     info = json.loads(get(node, "/info")[1])["info"]
     assert info["network"] == PUBNET
     assert info["state"] == "Synced!"
-    assert info["quorum"]["node"] == public_key("SX")[:5]
-    assert json.loads(get(node, "/quorum?fullkeys=true")[1])["node"] == public_key("SX")
-    assert json.loads(get(node, "/quorum")[1])["node"] == public_key("SX")[:5]
+    assert info["quorum"]["node"] == public_key(seed)[:5]
+    assert json.loads(get(node, "/quorum?fullkeys=true")[1])["node"] == public_key(seed)
+    assert json.loads(get(node, "/quorum")[1])["node"] == public_key(seed)[:5]
     assert (
         json.loads(get(node, "/info?fullkeys=true")[1])["info"]["quorum"]["node"]
-        == (public_key("SX")[:5])
+        == (public_key(seed)[:5])
     )
 
 
-def test_node_key_is_stable_per_seed_and_looks_like_a_strkey() -> None:
-    key = public_key("SABC self")
-    assert key == public_key("SABC")
-    assert key != public_key("SABD")
-    assert len(key) == 56
-    assert key[0] == "G"
-    assert set(key) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+def test_node_key_is_the_ed25519_key_of_its_seed() -> None:
+    seed = random_seed()
+    key = public_key(f"{seed} self")  # a second word only names the key
+    assert key == public_key(seed) == standin_keys.public_key_of(seed)
+    assert key != public_key(random_seed())
+    assert public_key(None) != public_key(None)  # random without a seed
+    with pytest.raises(ValueError, match="invalid seed"):
+        public_key("SDEMO")
+    with pytest.raises(ValueError, match="invalid seed"):
+        StellarCoreStandIn(node_seed="SDEMO")
 
 
 @pytest.mark.parametrize(
@@ -283,7 +290,8 @@ def test_nodes_of_another_network_never_authenticate(stack: ExitStack) -> None:
 
 
 def test_preferred_only_rejects_a_peer_that_is_not_preferred(stack: ExitStack) -> None:
-    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.35", port=0, node_seed="SA"))
+    seed = random_seed()
+    a = stack.enter_context(StellarCoreStandIn(host="127.0.0.35", port=0, node_seed=seed))
     b = stack.enter_context(
         StellarCoreStandIn(host="127.0.0.36", port=0, preferred_peers_only=True)
     )
@@ -297,7 +305,7 @@ def test_preferred_only_rejects_a_peer_that_is_not_preferred(stack: ExitStack) -
             host="127.0.0.37",
             port=0,
             preferred_peers_only=True,
-            preferred_peer_keys=[public_key("SA")],
+            preferred_peer_keys=[public_key(seed)],
         )
     )
     ask_connect(a, c)
@@ -347,8 +355,9 @@ def test_a_node_told_to_connect_to_itself_drops_it(node: StellarCoreStandIn) -> 
 
 def test_the_same_node_key_twice_is_dropped(stack: ExitStack) -> None:
     a = stack.enter_context(StellarCoreStandIn(host="127.0.0.41", port=0))
-    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.42", port=0, node_seed="SAME"))
-    c = stack.enter_context(StellarCoreStandIn(host="127.0.0.43", port=0, node_seed="SAME"))
+    same = random_seed()
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.42", port=0, node_seed=same))
+    c = stack.enter_context(StellarCoreStandIn(host="127.0.0.43", port=0, node_seed=same))
     ask_connect(a, b)
     wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
     ask_connect(a, c)
@@ -368,10 +377,9 @@ def test_a_stopped_peer_leaves_the_list(stack: ExitStack) -> None:
 # the command line
 
 
-def write_config(path: Path, port: int, **extra: str) -> Path:
-    lines = [f"HTTP_PORT={port}", f'NETWORK_PASSPHRASE="{TESTNET}"']
-    lines += [f"{k}={v}" for k, v in extra.items()]
-    path.write_text("\n".join(lines) + "\n")
+def write_config(path: Path, port: int, **extra: Any) -> Path:
+    """A validator config stellar-core accepts, `extra` keys on top."""
+    path.write_text(validator_config(random_seed(), http_port=port, **extra))
     return path
 
 
@@ -411,35 +419,50 @@ def test_http_command_failures_are_logged_and_exit_0(tmp_path: Path) -> None:
 
 def test_run_reads_the_config_and_logs_each_request(tmp_path: Path) -> None:
     port = free_port("127.0.0.46")
-    conf = write_config(
-        tmp_path / "stellar-core.cfg",
-        port,
-        PEER_PORT=str(free_port("127.0.0.46")),
-        NODE_SEED='"SRUN self"',
-        STANDIN_BIND_HOST='"127.0.0.46"',
-        STANDIN_VERSION='"25.1.0"',
+    seed = random_seed()
+    conf = tmp_path / "stellar-core.cfg"
+    conf.write_text(
+        validator_config(
+            seed,
+            name="n1",
+            http_port=port,
+            peer_port=free_port("127.0.0.46"),
+            STANDIN_BIND_HOST="127.0.0.46",
+            STANDIN_VERSION="25.1.0",
+        )
     )
     with subprocess.Popen(
         [sys.executable, "-I", str(SCRIPT), "run", "--console"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     ) as proc:
         try:
             node = StellarCoreStandIn(host="127.0.0.46", port=port)
             info = wait_until(lambda: json.loads(get(node, "/info?x=1")[1]), message="run answers")
-            assert info["info"]["quorum"]["node"] == public_key("SRUN")[:5]
+            # Its quorum set names its key `n1`: toShortString gives the name.
+            assert info["info"]["quorum"]["node"] == "n1"
+            full = json.loads(get(node, "/quorum?fullkeys=true")[1])
+            assert full["node"] == public_key(seed)
         finally:
             proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    assert conf.exists()
+        out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
-    assert "[Http INFO] /info?x=1" in out
+    assert out == ""  # stellar-core logs to the console's stderr
+    assert "[default INFO] Config from stellar-core.cfg\n" in err
+    assert f"{public_key(seed)[:5]} [Http INFO] /info?x=1\n" in err
 
 
 def test_config_binds_the_admin_port_like_stellar_core() -> None:
-    local = node_from_config({"HTTP_PORT": 11700}, {}, None)
-    public = node_from_config({"PUBLIC_HTTP_PORT": True}, {"STANDIN_VERSION": "15.1.0"}, None)
+    local = node_from_config(
+        tomllib.loads(validator_config(random_seed(), http_port=11700)), {}, None
+    )
+    public = node_from_config(
+        tomllib.loads(validator_config(random_seed(), PUBLIC_HTTP_PORT=True)),
+        {"STANDIN_VERSION": "15.1.0"},
+        None,
+    )
     assert (local.host, local.port, local.peer_port) == ("127.0.0.1", 11700, 11625)
     assert (public.host, public.port, public.welcome_status) == ("0.0.0.0", 11626, 200)
     assert public.boot_answer == "state"
@@ -475,12 +498,12 @@ def test_a_known_peer_name_that_does_not_resolve_is_skipped_and_the_rest_dialed(
 ) -> None:
     """As in the example config (names of SDF's nodes, no DNS in a pod): the name is not
     dialed, the redial loop lives on, and a resolvable known peer still authenticates."""
-    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.32", port=0, node_seed="SB"))
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.32", port=0, node_seed=random_seed()))
     a = stack.enter_context(
         StellarCoreStandIn(
             host="127.0.0.31",
             port=0,
-            node_seed="SA",
+            node_seed=random_seed(),
             redial_seconds=0.2,
             known_peers=["core-testnet1.stellar.org", b.peer_address],
         )

@@ -62,12 +62,12 @@ def test_strkeys_have_their_version_byte_and_crc16() -> None:
 )
 def test_what_is_no_seed_is_an_invalid_seed(text: str) -> None:
     # SecretKey::fromStrKeySeed throws CryptoError("invalid seed").
-    with pytest.raises(keys.InvalidStrKey, match="^invalid seed$"):
+    with pytest.raises(keys.InvalidStrKey, match=r"^invalid seed$"):
         keys.seed_bytes(text)
 
 
 def test_a_seed_is_no_public_key() -> None:
-    with pytest.raises(keys.InvalidStrKey, match="^bad public key$"):
+    with pytest.raises(keys.InvalidStrKey, match=r"^bad public key$"):
         keys.public_key_bytes(DOCS_SEED)
 
 

@@ -18,7 +18,9 @@ from tests.standin import (
     TESTNET,
     WELCOME,
     StellarCoreStandIn,
+    random_seed,
     styled,
+    validator_config,
 )
 from webhook.core import stellar_admin
 from webhook.core.stellar_admin import Outcome, classify_connect, parse_peers
@@ -270,7 +272,7 @@ def test_network_name_is_short_and_bounded() -> None:
 
 def run_http_command(tmp_path: Path, port: int, command: str) -> tuple[str, str]:
     conf = tmp_path / "stellar-core.cfg"
-    conf.write_text(f"HTTP_PORT={port}\n")
+    conf.write_text(validator_config(random_seed(), http_port=port))
     done = subprocess.run(
         [sys.executable, "-I", str(STANDIN_SCRIPT), "http-command", command, "--conf", str(conf)],
         capture_output=True,
@@ -284,19 +286,32 @@ def run_http_command(tmp_path: Path, port: int, command: str) -> tuple[str, str]
 def test_http_command_output_with_headers_and_logs(tmp_path: Path) -> None:
     with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
         out, err = run_http_command(tmp_path, node.port, "connect?peer=10.0.0.1&port=11625")
-        peers_out, peers_err = run_http_command(tmp_path, node.port, "peers")
+        peers_out, _ = run_http_command(tmp_path, node.port, "peers")
     assert out.startswith("Content-Length: ")
-    for merged in (out, err + out, out + err):
-        parsed = stellar_admin.parse_http_command_output(merged)
-        assert parsed.status == 200
-        assert parsed.body == "Connect to: 10.0.0.1:11625"
-        assert parsed.headers["content-type"] == "application/json"
-        assert classify_connect(200, parsed.body, host="10.0.0.1", port=11625).ok
-    verdict, answer = stellar_admin.command_verdict(peers_err + peers_out)
+    assert "Using QUORUM_SET: {\n" in err  # the config log: stderr only
+    parsed = stellar_admin.parse_http_command_output(out)
+    assert parsed.status == 200
+    assert parsed.body == "Connect to: 10.0.0.1:11625"
+    assert parsed.headers["content-type"] == "application/json"
+    assert classify_connect(200, parsed.body, host="10.0.0.1", port=11625).ok
+    verdict, answer = stellar_admin.command_verdict(peers_out)
     assert verdict is None
     assert stellar_admin.authenticated_addresses(answer) == set()
     # What exec mode reads today (command_answer) drops the headers too.
     assert stellar_admin.command_answer(peers_out) == answer
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 22 section 4: the answer is read from stdout and stderr merged"
+)
+def test_http_command_output_merged_with_its_config_log(tmp_path: Path) -> None:
+    """What a reader of stdout and stderr as one stream gets: the config log (a multi-line
+    quorum set) around the answer. Reading stdout alone is the fix; remove the mark then."""
+    with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
+        out, err = run_http_command(tmp_path, node.port, "connect?peer=10.0.0.1&port=11625")
+    for merged in (err + out, out + err):
+        parsed = stellar_admin.parse_http_command_output(merged)
+        assert parsed.body == "Connect to: 10.0.0.1:11625"
 
 
 def test_http_command_failures_are_read_from_the_log(tmp_path: Path) -> None:
