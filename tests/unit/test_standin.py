@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests.standin import (
     MUST_SPECIFY,
     PUBNET,
     WELCOME,
+    QuorumSet,
     StellarCoreStandIn,
     escape_command,
     node_from_config,
@@ -403,6 +405,206 @@ def test_http_command_prints_headers_then_the_body(tmp_path: Path) -> None:
         )
         assert b"Config from stellar-core.cfg" in done.stderr
         assert node.paths == ["/connect?peer%3d10%2e0%2e0%2e9%26port%3d11625"]
+
+
+LOG_PREFIX = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} \[default INFO\] "
+
+
+def test_http_command_logs_its_config_and_quorum_set_on_stderr_only(tmp_path: Path) -> None:
+    """STELLAR.md, measured on v25.2.0: `Config from FILE`, then `Using QUORUM_SET: {` (or
+    `Generated QUORUM_SET: {`) and the quorum set as multi-line JSON, on stderr; stdout has
+    the headers, a blank line and the body, nothing else (CommandLine.cpp getConfig, line
+    578; Config.cpp processConfig, lines 2086 and 2107)."""
+    other = public_key(random_seed())
+    conf = tmp_path / "stellar-core.cfg"
+    with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
+        conf.write_text(
+            validator_config(random_seed(), validators={"n2": other}, http_port=node.port)
+        )
+        done = http_command(tmp_path, "info")
+    assert done.stdout.startswith(b"Content-Length: ")
+    assert b"QUORUM_SET" not in done.stdout
+    expected = (
+        LOG_PREFIX
+        + r"Config from stellar-core\.cfg\n"
+        + LOG_PREFIX
+        + r'Using QUORUM_SET: \{\n   "t" : 2,\n   "v" : \[ "self", "n2" \]\n\}\n\n'
+    )
+    assert re.fullmatch(expected, done.stderr.decode()), done.stderr
+    validators = "".join(
+        f'[[VALIDATORS]]\nNAME="v{i}"\nHOME_DOMAIN="a.example"\n'
+        f'PUBLIC_KEY="{public_key(random_seed())}"\nHISTORY="cp /tmp/{i}/{{0}} {{1}}"\n'
+        for i in range(3)
+    )
+    conf.write_text(
+        f'NODE_SEED="{random_seed()}"\nNODE_IS_VALIDATOR=true\nNODE_HOME_DOMAIN="a.example"\n'
+        f"HTTP_PORT={free_port('127.0.0.1')}\n"
+        '[[HOME_DOMAINS]]\nHOME_DOMAIN="a.example"\nQUALITY="HIGH"\n' + validators
+    )
+    generated = http_command(tmp_path, "info")
+    log = generated.stderr.decode()
+    assert generated.stdout == b""
+    assert "[default INFO] Generated QUORUM_SET: {\n" in log
+    assert '"t" : 3,' in log  # self and v0..v2, one domain: a simple majority of 4
+    assert "[default INFO] Assigning calculated value of 1 to FAILURE_SAFETY\n" in log
+
+
+# consensus as `info` shows it (STELLAR.md, "Measured on v25.2.0")
+
+
+def state_of(node: StellarCoreStandIn) -> tuple[str, int, int]:
+    info = json.loads(get(node, "/info")[1])["info"]
+    return info["state"], info["ledger"]["num"], info["peers"]["authenticated_count"]
+
+
+def three_validators(stack: ExitStack, **options: Any) -> list[StellarCoreStandIn]:
+    """Three validators whose quorum set is the three of them, 2 needed."""
+    seeds = [random_seed() for _ in range(3)]
+    qset = QuorumSet(2, tuple(public_key(s) for s in seeds))
+    names = {public_key(s): f"n{i}" for i, s in enumerate(seeds, 1)}
+    hosts = [f"127.0.0.{i}" for i in (61, 62, 63)]
+    return [
+        stack.enter_context(
+            StellarCoreStandIn(
+                host=host, port=0, node_seed=seed, quorum_set=qset, names=names, **options
+            )
+        )
+        for host, seed in zip(hosts, seeds, strict=True)
+    ]
+
+
+def test_synced_at_ledger_1_right_after_start_then_joining_scp_alone(stack: ExitStack) -> None:
+    # Measured: ~0.1 s after start `info` says "Synced!" at ledger 1 with 0 peers, ~35 s
+    # later "Joining SCP" (HerderImpl::trackingHeartBeat, CONSENSUS_STUCK_TIMEOUT_SECONDS).
+    a, _, _ = three_validators(stack, start_window_seconds=1.0)
+    assert state_of(a) == ("Synced!", 1, 0)
+    wait_until(lambda: state_of(a)[0] == "Joining SCP", timeout=10, message="out of sync")
+    assert state_of(a) == ("Joining SCP", 1, 0)
+    assert StellarCoreStandIn().start_window_seconds == 35.0
+
+
+def test_synced_again_once_it_meets_a_quorum_of_its_validators(stack: ExitStack) -> None:
+    # Past the window, `Synced!` again once its quorum set is met (itself counts).
+    a, b, c = three_validators(stack, start_window_seconds=0.5, ledger_seconds=0.2)
+    wait_until(lambda: state_of(a)[0] == "Joining SCP", timeout=10, message="a out of sync")
+    assert not a.quorum_met()
+    ask_connect(a, b)
+    wait_until(lambda: state_of(a)[0] == "Synced!", timeout=10, message="a meets a quorum")
+    wait_until(lambda: state_of(a)[1] > 1, timeout=10, message="ledgers close")
+    assert state_of(b)[0] == "Synced!"  # b hears from a (inbound) and itself
+    assert state_of(c)[0] == "Joining SCP"  # nobody talks to c
+
+
+def test_losing_the_quorum_keeps_synced_for_a_window_then_joins_scp(stack: ExitStack) -> None:
+    a, b, _ = three_validators(stack, start_window_seconds=3.0, redial_seconds=60)
+    ask_connect(a, b)
+    wait_until(a.quorum_met, timeout=10, message="a meets a quorum")
+    b.stop()
+    wait_until(lambda: not a.quorum_met(), timeout=10, message="b gone")
+    wait_until(lambda: state_of(a)[0] == "Joining SCP", timeout=15, message="out of sync")
+
+
+def test_a_restart_with_data_kept_starts_at_its_ledger_and_redials_its_peers(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    # Measured: peers learned by `connect` are kept in the database and dialled again
+    # after a restart, which says `Synced!` at its old ledger for the start window.
+    database = str(tmp_path / "stellar.db")
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.64", port=0))
+    with StellarCoreStandIn(host="127.0.0.65", port=0, database=database, ledger_seconds=0.1) as a:
+        ask_connect(a, b)
+        wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
+        wait_until(lambda: a.ledger >= 3, timeout=10, message="ledgers close")
+    kept = json.loads(Path(database).read_text())
+    assert kept["peers"] == {b.peer_address: False}
+    assert kept["ledger"] >= 3
+    again = stack.enter_context(
+        StellarCoreStandIn(
+            host="127.0.0.65",
+            port=0,
+            database=database,
+            redial_seconds=0.2,
+            start_window_seconds=60,
+            quorum_set=QuorumSet(1, (b.public_key,)),  # not met before it redials b
+        )
+    )
+    assert state_of(again)[:2] == ("Synced!", kept["ledger"])
+    wait_until(lambda: again.authenticated() == {b.peer_address}, message="redialed b")
+    assert again.connects() == []  # nobody told it
+
+
+def test_new_db_resets_the_database(tmp_path: Path) -> None:
+    database = tmp_path / "stellar.db"
+    database.write_text(json.dumps({"ledger": 40, "peers": {"127.0.0.9:11625": False}}))
+    write_config(tmp_path / "stellar-core.cfg", 11626, DATABASE=f"sqlite3://{database}")
+    done = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), "new-db"], cwd=tmp_path, capture_output=True, timeout=30
+    )
+    assert done.returncode == 0
+    assert json.loads(database.read_text()) == {"ledger": 1, "peers": {}}
+    in_memory = tomllib.loads(validator_config(random_seed()))
+    assert node_from_config(in_memory, {}, None).database is None
+
+
+def test_peers_ids_are_quorum_set_names_else_a_key_prefix_unless_fullkeys(
+    stack: ExitStack,
+) -> None:
+    # Measured: `peers` shows "id" as the name the quorum set gives a key ("n1"), or a
+    # 5-character prefix, unless fullkeys=true (Config::toShortString).
+    a, b, _ = three_validators(stack)
+    stranger = stack.enter_context(StellarCoreStandIn(host="127.0.0.66", port=0))
+    ask_connect(a, b)
+    ask_connect(a, stranger)
+    wait_until(lambda: len(authenticated_out(a)) == 2, message="a -> b, stranger")
+    ids = {p["address"]: p["id"] for p in peers_of(a)["authenticated_peers"]["outbound"]}
+    assert ids == {b.peer_address: "n2", stranger.peer_address: stranger.public_key[:5]}
+    full = peers_of(a, "?fullkeys=true")["authenticated_peers"]["outbound"]
+    assert {p["id"] for p in full} == {b.public_key, stranger.public_key}
+    assert json.loads(get(a, "/info")[1])["info"]["quorum"]["node"] == "n1"
+
+
+def test_preferred_peer_keys_make_a_peer_preferred_by_key_in_full_slots(
+    stack: ExitStack,
+) -> None:
+    # OverlayManagerImpl::isPreferred: PREFERRED_PEER_KEYS by key; acceptAuthenticatedPeer:
+    # in full slots a preferred peer evicts a non-preferred one, a non-preferred one is
+    # refused; Peer::updatePeerRecordAfterEcho keeps it as preferred in the database.
+    seed = random_seed()
+    b = stack.enter_context(StellarCoreStandIn(host="127.0.0.67", port=0))
+    c = stack.enter_context(StellarCoreStandIn(host="127.0.0.68", port=0, node_seed=seed))
+    d = stack.enter_context(StellarCoreStandIn(host="127.0.0.69", port=0))
+    a = stack.enter_context(
+        StellarCoreStandIn(
+            host="127.0.0.70",
+            port=0,
+            target_peer_connections=1,
+            preferred_peer_keys=[public_key(seed)],
+        )
+    )
+    ask_connect(a, b)
+    wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
+    ask_connect(a, c)
+    wait_until(lambda: a.authenticated() == {c.peer_address}, message="c (by key) evicts b")
+    assert reason_seen(a, "preferred peer selected instead")
+    ask_connect(a, d)
+    wait_until(lambda: reason_seen(a, "peer rejected"), message="d refused: slots full")
+    assert a.authenticated() == {c.peer_address}
+    assert a._peer_db[c.peer_address] is True
+
+
+def test_standin_state_fixes_the_state(stack: ExitStack) -> None:
+    fixed = stack.enter_context(StellarCoreStandIn(host=HOST, port=0, state="Catching up"))
+    assert state_of(fixed)[0] == "Catching up"
+    config = tomllib.loads(validator_config(random_seed(), STANDIN_STATE="Joining SCP"))
+    assert node_from_config(config, {}, None).state == "Joining SCP"
+    assert node_from_config(config, {"STANDIN_STATE": "Synced!"}, None).state == "Synced!"
+
+
+def test_run_standalone_has_no_overlay_commands(stack: ExitStack) -> None:
+    # CommandHandler.cpp line 100: connect, peers, quorum only when RUN_STANDALONE=false.
+    node = stack.enter_context(StellarCoreStandIn(host=HOST, port=0, run_standalone=True))
+    assert get(node, "/connect?peer=127.0.0.9&port=11625") == (404, WELCOME)
+    assert get(node, "/info")[0] == 200
 
 
 def test_http_command_failures_are_logged_and_exit_0(tmp_path: Path) -> None:
