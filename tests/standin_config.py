@@ -388,8 +388,9 @@ def _self_entry(cfg: CoreConfig, domains: Mapping[str, int]) -> Validator:
             f"Validator configured with NODE_HOME_DOMAIN='{cfg.node_home_domain}' "
             "but there is no matching HOME_DOMAINS"
         )
-    return Validator("self", cfg.node_home_domain, domains[cfg.node_home_domain],
-                     cfg.public_key, False)  # fmt: skip
+    return Validator(
+        "self", cfg.node_home_domain, domains[cfg.node_home_domain], cfg.public_key, False
+    )
 
 
 def _archives_v_blocking(
@@ -426,13 +427,19 @@ def _validate(cfg: CoreConfig, level: str) -> None:
     min_size = quorum.default_threshold(qset, level)
     if cfg.failure_safety == -1:
         cfg.failure_safety = qset.size - min_size
-        cfg.log.append(("INFO", f"Assigning calculated value of {cfg.failure_safety} to "
-                                "FAILURE_SAFETY"))  # fmt: skip
+        cfg.log.append(
+            ("INFO", f"Assigning calculated value of {cfg.failure_safety} to FAILURE_SAFETY")
+        )
     try:
         if cfg.failure_safety >= len(blocking):
-            cfg.log.append(("ERROR", "Not enough nodes / thresholds too strict in your Quorum "
-                            "set to ensure your desired level of FAILURE_SAFETY. Reduce "
-                            "FAILURE_SAFETY or fix quorum set"))  # fmt: skip
+            cfg.log.append(
+                (
+                    "ERROR",
+                    "Not enough nodes / thresholds too strict in your Quorum "
+                    "set to ensure your desired level of FAILURE_SAFETY. Reduce "
+                    "FAILURE_SAFETY or fix quorum set",
+                )
+            )
             raise ConfigError("FAILURE_SAFETY incompatible with QUORUM_SET")
         if not cfg.unsafe_quorum and (cfg.failure_safety == 0 or qset.threshold < min_size):
             raise ConfigError("SCP unsafe")
@@ -454,11 +461,13 @@ def history_archive_problems(cfg: CoreConfig) -> list[tuple[str, str]]:
         if get:
             readable = True
         elif put:
-            bad.append(("FATAL", f"Archive '{name}' has 'put' but no 'get' command, will be "
-                                 "unwritable"))  # fmt: skip
+            bad.append(
+                ("FATAL", f"Archive '{name}' has 'put' but no 'get' command, will be unwritable")
+            )
         else:
-            bad.append(("FATAL", f"Archive '{name}' has no 'get' or 'put' command, will not "
-                                 "function"))  # fmt: skip
+            bad.append(
+                ("FATAL", f"Archive '{name}' has no 'get' or 'put' command, will not function")
+            )
     if not readable and not cfg.run_standalone:
         bad.append(("FATAL", "No readable archives configured, catchup will fail."))
     if bad:
@@ -501,5 +510,6 @@ def _generate(todo: list[Validator], start: int, quality: int) -> QuorumSet:
             raise ConfigError(f"invalid validator quality for '{todo[i].name}' (must be ascending)")
         inner.append(_generate(todo, i, todo[i].quality))
     level = quorum.ALL_REQUIRED if quality == CRITICAL else quorum.BYZANTINE_FAULT_TOLERANCE
-    return QuorumSet(quorum.default_threshold(QuorumSet(0, (), tuple(inner)), level), (),
-                     tuple(inner))  # fmt: skip
+    return QuorumSet(
+        quorum.default_threshold(QuorumSet(0, (), tuple(inner)), level), (), tuple(inner)
+    )
