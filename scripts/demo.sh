@@ -39,7 +39,14 @@ scripts/install.sh up
 say "3. Label a namespace: stellar.org/peer-injection=enabled"
 k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >/dev/null
 k label namespace "$NS" stellar.org/peer-injection=enabled --overwrite
-k create secret generic validator-seed -n "$NS" --from-literal=seed=SDEMO --dry-run=client -o yaml | k apply -f - >/dev/null
+# Each validator's own seed, a real one (stellar-core checks it: "invalid seed"), made
+# as `stellar-core gen-seed` makes one, and kept if a previous run made it already.
+seed_secret() {
+  k get secret "$1" -n "$NS" >/dev/null 2>&1 && return 0
+  local seed; seed="$(.venv/bin/python -m tests.standin gen-seed | sed -n 's/^Secret seed: //p')"
+  k create secret generic "$1" -n "$NS" --from-literal=seed="$seed" >/dev/null
+}
+seed_secret validator-seed
 
 say "4. Apply the example validator Deployment, unchanged"
 k apply -n "$NS" -f manifests/examples/validator-deployment.yaml
@@ -63,7 +70,7 @@ say "6. Two more validators, as operators run them: copies of the example, each 
 # authenticates a peer with its own node ID. This 2-core node fits three only with small requests.
 k set resources -n "$NS" deployment/stellar-validator -c stellar-core --requests=cpu=10m,memory=32Mi >/dev/null
 for s in b c; do
-  k create secret generic "validator-seed-$s" -n "$NS" --from-literal=seed="SDEMO-$s" --dry-run=client -o yaml | k apply -f - >/dev/null
+  seed_secret "validator-seed-$s"
 done
 .venv/bin/python -m scripts.validator_copies --requests cpu=10m,memory=32Mi b c \
   < manifests/examples/validator-deployment.yaml | k apply -n "$NS" -f -

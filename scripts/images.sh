@@ -5,7 +5,8 @@
 #   base      Debian bookworm minbase with python3, pip, curl and wget (debootstrap);
 #             the Dockerfile's BASE_IMAGE here, since no registry has python:3.11-slim
 #   injector  the repo's Dockerfile, unchanged, on that base (buildah)
-#   standin   stellar/stellar-core:<tag of the example>: tests/standin.py as /usr/bin/stellar-core
+#   standin   stellar/stellar-core:<tag of the example>: tests/standin.py as /usr/bin/stellar-core,
+#             with the stdlib-only modules it imports beside it (STANDIN_FILES)
 #   pause     a sleep-forever busybox from Debian's busybox-static, the sandbox image
 #
 #   scripts/images.sh build    build what is missing, print the archive paths
@@ -34,7 +35,9 @@ bah() { buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs
 hash_of() { cat "$@" | sha256sum | cut -c1-12; }
 base_key() { echo "$SUITE python3 python3-venv python3-pip ca-certificates curl wget" | sha256sum | cut -c1-12; }
 injector_key() { { base_key; git ls-files -s Dockerfile pyproject.toml README.md webhook certs 2>/dev/null || find Dockerfile pyproject.toml webhook certs -type f -exec sha256sum {} +; } | sha256sum | cut -c1-12; }
-standin_key() { { base_key; hash_of tests/standin.py "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-12; }
+# The stand-in and the stdlib-only modules it imports from beside it.
+STANDIN_FILES=(tests/standin.py tests/standin_keys.py tests/standin_config.py tests/standin_quorum.py)
+standin_key() { { base_key; hash_of "${STANDIN_FILES[@]}" "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-12; }
 pause_key() { hash_of /bin/busybox "${BASH_SOURCE[0]}"; }
 
 archive() { echo "$OUT/$1-$2.tar"; }
@@ -86,7 +89,10 @@ build_standin() {
   log "stand-in $STANDIN_IMAGE"
   ctr="$(bah from --pull=never "$BASE_IMAGE")"
   mnt="$(bah mount "$ctr")"
-  install -D -m 0644 tests/standin.py "$mnt/usr/lib/stellar-standin/standin.py"
+  local file
+  for file in "${STANDIN_FILES[@]}"; do
+    install -D -m 0644 "$file" "$mnt/usr/lib/stellar-standin/${file#tests/}"
+  done
   # Like the official image: the entrypoint, and `stellar-core` by name on PATH.
   printf '#!/bin/sh\nexec /usr/bin/python3 /usr/lib/stellar-standin/standin.py "$@"\n' > "$mnt/usr/bin/stellar-core"
   chmod 0755 "$mnt/usr/bin/stellar-core"

@@ -2,9 +2,14 @@
 """A stand-in for stellar-core: its admin port, its `http-command`, and peers that authenticate.
 
 Standard library only (Python 3.11+), so it runs as a script in a container and is imported
-as `tests.standin` by the tests. What it copies, from stellar-core's source
-(`lib/http/server.cpp`, `lib/http/HttpClient.cpp`, `src/main/CommandHandler.cpp`,
-`ApplicationUtils.cpp`, `src/overlay/Peer.cpp`, `OverlayManagerImpl.cpp`):
+as `tests.standin` by the tests. Its pure parts lie beside it, stdlib only as well, and ship
+with it in the stand-in image: `standin_keys.py` (StrKey, ed25519 node keys),
+`standin_config.py` (what stellar-core refuses in a config file) and `standin_quorum.py`
+(quorum sets, jsoncpp's writer). What it copies, from stellar-core's source (v25.2.0:
+`lib/http/server.cpp`, `lib/http/HttpClient.cpp`, `src/main/CommandHandler.cpp`,
+`CommandLine.cpp`, `ApplicationUtils.cpp`, `Config.cpp`, `src/herder/HerderImpl.cpp`,
+`src/overlay/Peer.cpp`, `OverlayManagerImpl.cpp`) and from what the real binary did
+(STELLAR.md, "Measured on v25.2.0"):
 
 - admin port `HTTP_PORT` on 127.0.0.1 (`PUBLIC_HTTP_PORT=true`: 0.0.0.0), HTTP/1.0, closed after
   each reply; the URI is %-decoded, split at `?`, params parsed like `server::parseParams`;
@@ -12,50 +17,79 @@ as `tests.standin` by the tests. What it copies, from stellar-core's source
   before v15.2); `connect` answers `Connect to: P:N` (or the must-specify text, or
   `{"exception": ...}` for an address that does not parse or resolve, IPv4 only) before
   anything is dialed; `peers` and `info` are jsoncpp `StyledWriter` text (`"key" : value`,
-  3 spaces, sorted keys, `null` for an empty direction);
-- starting: the socket is bound at once; for `STANDIN_HANG_SECONDS` a request is accepted and
-  answered only afterwards; then for `STANDIN_BOOT_SECONDS` / `STANDIN_BOOT_REQUESTS` it is
-  booting: v25.2+ answers every command `{"error": "Core is booting, try again later"}`,
-  older versions answer `info` with `"state" : "Booting"` (other commands work, nothing is
-  dialed until booted);
+  3 spaces, sorted keys, `null` for an empty direction); `connect` and `peers` exist only
+  with `RUN_STANDALONE=false` (the default);
+- starting: the admin port refuses connections until it is bound (measured), then binds at
+  once; for `STANDIN_HANG_SECONDS` a request is accepted and answered only afterwards; then
+  for `STANDIN_BOOT_SECONDS` / `STANDIN_BOOT_REQUESTS` it is booting: v25.2+ answers every
+  command `{"error": "Core is booting, try again later"}`, older versions answer `info` with
+  `"state" : "Booting"` (other commands work, nothing is dialed until booted);
+- consensus, as `info` shows it (measured, and `HerderImpl::trackingHeartBeat`): once booted
+  it says `Synced!` at its last ledger (1 after `new-db`) with no peer at all, for a start
+  window of `STANDIN_START_WINDOW_SECONDS` (35: CONSENSUS_STUCK_TIMEOUT_SECONDS); past that
+  window without consensus it says `Joining SCP`. Consensus here is its quorum slice being
+  met by the keys of its authenticated peers, itself included when it is a validator and
+  in its own quorum set (the quorum set of its config, `[QUORUM_SET]` or the one generated
+  from `[[VALIDATORS]]`: `standin_config`); it says `Synced!` again as soon as the slice is
+  met, and a ledger closes every `STANDIN_LEDGER_SECONDS` (5) while it is. Losing the slice,
+  it stays `Synced!` for another window, as the herder does. Not modelled: the other nodes'
+  slices (a real quorum is transitive), catching up, ledger contents. `STANDIN_STATE` fixes
+  the state instead; without a quorum set (tests) its slice is itself alone, always met;
+- its database: with `DATABASE="sqlite3://PATH"` a small JSON file at PATH (not sqlite)
+  holds its last ledger and its peer database; `new-db` resets it (ledger 1, no peers), `run`
+  reads it at start and writes it as it goes, so a restart with data kept starts at its old
+  ledger and redials the peers learned by `connect` (measured). In memory (the default
+  `sqlite3://:memory:`) nothing is kept;
 - peers: `PEER_PORT` carries a small handshake of this stand-in's own (JSON lines: `hello`
   with sha256 of `NETWORK_PASSPHRASE`, the node key and the listening port, then `auth`), with
-  stellar-core's drop reasons: `connecting to self`, `wrong network passphrase`,
-  `connecting already-connected peer`, `peer rejected` (`PREFERRED_PEERS_ONLY` and not
-  preferred, or the slots of its direction full: outbound `TARGET_PEER_CONNECTIONS`,
-  inbound `MAX_ADDITIONAL_PEER_CONNECTIONS`; a preferred peer evicts a non-preferred one
-  instead, `preferred peer selected instead`). `connect` writes the peer into the peer
-  database and dials unless already connected (or out of pending slots,
-  `MAX_PENDING_CONNECTIONS`/2); with the outbound slots full the dial is refused at
-  authentication. The database is re-dialed every `STANDIN_REDIAL_SECONDS` up to the
-  outbound slots (preferred peers always);
-- the node key is a `G` + 55 base32 characters derived from sha256 of `NODE_SEED` (stable per
-  seed; not real ed25519/strkey), random without a seed;
-- every admin request is logged as one line on stdout, `<time> <GABCD> [Http INFO] <path>`.
+  stellar-core's drop reasons: `connecting to self`, `wrong network passphrase` (so nodes of
+  another network never authenticate, either way), `connecting already-connected peer`,
+  `peer rejected` (`PREFERRED_PEERS_ONLY` and not preferred, or the slots of its direction
+  full: outbound `TARGET_PEER_CONNECTIONS`, inbound `MAX_ADDITIONAL_PEER_CONNECTIONS`; a
+  preferred peer evicts a non-preferred one instead, `preferred peer selected instead`).
+  Preferred is `PREFERRED_PEERS` by address (with the `[[VALIDATORS]]` ADDRESSes of its own
+  home domain) or `PREFERRED_PEER_KEYS` by key (`OverlayManagerImpl::isPreferred`), and a
+  peer found preferred is kept so in the peer database (`updatePeerRecordAfterEcho`).
+  `connect` writes the peer into the peer database and dials unless already connected (or
+  out of pending slots, `MAX_PENDING_CONNECTIONS`/2); with the outbound slots full the dial
+  is refused at authentication. The database is re-dialed every `STANDIN_REDIAL_SECONDS`
+  up to the outbound slots (preferred peers always);
+- `peers` ids and `info`/`quorum`'s node: the name the config gives the key (a second word
+  in NODE_SEED or a `[QUORUM_SET]` entry, a `[[VALIDATORS]]` NAME), else its first 5
+  characters; the full key with `fullkeys=true` (`Config::toShortString`);
+- the node key is the real `G...` ed25519 key of `NODE_SEED`, random without a seed;
+- every admin request is logged as one line, `<time> <GABCD> [Http INFO] <path>`, on stderr
+  when run from the command line (stellar-core logs to the console's stderr).
 
 Command line, like stellar-core's (`--conf` defaults to `stellar-core.cfg`):
-`run [--conf F] [--console]`, `new-db [--conf F]`, `http-command CMD [--conf F]`, `version`.
+`run [--conf F] [--console]`, `new-db [--conf F]`, `http-command CMD [--conf F]`, `version`,
+`gen-seed`. Each of the first three logs `Config from FILE` and loads the config the way
+`Config::load` does: what it logs while loading (`Using QUORUM_SET: {` or `Generated
+QUORUM_SET: {` and the quorum set as multi-line JSON, ...) goes to stderr, and a config
+stellar-core refuses stops it with `Got an exception: Failed to parse 'FILE' :<reason>` and
+exit 1 (`standin_config` lists the reasons). `run` then refuses to start without a readable
+history archive unless `RUN_STANDALONE=true` ("History archives misconfigured.", exit 1).
 `http-command` reads `HTTP_PORT`, always dials 127.0.0.1, %-escapes every non-alphanumeric
 character after `?`, has no timeout; on 200 it prints the headers (`Name: value\\r`), a blank
-line and the body on stdout, else logs `http failed(CODE) port: P command: C` (1 = no answer);
-logs go to stderr (`Config from FILE` first); it exits 0 whatever happened.
+line and the body on stdout, and nothing else there; otherwise it logs `http failed(CODE)
+port: P command: C` (1 = no answer) on stderr; it exits 0 whatever the node answered.
 
 Switches (a `STANDIN_*` key in the config file; an environment variable of the same name wins):
 `STANDIN_VERSION` (25.2.0: picks the 404 and the boot answer), `STANDIN_WELCOME_STATUS` (404|200),
 `STANDIN_BOOT_ANSWER` (error|state), `STANDIN_HANG_SECONDS`, `STANDIN_BOOT_SECONDS`,
-`STANDIN_BOOT_REQUESTS`, `STANDIN_STATE` (after booting, default `Synced!`),
+`STANDIN_BOOT_REQUESTS`, `STANDIN_STATE` (a fixed state after booting instead of the
+modelled one), `STANDIN_START_WINDOW_SECONDS` (35), `STANDIN_LEDGER_SECONDS` (5),
 `STANDIN_DELAY_SECONDS` (every answer), `STANDIN_REDIAL_SECONDS` (5), `STANDIN_RESOLVE`
 (system: the resolver, IPv4 only; table: only `STANDIN_HOSTS`), `STANDIN_HOSTS`
 (`name=ip,name=ip`), `STANDIN_BIND_HOST` (bind admin and peer sockets and dial from this
 address, for many stand-ins on one machine), `STANDIN_DIAL_ONLY` (networks it may dial,
 default `127.0.0.0/8,198.18.0.0/24`, `any` for all; others count as unreachable, no packet
-sent).
+sent). stellar-core itself refuses unknown keys; the stand-in ignores its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -73,6 +107,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+try:  # imported as tests.standin (or run with -m)
+    from tests import standin_config as rules
+    from tests import standin_keys as keys
+    from tests import standin_quorum as quorum
+except ImportError:  # run as a script (the image's /usr/bin/stellar-core): they lie beside it
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import standin_config as rules  # type: ignore[no-redef]
+    import standin_keys as keys  # type: ignore[no-redef]
+    import standin_quorum as quorum  # type: ignore[no-redef]
+
+QuorumSet = quorum.QuorumSet
+styled = quorum.styled
+random_seed = keys.random_seed
+
 TESTNET = "Test SDF Network ; September 2015"
 PUBNET = "Public Global Stellar Network ; September 2015"
 BOOTING = '{"error": "Core is booting, try again later"}'
@@ -88,78 +136,10 @@ BAD_REQUEST = "<html><head><title>Bad Request</title></head></html>"
 DEFAULT_PEER_PORT = 11625
 DIAL_ONLY = "127.0.0.0/8,198.18.0.0/24"  # test addresses: nothing else is ever dialed
 OVERLAY_VERSION = 35
+START_WINDOW_SECONDS = 35.0  # Herder::CONSENSUS_STUCK_TIMEOUT_SECONDS
+LEDGER_SECONDS = 5.0  # a ledger closes about every 5 s
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found"}
 _ADDRESS = re.compile(r"^(?:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$")
-
-
-# jsoncpp's StyledWriter, which `Json::Value::toStyledString` uses
-
-
-def styled(value: Any) -> str:
-    """`value` as jsoncpp's StyledWriter writes it: sorted keys, `"k" : v`, 3-space indent."""
-    doc: list[str] = []
-    _write(value, doc, "")
-    return "".join(doc) + "\n"
-
-
-def _indent(doc: list[str], indent: str) -> None:
-    last = doc[-1][-1:] if doc else ""
-    if last == " ":
-        return
-    if doc and last != "\n":
-        doc.append("\n")
-    doc.append(indent)
-
-
-def _scalar(value: Any) -> str | None:
-    if isinstance(value, (dict, list)):
-        return None
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _write(value: Any, doc: list[str], indent: str) -> None:
-    if isinstance(value, dict):
-        if not value:
-            doc.append("{}")
-            return
-        _indent(doc, indent)
-        doc.append("{")
-        inner = indent + "   "
-        for i, key in enumerate(sorted(value)):
-            _indent(doc, inner)
-            doc.append(json.dumps(key) + " : ")
-            _write(value[key], doc, inner)
-            if i < len(value) - 1:
-                doc.append(",")
-        _indent(doc, indent)
-        doc.append("}")
-    elif isinstance(value, list):
-        _write_list(value, doc, indent)
-    else:
-        doc.append(str(_scalar(value)))
-
-
-def _write_list(value: list[Any], doc: list[str], indent: str) -> None:
-    if not value:
-        doc.append("[]")
-        return
-    flat = [_scalar(v) for v in value]
-    nested = any(isinstance(v, (dict, list)) and v for v in value)
-    if not nested and all(f is not None for f in flat):
-        length = 4 + (len(value) - 1) * 2 + sum(len(f or "") for f in flat)
-        if len(value) * 3 < 74 and length < 74:
-            doc.append("[ " + ", ".join(f or "" for f in flat) + " ]")
-            return
-    _indent(doc, indent)
-    doc.append("[")
-    inner = indent + "   "
-    for i, item in enumerate(value):
-        _indent(doc, inner)
-        _write(item, doc, inner)
-        if i < len(value) - 1:
-            doc.append(",")
-    _indent(doc, indent)
-    doc.append("]")
 
 
 # The admin protocol's pure parts
@@ -214,10 +194,11 @@ def escape_command(command: str) -> str:
 
 
 def public_key(seed: str | None) -> str:
-    """A stable `G...` key (56 characters of the strkey alphabet) for a seed; random without."""
-    material = seed.split()[0].encode() if seed and seed.split() else secrets.token_bytes(32)
-    digest = hashlib.sha256(b"standin-node-key:" + material).digest()
-    return "G" + base64.b32encode(digest + digest[:3]).decode()[:55]
+    """The `G...` node key of a NODE_SEED (its first word: a second one only names it), a
+    random one without; ValueError("invalid seed") for anything that is no `S...` seed."""
+    if not seed or not seed.split():
+        return keys.public_key_of(keys.random_seed())
+    return keys.public_key_of(seed.split()[0])
 
 
 def network_id(passphrase: str) -> str:
@@ -295,7 +276,14 @@ class StellarCoreStandIn:
         hang_seconds: float = 0.0,
         booting_seconds: float = 0.0,
         booting_requests: int = 0,
-        state: str = "Synced!",
+        state: str | None = None,
+        quorum_set: QuorumSet | None = None,
+        names: Mapping[str, str] | None = None,
+        node_is_validator: bool = True,
+        start_window_seconds: float = START_WINDOW_SECONDS,
+        ledger_seconds: float = LEDGER_SECONDS,
+        database: str | None = None,
+        run_standalone: bool = False,
         delay_seconds: float = 0.0,
         redial_seconds: float = 5.0,
         dial_only: str = DIAL_ONLY,
@@ -310,6 +298,14 @@ class StellarCoreStandIn:
         self.source_host = source_host if source_host is not None else self.peer_host
         self.network_passphrase = network_passphrase
         self.public_key = public_key(node_seed)
+        # The quorum set it needs to hear from; none given: itself alone (always met).
+        self.quorum_set = quorum_set or QuorumSet(1, (self.public_key,))
+        self.names = dict(names or {})  # VALIDATOR_NAMES: key -> name
+        self.node_is_validator = node_is_validator
+        self.start_window_seconds = start_window_seconds
+        self.ledger_seconds = ledger_seconds
+        self.database = database
+        self.run_standalone = run_standalone
         self.preferred_peer_keys = set(preferred_peer_keys)
         self.preferred_peers_only = preferred_peers_only
         self.target_peer_connections = target_peer_connections
@@ -328,7 +324,7 @@ class StellarCoreStandIn:
         )
         self.hang_seconds = hang_seconds
         self.booting_seconds = booting_seconds
-        self.state = state
+        self.state = state  # a fixed state after booting (STANDIN_STATE); None: modelled
         self.delay_seconds = delay_seconds
         self.redial_seconds = redial_seconds
         self.dial_only = (
@@ -347,6 +343,10 @@ class StellarCoreStandIn:
         self._links: list[Peer] = []
         self._booting_left = booting_requests
         self._started_at = 0.0
+        self._last_consensus = 0.0  # monotonic: when its quorum slice was last met
+        self._last_close = 0.0  # monotonic: when its ledger last advanced
+        self._met_since: float | None = None  # monotonic: since when its slice is met
+        self._ledger = 1
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._servers: list[socketserver.TCPServer] = []
@@ -357,6 +357,7 @@ class StellarCoreStandIn:
             self._peer_db[self._resolve_quietly(address)] = True
         for address in known_peers:
             self._peer_db.setdefault(self._resolve_quietly(address), False)
+        self._load_database()
 
     # lifecycle
 
@@ -384,6 +385,7 @@ class StellarCoreStandIn:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._save_database()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -446,6 +448,80 @@ class StellarCoreStandIn:
 
     def booted(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def ledger(self) -> int:
+        with self._lock:
+            return self._ledger
+
+    def short(self, key: str) -> str:
+        """`Config::toShortString`: the name the config gives a key, else its first 5."""
+        return self.names.get(key, key[:5])
+
+    # consensus, as far as `info` shows it
+
+    def quorum_met(self) -> bool:
+        """Whether the authenticated peers (and itself, a validator) meet its quorum slice."""
+        with self._lock:
+            present = {p.key for p in self._links if p.authenticated}
+        if self.node_is_validator:
+            present.add(self.public_key)
+        return self.quorum_set.met(present)
+
+    def scp_state(self) -> str:
+        """`Synced!` or `Joining SCP` once booted: the herder tracks the network from its
+        last ledger at start, and falls out of sync after CONSENSUS_STUCK_TIMEOUT_SECONDS
+        (35) without consensus (`HerderImpl::trackingHeartBeat`). Here consensus is its
+        quorum slice being met; a ledger closes every `ledger_seconds` while it is."""
+        now = self._tick()
+        if self.state is not None:
+            return self.state
+        with self._lock:
+            since = now - max(self._last_consensus, self._started_at)
+        return "Synced!" if since < self.start_window_seconds else "Joining SCP"
+
+    def _tick(self) -> float:
+        """Brings consensus up to now (called whenever the peers change, and when asked)."""
+        now = time.monotonic()
+        with self._lock:
+            if not self.quorum_met():
+                self._met_since = None
+                return now
+            if self._met_since is None:
+                self._met_since = self._last_close = now
+            closes = int((now - self._last_close) / self.ledger_seconds)
+            self._ledger += closes
+            self._last_close += closes * self.ledger_seconds
+            self._last_consensus = now
+        return now
+
+    # the database: its last ledger and its peers, kept across a restart
+
+    def _load_database(self) -> None:
+        if not self.database:
+            return
+        try:
+            with open(self.database, encoding="utf-8") as f:
+                saved = json.load(f)
+            ledger, peers = int(saved["ledger"]), dict(saved["peers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # none yet (or not ours): a new database
+        self._ledger = max(1, ledger)
+        for address, preferred in peers.items():
+            self._peer_db[address] = bool(preferred) or self._peer_db.get(address, False)
+
+    def _save_database(self) -> None:
+        if not self.database:
+            return
+        with self._lock:
+            data = {"ledger": self._ledger, "peers": dict(sorted(self._peer_db.items()))}
+        temporary = f"{self.database}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+            os.replace(temporary, self.database)
+        except OSError as exc:
+            self._logline("Database", f"not saved: {exc}")
 
     # logging
 
@@ -518,6 +594,8 @@ class StellarCoreStandIn:
         with self._lock:
             self._received.append(Received(raw_path, command, params, time.monotonic()))
         route = _ROUTES.get(command)
+        if command in _OVERLAY_ROUTES and self.run_standalone:
+            route = None  # CommandHandler adds them only when RUN_STANDALONE=false
         if route is None:
             return self.welcome_status, "text/html", WELCOME
         booting = self._booting_now()
@@ -544,6 +622,7 @@ class StellarCoreStandIn:
         with self._lock:
             self._connects.append(address)
             self._peer_db.setdefault(address, address in self._preferred)
+        self._save_database()
         if self._ready.is_set():
             # `connectToImpl` puts the peer in the pending list before `connect` answers.
             peer = self._begin_dial(address)
@@ -609,7 +688,7 @@ class StellarCoreStandIn:
                             "local_capacity": {"flood": 200, "reading": 200},
                             "peer_capacity": 200,
                         },
-                        "id": p.key if full else p.key[:5],
+                        "id": p.key if full else self.short(p.key),
                     }
                 )
             return found or None  # jsoncpp writes an empty Json::Value as null
@@ -628,7 +707,7 @@ class StellarCoreStandIn:
         )
 
     def _cmd_info(self, params: dict[str, str], booting: bool) -> str:
-        # CommandHandler::info reads only `compact`: its quorum node is always the short key
+        # CommandHandler::info reads only `compact`: its quorum node is the short key (or name)
         with self._lock:
             authenticated = sum(1 for p in self._links if p.authenticated)
             pending = len(self._links) - authenticated
@@ -642,20 +721,21 @@ class StellarCoreStandIn:
                 "closeTime": 1700000000,
                 "hash": "0" * 64,
                 "maxTxSetSize": 100,
-                "num": 2,
+                "num": self.ledger,
                 "version": 21,
             },
             "network": self.network_passphrase,
             "peers": {"authenticated_count": authenticated, "pending_count": pending},
             "protocol_version": 21,
-            "quorum": {"node": self.public_key[:5]},
+            "quorum": {"node": self.short(self.public_key)},
             "startedOn": "2024-01-01T00:00:00Z",
-            "state": "Booting" if booting else self.state,
+            "state": "Booting" if booting else self.scp_state(),
         }
         return styled({"info": info})
 
     def _cmd_quorum(self, params: dict[str, str], booting: bool) -> str:
-        key = self.public_key if params.get("fullkeys") == "true" else self.public_key[:5]
+        full = params.get("fullkeys") == "true"
+        key = self.public_key if full else self.short(self.public_key)
         qset = {"agree": 1, "delayed": None, "disagree": None, "fail_at": 0, "missing": None}
         return styled({"node": key, "qset": {**qset, "phase": "EXTERNALIZE"}})
 
@@ -666,6 +746,8 @@ class StellarCoreStandIn:
             pass
         self._ready.set()
         while not self._stopping.is_set():
+            self._tick()
+            self._save_database()
             with self._lock:
                 wanted = sorted(self._peer_db, key=lambda a: not self._peer_db[a])
             for known in wanted:
@@ -787,11 +869,19 @@ class StellarCoreStandIn:
                 return "peer rejected"
             peer.authenticated = True
             peer.since = time.monotonic()
+            # Peer::updatePeerRecordAfterEcho: a preferred peer (by address or key) is
+            # kept as preferred; one it dialed is in the database already.
+            remember = peer.preferred and not self._peer_db.get(peer.address, False)
+            if remember:
+                self._peer_db[peer.address] = True
         if victim is not None:
             with contextlib.suppress(OSError):
                 _send(victim.sock, {"type": "error", "message": "preferred peer selected instead"})
             self._drop(victim, "preferred peer selected instead")
-        self._logline("Overlay", f"authenticated {peer.address} {peer.key[:5]}")
+        self._logline("Overlay", f"authenticated {peer.address} {self.short(peer.key)}")
+        self._tick()
+        if remember:
+            self._save_database()
         return None
 
     def _run_peer(self, peer: Peer, first: dict[str, Any] | None) -> None:
@@ -828,6 +918,8 @@ class StellarCoreStandIn:
         with self._lock:
             if peer not in self._links:
                 return
+            if peer.authenticated:
+                self._tick()  # consensus lasted until now
             self._links.remove(peer)
         _close(peer.sock)
         if not self._stopping.is_set():
@@ -847,6 +939,7 @@ class _Server(socketserver.ThreadingTCPServer):
     request_queue_size = 64
 
 
+_OVERLAY_ROUTES = frozenset({"connect", "peers", "quorum"})
 _ROUTES: dict[str, Callable[[StellarCoreStandIn, dict[str, str], bool], str]] = {
     "connect": StellarCoreStandIn._cmd_connect,
     "peers": StellarCoreStandIn._peers,
@@ -866,6 +959,8 @@ SWITCHES = (
     "STANDIN_BOOT_SECONDS",
     "STANDIN_BOOT_REQUESTS",
     "STANDIN_STATE",
+    "STANDIN_START_WINDOW_SECONDS",
+    "STANDIN_LEDGER_SECONDS",
     "STANDIN_DELAY_SECONDS",
     "STANDIN_REDIAL_SECONDS",
     "STANDIN_RESOLVE",
@@ -873,17 +968,85 @@ SWITCHES = (
     "STANDIN_BIND_HOST",
     "STANDIN_DIAL_ONLY",
 )
+REPORT_INTERNAL_BUG = "Please report this bug along with this log file if this was not expected"
+
+
+def validator_config(
+    seed: str,
+    *,
+    validators: Mapping[str, str] | None = None,
+    name: str = "self",
+    threshold_percent: int = 67,
+    http_port: int = 11626,
+    peer_port: int = DEFAULT_PEER_PORT,
+    network_passphrase: str = TESTNET,
+    **extra: Any,
+) -> str:
+    """The config of a private network's validator that stellar-core v25.2.0 accepts:
+    NODE_SEED bare (a name there and on its own key in [QUORUM_SET] is "naming node
+    twice"), a [QUORUM_SET] of itself (`name`) and `validators` (name -> key),
+    UNSAFE_QUORUM and FAILURE_SAFETY=0 (a small private network), and a local history
+    archive (RUN_STANDALONE=false needs a readable one). `extra` keys (stellar-core's or
+    `STANDIN_*`) go on top, before the tables."""
+    members = {name: public_key(seed), **(validators or {})}
+    top: dict[str, Any] = {
+        "NODE_SEED": seed,
+        "NODE_IS_VALIDATOR": True,
+        "UNSAFE_QUORUM": True,
+        "FAILURE_SAFETY": 0,
+        "HTTP_PORT": http_port,
+        "PEER_PORT": peer_port,
+        "NETWORK_PASSPHRASE": network_passphrase,
+        **extra,
+    }
+    lines = [f"{k}={_toml(v)}" for k, v in top.items()]
+    lines += [
+        "",
+        "[QUORUM_SET]",
+        f"THRESHOLD_PERCENT={threshold_percent}",
+        f"VALIDATORS={_toml([f'{key} {n}' for n, key in members.items()])}",
+        "",
+        "[HISTORY.local]",
+        'get="cp /tmp/stellar-history/{0} {1}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))
 
 
 def load_config(path: str) -> dict[str, Any]:
-    """The config file (stellar-core's is TOML); ValueError saying what is wrong."""
+    """The config file as TOML; ValueError with `Config::load`'s message if it is none."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError as exc:
         raise ValueError(f"No config file {path} found") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"Failed to parse '{path}' :{exc}") from exc
+
+
+def read_config(path: str) -> tuple[dict[str, Any], rules.CoreConfig]:
+    """`Config::load`: the file and what stellar-core makes of it; ValueError with the
+    message it throws (its config checks: `standin_config`). What loading logged is
+    written to stderr as it goes, as stellar-core does."""
+    table = load_config(path)
+    try:
+        core = rules.load({k: v for k, v in table.items() if not k.startswith("STANDIN_")})
+    except rules.ConfigError as exc:
+        for level, text in exc.log:
+            log_line(text, level=level)
+        raise ValueError(f"Failed to parse '{path}' :{exc}") from exc
+    for level, text in core.log:
+        log_line(text, level=level)
+    return table, core
 
 
 def switches(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -893,10 +1056,23 @@ def switches(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str,
     return found
 
 
+def database_path(config: Mapping[str, Any]) -> str | None:
+    """The file of `DATABASE="sqlite3://PATH"` (default `sqlite3://:memory:`: none)."""
+    url = str(config.get("DATABASE", "sqlite3://:memory:"))
+    path = url.removeprefix("sqlite3://") if url.startswith("sqlite3://") else ""
+    return path if path and path != ":memory:" else None
+
+
 def node_from_config(
-    config: Mapping[str, Any], environ: Mapping[str, str], log: TextIO | None
+    config: Mapping[str, Any],
+    environ: Mapping[str, str],
+    log: TextIO | None,
+    core: rules.CoreConfig | None = None,
 ) -> StellarCoreStandIn:
-    """A stand-in set up the way `stellar-core run` reads its config file."""
+    """A stand-in set up the way `stellar-core run` reads its config file (`core`: the file
+    as loaded; loaded here if not given, so a config stellar-core refuses raises)."""
+    if core is None:
+        core = rules.load({k: v for k, v in config.items() if not k.startswith("STANDIN_")})
     sw = switches(config, environ)
     bind = sw.get("STANDIN_BIND_HOST", "")
     public = bool(config.get("PUBLIC_HTTP_PORT", False))
@@ -910,14 +1086,19 @@ def node_from_config(
         source_host=bind,
         peer_port=int(config.get("PEER_PORT", DEFAULT_PEER_PORT)),
         network_passphrase=str(config.get("NETWORK_PASSPHRASE", "")),
-        node_seed=config.get("NODE_SEED"),
-        preferred_peers=list(config.get("PREFERRED_PEERS", [])),
-        preferred_peer_keys=list(config.get("PREFERRED_PEER_KEYS", [])),
+        node_seed=core.node_seed,
+        quorum_set=core.quorum_set,
+        names=core.names,
+        node_is_validator=core.node_is_validator,
+        run_standalone=core.run_standalone,
+        database=database_path(config),
+        preferred_peers=core.preferred_peers,
+        preferred_peer_keys=core.preferred_peer_keys,
         preferred_peers_only=bool(config.get("PREFERRED_PEERS_ONLY", False)),
         target_peer_connections=int(config.get("TARGET_PEER_CONNECTIONS", 8)),
         max_additional_peer_connections=int(config.get("MAX_ADDITIONAL_PEER_CONNECTIONS", -1)),
         max_pending_connections=int(config.get("MAX_PENDING_CONNECTIONS", 500)),
-        known_peers=list(config.get("KNOWN_PEERS", [])),
+        known_peers=core.known_peers,
         version=sw.get("STANDIN_VERSION", "25.2.0"),
         welcome_status=int(sw["STANDIN_WELCOME_STATUS"])
         if "STANDIN_WELCOME_STATUS" in sw
@@ -926,7 +1107,9 @@ def node_from_config(
         hang_seconds=float(sw.get("STANDIN_HANG_SECONDS", 0)),
         booting_seconds=float(sw.get("STANDIN_BOOT_SECONDS", 0)),
         booting_requests=int(sw.get("STANDIN_BOOT_REQUESTS", 0)),
-        state=sw.get("STANDIN_STATE", "Synced!"),
+        state=sw.get("STANDIN_STATE"),
+        start_window_seconds=float(sw.get("STANDIN_START_WINDOW_SECONDS", START_WINDOW_SECONDS)),
+        ledger_seconds=float(sw.get("STANDIN_LEDGER_SECONDS", LEDGER_SECONDS)),
         delay_seconds=float(sw.get("STANDIN_DELAY_SECONDS", 0)),
         redial_seconds=float(sw.get("STANDIN_REDIAL_SECONDS", 5)),
         dial_only=sw.get("STANDIN_DIAL_ONLY", DIAL_ONLY),
@@ -936,9 +1119,19 @@ def node_from_config(
     )
 
 
-def _stderr_log(text: str) -> None:
-    sys.stderr.write(f"{_now_text()} [default INFO] {text}\n")
+def log_line(text: str, *, partition: str = "default", level: str = "INFO", node: str = "") -> None:
+    """One log record on stderr, spdlog's pattern `%Y-%m-%dT%H:%M:%S.%e [%n %l] %v`, the
+    node's short key after the time once the config is read (`Logging::setFmt`)."""
+    who = f"{node} " if node else ""
+    sys.stderr.write(f"{_now_text()} {who}[{partition} {level}] {text}\n")
     sys.stderr.flush()
+
+
+def _refused(exc: Exception) -> int:
+    """What `handleCommandLine` (and `run`) do with an exception: log it, exit 1."""
+    log_line(f"Got an exception: {exc}", level="FATAL")
+    log_line(REPORT_INTERNAL_BUG, level="FATAL")
+    return 1
 
 
 def http_request(port: int, path: str) -> tuple[int, bytes, list[str]]:
@@ -967,13 +1160,13 @@ def http_request(port: int, path: str) -> tuple[int, bytes, list[str]]:
 
 
 def http_command(command: str, conf: str) -> int:
-    """`stellar-core http-command`: answer on stdout (headers first), failures logged; exit 0."""
+    """`stellar-core http-command`: the config log on stderr, the answer on stdout (headers
+    first), failures logged; exit 0 whatever the node answered."""
+    log_line(f"Config from {conf}")
     try:
-        config = load_config(conf)
+        config, core = read_config(conf)
     except ValueError as exc:
-        _stderr_log(f"Got an exception: {exc}")
-        return 1
-    _stderr_log(f"Config from {conf}")
+        return _refused(exc)
     port = int(config.get("HTTP_PORT", 11626))
     code, body, headers = http_request(port, escape_command(command))
     if code == 200:
@@ -983,22 +1176,49 @@ def http_command(command: str, conf: str) -> int:
         out.write(b"\n" + body + b"\n")
         out.flush()
     else:
-        _stderr_log(f"http failed({code}) port: {port} command: {command}")
+        log_line(f"http failed({code}) port: {port} command: {command}", node=core.public_key[:5])
+    return 0
+
+
+def new_db(conf: str) -> int:
+    """`stellar-core new-db`: the config checked, the database back to its genesis ledger."""
+    log_line(f"Config from {conf}")
+    try:
+        config, core = read_config(conf)
+    except ValueError as exc:
+        return _refused(exc)
+    path = database_path(config)
+    node = core.public_key[:5]
+    if path is not None:
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump({"ledger": 1, "peers": {}}, f)
+        except OSError as exc:
+            return _refused(exc)
+    for line in ("*", "* The next launch will catchup from the network afresh.", "*"):
+        log_line(line, node=node)
     return 0
 
 
 def run(conf: str) -> int:
-    """`stellar-core run`: serve until SIGTERM or SIGINT."""
+    """`stellar-core run`: the config checked, then `setupApp`'s check of the history
+    archives, then serve until SIGTERM or SIGINT. Logs go to stderr, as with `--console`."""
     import signal
 
+    log_line(f"Config from {conf}")
     try:
-        config = load_config(conf)
+        config, core = read_config(conf)
+        node = node_from_config(config, os.environ, sys.stderr, core)
     except ValueError as exc:
-        _stderr_log(f"Got an exception: {exc}")
+        return _refused(exc)
+    short = core.public_key[:5]
+    log_line(f"Starting stellar-core v{node.version} (standin)", node=short)
+    problems = rules.history_archive_problems(core)
+    if problems:
+        for level, text in problems:
+            log_line(text, partition="History", level=level, node=short)
+        log_line("Unable to setup the application to run", level="ERROR", node=short)
         return 1
-    node = node_from_config(config, os.environ, sys.stdout)
-    node._logline("default", f"Config from {conf}")
-    node._logline("default", f"Starting stellar-core v{node.version} (standin)")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -1009,6 +1229,13 @@ def run(conf: str) -> int:
         stop.wait()
     finally:
         node.stop()
+    return 0
+
+
+def gen_seed() -> int:
+    """`stellar-core gen-seed`."""
+    seed = keys.random_seed()
+    print(f"Secret seed: {seed}\nPublic: {keys.public_key_of(seed)}")
     return 0
 
 
@@ -1023,21 +1250,17 @@ def main(argv: list[str] | None = None) -> int:
         if verb == "http-command":
             p.add_argument("command")
     sub.add_parser("version")
+    sub.add_parser("gen-seed")
     args = parser.parse_args(argv)
     if args.verb == "version":
         print(f"v{os.environ.get('STANDIN_VERSION', '25.2.0')} (standin)")
         return 0
+    if args.verb == "gen-seed":
+        return gen_seed()
     if args.verb == "http-command":
         return http_command(args.command, args.conf)
     if args.verb == "new-db":
-        try:
-            load_config(args.conf)
-        except ValueError as exc:
-            _stderr_log(f"Got an exception: {exc}")
-            return 1
-        _stderr_log(f"Config from {args.conf}")
-        _stderr_log("* The database has been initialized")
-        return 0
+        return new_db(args.conf)
     return run(args.conf)
 
 

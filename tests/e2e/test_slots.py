@@ -32,7 +32,7 @@ from tests.e2e.test_reload import (
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from tests.standin import StellarCoreStandIn
+from tests.standin import StellarCoreStandIn, random_seed
 from webhook import names
 from webhook.cli import status
 from webhook.core import stellar_admin
@@ -40,7 +40,7 @@ from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 ONE_SLOT = {names.TARGET_PEER_CONNECTIONS_ANNOTATION: "1"}
-SEED = "seed-of-full"
+SEED = random_seed()
 
 
 def connect(node: StellarCoreStandIn, other: StellarCoreStandIn) -> None:

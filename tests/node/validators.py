@@ -15,6 +15,7 @@ import yaml
 from scripts import validator_copies
 from tests.node.conftest import Node
 from tests.polling import wait_until
+from tests.standin import random_seed
 from webhook import names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,9 +51,15 @@ def validator_namespace(node: Node, prefix: str) -> str:
     node.kubectl("create", "namespace", name)
     node.kubectl("label", "namespace", name, f"{TIER_LABEL}=true")
     node.kubectl("label", "namespace", name, f"{names.ENABLE_LABEL}={names.ENABLE_VALUE}")
-    # Each validator needs its own seed; the example reads one from this Secret.
+    # Each validator needs its own seed, a real one; the example reads it from this Secret.
     node.kubectl(
-        "create", "secret", "generic", "validator-seed", "-n", name, f"--from-literal=seed=S{name}"
+        "create",
+        "secret",
+        "generic",
+        "validator-seed",
+        "-n",
+        name,
+        f"--from-literal=seed={random_seed()}",
     )
     return name
 
@@ -82,7 +89,7 @@ def add_validator(
         f"validator-seed-{suffix}",
         "-n",
         namespace,
-        f"--from-literal=seed=S{namespace}-{suffix}",
+        f"--from-literal=seed={random_seed()}",
     )
     copies = one_validator(docs, suffix)
     if own_post_start:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.standin import StellarCoreStandIn
+from tests.standin import StellarCoreStandIn, random_seed, validator_config
 from webhook.core import connection, stellar_admin
 from webhook.core.pod import core_conf
 from webhook.core.reload_plan import connect_exec_command, exec_command
@@ -46,7 +46,7 @@ def run_in_container(argv: list[str], bin_dir: Path, cwd: Path) -> tuple[str, st
 def config(tmp_path: Path, port: int) -> Path:
     conf = tmp_path / "config" / "stellar-core.cfg"
     conf.parent.mkdir(exist_ok=True)
-    conf.write_text(f"HTTP_PORT = {port}\n")
+    conf.write_text(validator_config(random_seed(), http_port=port))
     return conf
 
 
@@ -78,7 +78,9 @@ def test_exec_without_conf_uses_the_working_directory_default(
     tmp_path: Path, bin_dir: Path
 ) -> None:
     with StellarCoreStandIn(host="127.0.0.1", port=0) as node:
-        (tmp_path / "stellar-core.cfg").write_text(f"HTTP_PORT = {node.port}\n")
+        (tmp_path / "stellar-core.cfg").write_text(
+            validator_config(random_seed(), http_port=node.port)
+        )
         output = run_in_container(exec_command("info", conf="", seconds=5), bin_dir, tmp_path)
         verdict, body = stellar_admin.command_verdict(*output)
         assert verdict is None

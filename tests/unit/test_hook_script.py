@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.polling import wait_until
-from tests.standin import StellarCoreStandIn
+from tests.standin import StellarCoreStandIn, random_seed, validator_config
 from webhook.core.hook import poststart_command
 from webhook.core.stellar_admin import network_name
 
@@ -145,7 +145,7 @@ def test_hook_with_only_stellar_core_uses_http_command(tmp_path: Path) -> None:
     stellar_core_shim(bin_dir)
     port = free_port("127.0.0.1")
     conf = tmp_path / "stellar-core.cfg"
-    conf.write_text(f'HTTP_PORT={port}\nNETWORK_PASSPHRASE="Test SDF Network ; September 2015"\n')
+    conf.write_text(validator_config(random_seed(), http_port=port))
     peers = write_peers(tmp_path, [*PEERS[1:3], *MALFORMED])
     with StellarCoreStandIn(host="127.0.0.1", port=port, booting_requests=2) as node:
         token = run_hook(
@@ -321,7 +321,7 @@ def test_hook_through_http_command_survives_a_node_that_accepts_and_hangs(
     stellar_core_shim(bin_dir)
     port = free_port("127.0.0.1")
     conf = tmp_path / "stellar-core.cfg"
-    conf.write_text(f'HTTP_PORT={port}\nNETWORK_PASSPHRASE="Test SDF Network ; September 2015"\n')
+    conf.write_text(validator_config(random_seed(), http_port=port))
     peers = write_peers(tmp_path, ["10.1.0.2:11625"])
     with StellarCoreStandIn(host="127.0.0.1", port=port, hang_seconds=3600) as node:
         token = run_hook(

@@ -18,7 +18,9 @@ from tests.standin import (
     TESTNET,
     WELCOME,
     StellarCoreStandIn,
+    random_seed,
     styled,
+    validator_config,
 )
 from webhook.core import stellar_admin
 from webhook.core.stellar_admin import Outcome, classify_connect, parse_peers
@@ -270,7 +272,7 @@ def test_network_name_is_short_and_bounded() -> None:
 
 def run_http_command(tmp_path: Path, port: int, command: str) -> tuple[str, str]:
     conf = tmp_path / "stellar-core.cfg"
-    conf.write_text(f"HTTP_PORT={port}\n")
+    conf.write_text(validator_config(random_seed(), http_port=port))
     done = subprocess.run(
         [sys.executable, "-I", str(STANDIN_SCRIPT), "http-command", command, "--conf", str(conf)],
         capture_output=True,
@@ -286,6 +288,7 @@ def test_http_command_output_with_headers_and_logs(tmp_path: Path) -> None:
         out, err = run_http_command(tmp_path, node.port, "connect?peer=10.0.0.1&port=11625")
         peers_out, peers_err = run_http_command(tmp_path, node.port, "peers")
     assert out.startswith("Content-Length: ")
+    assert "Using QUORUM_SET: {\n" in err  # the config log: stderr only
     parsed = stellar_admin.parse_http_command_output(out, err)
     assert parsed.status == 200
     assert parsed.body == "Connect to: 10.0.0.1:11625"
