@@ -416,13 +416,6 @@ def test_an_injector_rollout_admits_no_validator_uninjected(installed_node: Node
     assert uninjected == 0, f"{uninjected} of {total} admissions during the rollout were uninjected"
 
 
-# Issue 22 section 4: the stand-in now logs its config (the quorum set, multi-line) on
-# stderr as stellar-core v25 does, and exec mode reads stdout and stderr as one stream, so
-# every answer is "unexpected-answer" (measured on the real binary: 0 of 3 connected).
-# Strict: remove the mark with the fix that reads the answer from stdout alone.
-@pytest.mark.xfail(
-    strict=True, reason="issue 22 section 4: exec mode merges http-command's stderr log"
-)
 def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node: Node) -> None:
     """Admin ports on 127.0.0.1 as the example ships them: only an exec into the container
     reaches them. `http-command` %-encodes the query as stellar-core does, so the node's
