@@ -1,4 +1,5 @@
-"""The metrics the docs name are the ones `webhook/metrics.py` exports, with their labels.
+"""The metrics the docs name are the ones `webhook/metrics.py` exports, with their labels;
+the Events they list are ones the code emits.
 
 docs/operations.md has the one full table; the README and the other pages name
 metrics in passing, and each one named must exist with the labels written.
@@ -63,3 +64,14 @@ def test_every_metric_named_in_the_docs_exists_with_those_labels() -> None:
         assert name in code, f"{page} names {name}, which webhook/metrics.py does not export"
         if labels:
             assert tuple(labels.split(",")) == code[name], f"{page}: {name}{{{labels}}}"
+
+
+def test_every_event_in_the_table_is_one_the_code_emits() -> None:
+    text = TABLE_DOC.read_text()
+    section = text.split("### Events\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    reasons = [r for row in rows for r in re.findall(r"`([A-Z]\w+)`", row.split("|")[1])]
+    assert len(reasons) > 10
+    source = "".join(p.read_text() for p in (ROOT / "webhook").rglob("*.py"))
+    missing = [r for r in reasons if f'"{r}"' not in source]
+    assert not missing, f"docs/operations.md lists Events the code never emits: {missing}"
