@@ -6,7 +6,8 @@
 # `helm template` and `helm lint` assume a 1.37 cluster by default.
 set -euo pipefail
 
-HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# shellcheck source=../versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/../versions.env"
 CACHE_ROOT="${STELLAR_CACHE:-$HOME/.cache/stellar-peer-injector}"
 OUT="$CACHE_ROOT/helm-$HELM_VERSION/bin"
 

@@ -5,7 +5,8 @@
 # A warm cache makes this a no-op; a cold one takes a few minutes on 2 cores.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-v1.37.2}"
+# shellcheck source=../versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/../versions.env"
 CACHE_ROOT="${STELLAR_CACHE:-$HOME/.cache/stellar-peer-injector}"
 OUT="$CACHE_ROOT/k8s-$K8S_VERSION/bin"
 BINARIES=(kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy)

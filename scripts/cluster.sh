@@ -12,7 +12,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${STELLAR_CLUSTER_DIR:-$ROOT/.cluster}"
-K8S_VERSION="${K8S_VERSION:-v1.37.2}"
+# shellcheck source=../versions.env
+source "$ROOT/versions.env"
 CACHE_ROOT="${STELLAR_CACHE:-$HOME/.cache/stellar-peer-injector}"
 BIN="${K8S_BIN:-$CACHE_ROOT/k8s-$K8S_VERSION/bin}"
 ETCD_PORT="${ETCD_PORT:-12379}"

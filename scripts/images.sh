@@ -23,7 +23,9 @@ MIRROR="${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 
-INJECTOR_IMAGE="docker.io/library/stellar-peer-injector:0.1.0"
+# shellcheck source=../versions.env
+source "$ROOT/versions.env"
+INJECTOR_IMAGE="docker.io/library/stellar-peer-injector:$INJECTOR_VERSION"
 STANDIN_TAG="$(awk '/image: stellar\/stellar-core:/{sub(/.*stellar-core:/, ""); print; exit}' manifests/examples/validator-deployment.yaml)"
 STANDIN_IMAGE="docker.io/stellar/stellar-core:$STANDIN_TAG"
 PAUSE_IMAGE="registry.k8s.io/pause:3.10"

@@ -63,6 +63,57 @@ _LIMITS: dict[str, tuple[float | None, float | None, bool, str]] = {
 }
 
 
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "reload_mode": RELOAD_MODES,
+    "cert_mode": CERT_MODES,
+    "admission_mode": ADMISSION_MODES,
+    "log_level": LOG_LEVELS,
+}
+
+# One line of `--help` per setting (the full text: docs/configuration.md, which a test
+# holds to these names); add_arguments appends the variable and the default.
+_HELP: dict[str, str] = {
+    "namespace": "where the canonical ConfigMap, the Lease and the TLS Secret live",
+    "namespace_selector": "label selector of the namespaces whose pods are injected and mirrored",
+    "image_pattern": "regular expression: a container image repository matching it is a validator",
+    "static_peers": "peers outside the cluster, host:port or host:port@network, comma-separated",
+    "default_network": "network of validators whose network is neither labeled nor learned",
+    "host": "address of the TLS admission server",
+    "port": "port of the TLS admission server (0 picks a free one)",
+    "metrics_host": "address of the plain-HTTP /healthz, /readyz and /metrics server",
+    "metrics_port": "port of that server (0 picks a free one)",
+    "cert_file": "serving certificate (self mode writes it, external mode reads it)",
+    "key_file": "its private key",
+    "max_body_bytes": "largest AdmissionReview body read; a larger one gets 413",
+    "cert_mode": "self: make and renew the CA and TLS Secret; external: only read the files",
+    "cert_sync_seconds": "self mode: how often each replica reads the TLS Secret again",
+    "shutdown_grace_seconds": "after SIGTERM, unready but still answering admissions this long",
+    "hook_timeout_seconds": "how long the injected postStart hook waits for the admin port",
+    "debounce_seconds": "changes within this window make one ConfigMap write and one reload round",
+    "watch_timeout_seconds": "server-side timeout of each watch request",
+    "enable_watcher": "false: serve admission only (no ConfigMaps, no reloads)",
+    "evict_uninjected": "evict validator pods admitted uninjected so they come back injected",
+    "reload_mode": "how running validators learn a peer change",
+    "reload_concurrency": "validators told at once in a reload round",
+    "reload_timeout_seconds": "timeout of one admin call",
+    "reload_retries": "retries of a transient admin call failure, with backoff",
+    "reload_connect_wait_seconds": "after connect, how long a round reads the node's peers again",
+    "leader_election": "false: every replica writes and reloads (only with one replica)",
+    "lease_name": "the Lease in --namespace that elects the writer",
+    "lease_duration_seconds": "how long a Lease holds without renewal",
+    "lease_renew_seconds": "how often the holder renews the Lease",
+    "identity": "holder identity in the Lease (empty: hostname-pid)",
+    "cluster_name": "this cluster's name in peers.json and in links",
+    "link_stale_seconds": "how long an unreachable linked cluster's entries are kept",
+    "kubeconfig": "kubeconfig file (empty: in-cluster, else ~/.kube/config)",
+    "log_level": "level of the JSON logs",
+    "webhook_config_name": "name of the webhook configuration, and of the policy in policy mode",
+    "admission_mode": "who injects: webhook, a MutatingAdmissionPolicy, or auto (policy if served)",
+    "policy_sync_seconds": "policy mode: how often the leader puts the policy and binding back",
+    "service_name": "the Service the certificate is made for (Secret <name>-tls)",
+}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -281,17 +332,33 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _help(f: Any) -> str:
+    """One line: what the setting does, its variable and its default (argparse formats `%`)."""
+    default = f.default if f.default not in ("", ()) else "(empty)"
+    if isinstance(default, bool):
+        default = "true" if default else "false"
+    choices = f"; one of {', '.join(_CHOICES[f.name])}" if f.name in _CHOICES else ""
+    text = f"{_HELP.get(f.name, '')}{choices} [{ENV_PREFIX}{f.name.upper()}, default {default}]"
+    return text.replace("%", "%%")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare one flag per setting; absent flags stay None so the environment shows through."""
     for f in _public_fields():
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
         if kind == "bool":
-            parser.add_argument(flag, dest=f.name, type=_parse_bool, default=None, metavar="BOOL")
+            parser.add_argument(
+                flag, dest=f.name, type=_parse_bool, default=None, metavar="BOOL", help=_help(f)
+            )
         elif kind == "int":
-            parser.add_argument(flag, dest=f.name, type=int, default=None)
+            parser.add_argument(
+                flag, dest=f.name, type=int, default=None, metavar="N", help=_help(f)
+            )
         elif kind == "float":
-            parser.add_argument(flag, dest=f.name, type=float, default=None)
+            parser.add_argument(
+                flag, dest=f.name, type=float, default=None, metavar="SECONDS", help=_help(f)
+            )
         elif kind.startswith("tuple"):
             parser.add_argument(
                 flag,
@@ -299,6 +366,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default=None,
                 type=lambda raw: tuple(i.strip() for i in raw.split(",") if i.strip()),
                 metavar="A,B",
+                help=_help(f),
             )
         else:
-            parser.add_argument(flag, dest=f.name, default=None)
+            parser.add_argument(flag, dest=f.name, default=None, help=_help(f))

@@ -5,7 +5,8 @@ drops a non-preferred one past that ("all available slots are taken"); a peer pr
 by key (`PREFERRED_PEER_KEYS`) evicts a non-preferred one instead (`OverlayManagerImpl`
 acceptAuthenticatedPeer). `connect` never makes a peer preferred, so a node whose slots
 are full of others keeps its siblings only when its config, read at start, names their
-keys: the mounted `preferred_peer_keys-<network>.cfg` (README "Keys survive IP changes").
+keys: the mounted `preferred_peer_keys-<network>.cfg` (docs/reference.md, "The
+`stellar-peers` ConfigMap").
 """
 
 from __future__ import annotations

@@ -471,7 +471,7 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
         return run.stdout if run.returncode == 0 else None
 
     table = wait_until(status_current, timeout=SLOW, interval=2, message="status exit 0")
-    print(table)  # the README shows this output
+    print(table)  # docs/operations.md shows this output
     rows = status_rows(table, ns)
     assert len(rows) == 3, table
     assert all(r["STATE"] == "current" and r["PEERS"] == "2/2" for r in rows), table

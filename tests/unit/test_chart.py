@@ -200,10 +200,10 @@ def test_self_mode_makes_no_cert_manager_objects_and_may_create_its_secret(helm:
 
 
 def test_docs_name_the_pinned_helm_version() -> None:
-    script = (ROOT / "scripts" / "build-helm.sh").read_text()
-    pinned = re.search(r'HELM_VERSION="\$\{HELM_VERSION:-(v[0-9.]+)\}"', script)
-    assert pinned, "scripts/build-helm.sh no longer pins HELM_VERSION"
-    for doc in ("README.md", "docs/quickstart.md"):
+    versions = (ROOT / "versions.env").read_text()
+    pinned = re.search(r'HELM_VERSION="\$\{HELM_VERSION:-(v[0-9.]+)\}"', versions)
+    assert pinned, "versions.env no longer pins HELM_VERSION"
+    for doc in ("docs/development.md", "docs/quickstart.md"):
         assert f"helm {pinned.group(1)}" in (ROOT / doc).read_text(), doc
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # `tests/e2e/test_x.py::test_y`, `manifests/base/x.yaml`, `webhook/x.py`, ...
 CITED = re.compile(r"\b((?:tests|manifests|webhook|certs|charts|scripts)/[\w./-]*\w)(?:::(\w+))?")
 # `test_a`, `test_b` after a `tests/...py::test_x` citation in the same parenthesis.

@@ -1,6 +1,6 @@
 """The configs users copy pass the checks stellar-core v25.2.0 makes (`tests/standin_config.py`).
 
-The shipped examples' configs, assembled as their containers assemble them, and the README's
+The shipped examples' configs, assembled as their containers assemble them, and docs/reference.md's
 "config that includes the peers file", run as its shell block runs. Before issue 22 the
 example was refused by the real binary ("no matching HOME_DOMAINS", then "FAILURE_SAFETY
 incompatible with QUORUM_SET"), and the demo's seeds were no seeds.
@@ -66,13 +66,13 @@ def test_the_shipped_examples_start_on_stellar_core(example: Path, tmp_path: Pat
     assert core.failure_safety == 0
 
 
-def test_the_readme_config_that_includes_the_peers_file(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### A validator config that includes the peers file", 1)[1]
+def test_the_documented_config_that_includes_the_peers_file(tmp_path: Path) -> None:
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    section = reference.split("### A validator config that includes the peers file", 1)[1]
     shell = re.search(r"```sh\n(.*?)```", section, re.S)
     config = re.search(r"```toml\n(.*?)```", section, re.S)
-    assert shell is not None, "the README lost its example"
-    assert config is not None, "the README lost its example"
+    assert shell is not None, "docs/reference.md lost its example"
+    assert config is not None, "docs/reference.md lost its example"
     # The mounted file as the injector writes it, the keys of the network's three nodes.
     keys = re.findall(r'"(G[A-Z2-7]{55}) ', config.group(1))
     assert len(keys) == 3

@@ -110,7 +110,7 @@ def test_five_thousand_peers_fit_with_room_to_spare() -> None:
 
 
 def test_the_limit_moves_to_about_sixteen_thousand_peers() -> None:
-    # The figures README.md gives: lean mirrors from ~3,300, compressed from ~4,900.
+    # The figures docs/reference.md gives: lean mirrors from ~3,300, compressed from ~4,900.
     assert layout(render(peers(3250))).mode == "full"
     assert layout(render(peers(4850))).mode == "lean-mirrors"
     assert layout(render(peers(16000))).canonical is not None

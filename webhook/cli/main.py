@@ -39,11 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="say whether and why pods would be injected")
     explain.add_argument("-f", "--filename", help="YAML file, or - for stdin")
     explain.add_argument("pod", nargs="?", help="a live pod's name (with -n)")
-    explain.add_argument("-n", "--pod-namespace", default="default")
+    explain.add_argument(
+        "-n", "--pod-namespace", default="default", help="the live pod's namespace"
+    )
     add_arguments(explain)
 
     certs = sub.add_parser("certs", help="make or install the webhook's certificates")
-    certs.add_argument("action", choices=["generate", "install"])
+    certs.add_argument(
+        "action",
+        choices=["generate", "install"],
+        help="generate: write files to --out; install: into the Secret and caBundle",
+    )
     certs.add_argument("--out", default="certs-out", help="folder for ca.crt, tls.crt, tls.key")
     certs.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
     certs.add_argument("--ip", action="append", default=[], help="IP address SAN (repeatable)")
@@ -68,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(link)
     unlink = sub.add_parser("unlink", help="remove both ends of a link")
-    unlink.add_argument("--into-namespace", default="stellar-system")
+    unlink.add_argument(
+        "--into-namespace", default="stellar-system", help="the other cluster's injector namespace"
+    )
     unlink.add_argument(
         "--local-kubeconfig", default="", help="the other cluster, to delete its link Secret"
     )
