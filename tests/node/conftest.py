@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from tests.polling import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_SH = ROOT / "scripts" / "node.sh"
 INSTALL_SH = ROOT / "scripts" / "install.sh"
@@ -105,6 +107,19 @@ WEBHOOK_OVERLAY = "manifests/overlays/webhook"
 def install(overlay: str = WEBHOOK_OVERLAY) -> str:
     """`scripts/install.sh up`: images built and loaded, manifests applied; no certificate step."""
     return _script(INSTALL_SH, "up", env={"OVERLAY": overlay})
+
+
+def wait_in_force(node: Node) -> None:
+    """Wait until `stellar-peers check` passes (its dry-run probe needs an enabled namespace):
+    an overlay on the base (admission_mode auto) switches a webhook-mode install to policy
+    mode, and until the new leader has applied the policy and removed the webhook
+    configuration, validators created meanwhile are admitted uninjected (failurePolicy
+    Ignore; the audit says so)."""
+
+    def in_force() -> bool:
+        return node.stellar_peers("check").returncode == 0
+
+    wait_until(in_force, timeout=240, interval=2, message="the installation in force")
 
 
 def uninstall(overlay: str = WEBHOOK_OVERLAY) -> str:

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from tests import binaries
-from tests.node.conftest import SYSTEM_NAMESPACE, Node, install, uninstall
+from tests.node.conftest import SYSTEM_NAMESPACE, Node, install, uninstall, wait_in_force
 from tests.node.validators import (
     SLOW,
     TIER_LABEL,
@@ -427,8 +427,9 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
     installed_node.kubectl(
         "wait", "--for=delete", "namespace", "-l", f"{TIER_LABEL}=true", "--timeout=240s"
     )
-    install("manifests/overlays/exec")
+    install("manifests/overlays/exec")  # admin on 127.0.0.1: exec only
     ns = validator_namespace(installed_node, "exec")
+    wait_in_force(installed_node)
     docs = example_documents()
     selector = f"{VALIDATOR_SET_LABEL}=true"
     for suffix in ("x", "y"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.node.conftest import Node, install
+from tests.node.conftest import Node, install, wait_in_force
 from tests.node.validators import SLOW, TIER_LABEL, apply, status_rows, validator_namespace
 from tests.polling import wait_until
 from tests.standin_keys import public_key_of, random_seed
@@ -165,8 +165,9 @@ def test_a_chart_shaped_network_forms_with_no_pod_ready_first(installed: Node) -
     node = installed
     node.kubectl("delete", "namespace", "-l", f"{TIER_LABEL}=true", "--wait=false")
     node.kubectl("wait", "--for=delete", "namespace", "-l", f"{TIER_LABEL}=true", "--timeout=240s")
-    install("manifests/overlays/exec")  # the admin port on 127.0.0.1: only exec reaches it
+    install("manifests/overlays/exec")  # admin on 127.0.0.1: exec only
     ns = validator_namespace(node, "chart")
+    wait_in_force(node)
     apply(node, ns, documents(standin_image(), {name: random_seed() for name in NAMES}))
 
     def all_ready() -> list[dict[str, Any]] | None:

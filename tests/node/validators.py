@@ -120,10 +120,11 @@ def status_rows(table: str, namespace: str) -> list[dict[str, str]]:
     """The rows of `stellar-peers status` for `namespace`, by column header."""
     lines = table.splitlines()
     header = next(line.split() for line in lines if line.startswith("NAMESPACE"))
+    # Only the table's rows: later sections (advertised addresses, links) name pods too.
     return [
         dict(zip(header, line.split(), strict=False))
         for line in lines
-        if line.startswith(namespace)
+        if line.split()[:1] == [namespace]
     ]
 
 
