@@ -69,9 +69,7 @@ def main() -> int:
     core.create_namespace({"metadata": {"name": app, "labels": {"stellar-pipeline": run_id}}})
 
     metrics = Metrics()
-    reload = ReloadController(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=lambda: True
-    )
+    reload = ReloadController(settings=settings, api_client=api_client, metrics=metrics)
     watcher = PeerWatcher(
         settings=settings,
         api_client=api_client,

@@ -36,7 +36,7 @@ from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.core import policy
 from webhook.kube import api as kube
-from webhook.kube.leader import LeaderElector
+from webhook.kube.leader import LeaderElector, Runnable, start
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -67,111 +67,66 @@ def components(
     renew_certificates: bool = False,
     admission: tuple[policy.Mode, str] | None = None,
 ) -> Components:
-    """Leader election, the peer watcher and the reload controller (and, given the
-    admission mode in force, the keeper of its policy or webhook configuration).
+    """Every background part, declared leader-only or not, and started in one place.
 
-    Every replica watches (so a new leader starts with a warm state) but only
-    the Lease holder writes ConfigMaps and sends reloads. Each part returns
-    once `stop` is set. Readiness waits for the watcher's first LIST of every
-    source, so a replica never serves admission without having seen the cluster.
+    The watcher runs on every replica (so a new leader starts with a warm state);
+    the reload controller and the keeper of the admission mode are leader-only
+    runnables (`webhook.kube.leader.start`): started when the Lease is won,
+    cancelled when it is lost. Each part returns once `stop` is set. Readiness
+    waits for the watcher's first LIST of every source, so a replica never
+    serves admission without having seen the cluster.
     """
-    if not settings.enable_watcher:
-        return with_admission(
-            with_certificates(
-                Components(parts=[], ready=lambda: True),
-                settings=settings,
-                api_client=api_client,
-                stop=stop,
-                is_leader=lambda: True,
-                manage=renew_certificates,
-            ),
-            admission=admission,
+    leader = None
+    runnables: list[Runnable] = []
+    ready: list[Callable[[], bool]] = []
+    details: list[Callable[[], dict[str, str]]] = []
+    certificate_ready = None
+    if settings.enable_watcher:
+        leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
+        reload = ReloadController(settings=settings, api_client=api_client, metrics=metrics)
+        watcher = PeerWatcher(
             settings=settings,
             api_client=api_client,
-            stop=stop,
-            is_leader=lambda: True,
-        )
-    leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
-    reload = ReloadController(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=leader.is_leader
-    )
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
-        metrics=metrics,
-        is_leader=leader.is_leader,
-        on_change=reload.on_change,
-        leader_only=leader.guard,
-    )
-    # Leader-only work, wrapped once: cancelled the moment the Lease is lost.
-    parts = [leader.run(stop), watcher.run(stop), leader.run_leading(reload.run, stop)]
-    return with_admission(
-        with_certificates(
-            Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail),
-            settings=settings,
-            api_client=api_client,
-            stop=stop,
+            metrics=metrics,
             is_leader=leader.is_leader,
-            manage=renew_certificates,
-        ),
-        admission=admission,
-        settings=settings,
-        api_client=api_client,
-        stop=stop,
-        is_leader=leader.is_leader,
-    )
-
-
-def with_admission(
-    base: Components,
-    *,
-    admission: tuple[policy.Mode, str] | None,
-    settings: Settings,
-    api_client: client.ApiClient,
-    stop: asyncio.Event,
-    is_leader: Callable[[], bool],
-) -> Components:
-    """`base` plus the keeper of the admission mode: the leader applies the policy and
-    removes our webhook configuration (policy mode), or removes our policy (webhook
-    mode). In policy mode the TLS port never opens: `certificate_ready` is never set."""
-    if admission is None:
-        return base
-    mode, why = admission
-    keeper = admission_policy.AdmissionKeeper(
-        settings=settings, api_client=api_client, mode=mode, why=why, is_leader=is_leader
-    )
-    return dataclasses.replace(
-        base,
-        parts=[*base.parts, keeper.run(stop)],
-        detail=lambda: {**base.detail(), **keeper.detail()},
-        certificate_ready=asyncio.Event() if mode == "policy" else base.certificate_ready,
-    )
-
-
-def with_certificates(
-    base: Components,
-    *,
-    settings: Settings,
-    api_client: client.ApiClient,
-    stop: asyncio.Event,
-    is_leader: Callable[[], bool],
-    manage: bool,
-) -> Components:
-    """`base` plus the certificate controller when this process manages its certificate.
-
-    Readiness then also waits for the serving pair (certs.bootstrap: created or
-    adopted, its CA in the caBundle, the leader renewing).
-    """
-    if not manage or settings.cert_mode != "self":
-        return base
-    controller = certificates.CertificateController(
-        settings=settings, api_client=api_client, is_leader=is_leader
-    )
+            on_change=reload.on_change,
+            leader_only=leader.guard,
+        )
+        runnables += [
+            Runnable("leader-election", leader.run),
+            Runnable("peer-watcher", watcher.run),
+            Runnable("reload", reload.run, leader_only=True),
+        ]
+        ready.append(lambda: watcher.ready)
+        details.append(watcher.detail)
+    if renew_certificates and settings.cert_mode == "self":
+        # Every replica installs the pair from the Secret; only the leader renews it.
+        controller = certificates.CertificateController(
+            settings=settings,
+            api_client=api_client,
+            is_leader=leader.is_leader if leader is not None else lambda: True,
+        )
+        runnables.append(Runnable("certificates", controller.run))
+        ready.append(controller.installed.is_set)
+        details.append(controller.detail)
+        certificate_ready = controller.installed
+    if admission is not None:
+        # The leader applies the policy and removes our webhook configuration (policy
+        # mode), or removes our policy (webhook mode). In policy mode the TLS port never
+        # opens: `certificate_ready` is never set.
+        mode, why = admission
+        keeper = admission_policy.AdmissionKeeper(
+            settings=settings, api_client=api_client, mode=mode, why=why
+        )
+        runnables.append(Runnable("admission", keeper.run, leader_only=True))
+        details.append(keeper.detail)
+        if mode == "policy":
+            certificate_ready = asyncio.Event()
     return Components(
-        parts=[*base.parts, controller.run(stop)],
-        ready=lambda: controller.installed.is_set() and base.ready(),
-        detail=lambda: {**base.detail(), **controller.detail()},
-        certificate_ready=controller.installed,
+        parts=start(runnables, leader=leader, stop=stop),
+        ready=lambda: all(check() for check in ready),
+        detail=lambda: {key: why for detail in details for key, why in detail().items()},
+        certificate_ready=certificate_ready,
     )
 
 
