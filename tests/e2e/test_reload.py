@@ -27,6 +27,7 @@ from tests.background import Background
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from tests.standin import PUBNET, StellarCoreStandIn
 from webhook import names
 from webhook.controllers.reload import ReloadController
@@ -148,21 +149,10 @@ def make_controller(cluster: Any, metrics: Metrics) -> Callable[..., ReloadContr
 def run_injector(
     settings: Settings, api_client: client.ApiClient, metrics: Metrics
 ) -> Iterator[PeerWatcher]:
-    """The peer watcher and the reload controller wired as `serve` wires them, running."""
-    controller = ReloadController(settings=settings, api_client=api_client, metrics=metrics)
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
-        metrics=metrics,
-        is_leader=lambda: True,
-        on_change=controller.on_change,
-    )
-
-    async def both(stop: asyncio.Event) -> None:
-        await asyncio.gather(watcher.run(stop), controller.run(stop))
-
-    with Background(both, what="the watcher and the reload controller", stop_within=15):
-        yield watcher
+    """The injector as `serve` wires it (watcher, reload under the Lease), running."""
+    with running_service(settings, api_client=api_client, metrics=metrics) as service:
+        assert service.watcher is not None
+        yield service.watcher
 
 
 @pytest.fixture

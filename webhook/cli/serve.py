@@ -24,7 +24,7 @@ from kubernetes.config import ConfigException
 from certs import authority, files
 from webhook import log as logs
 from webhook.admission import server
-from webhook.cli import startup
+from webhook.cli import startup, wiring
 from webhook.cli.registration import (
     SelectorError,
     register,
@@ -32,11 +32,8 @@ from webhook.cli.registration import (
     webhook_configuration,
 )
 from webhook.controllers import admission_policy, certificates
-from webhook.controllers.reload import ReloadController
-from webhook.controllers.watcher import PeerWatcher
 from webhook.core import policy
 from webhook.kube import api as kube
-from webhook.kube.leader import LeaderElector, Runnable, start
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -67,66 +64,20 @@ def components(
     renew_certificates: bool = False,
     admission: tuple[policy.Mode, str] | None = None,
 ) -> Components:
-    """Every background part, declared leader-only or not, and started in one place.
-
-    The watcher runs on every replica (so a new leader starts with a warm state);
-    the reload controller and the keeper of the admission mode are leader-only
-    runnables (`webhook.kube.leader.start`): started when the Lease is won,
-    cancelled when it is lost. Each part returns once `stop` is set. Readiness
-    waits for the watcher's first LIST of every source, so a replica never
-    serves admission without having seen the cluster.
-    """
-    leader = None
-    runnables: list[Runnable] = []
-    ready: list[Callable[[], bool]] = []
-    details: list[Callable[[], dict[str, str]]] = []
-    certificate_ready = None
-    if settings.enable_watcher:
-        leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
-        reload = ReloadController(settings=settings, api_client=api_client, metrics=metrics)
-        watcher = PeerWatcher(
-            settings=settings,
-            api_client=api_client,
-            metrics=metrics,
-            is_leader=leader.is_leader,
-            on_change=reload.on_change,
-            leader_only=leader.guard,
-        )
-        runnables += [
-            Runnable("leader-election", leader.run),
-            Runnable("peer-watcher", watcher.run),
-            Runnable("reload", reload.run, leader_only=True),
-        ]
-        ready.append(lambda: watcher.ready)
-        details.append(watcher.detail)
-    if renew_certificates and settings.cert_mode == "self":
-        # Every replica installs the pair from the Secret; only the leader renews it.
-        controller = certificates.CertificateController(
-            settings=settings,
-            api_client=api_client,
-            is_leader=leader.is_leader if leader is not None else lambda: True,
-        )
-        runnables.append(Runnable("certificates", controller.run))
-        ready.append(controller.installed.is_set)
-        details.append(controller.detail)
-        certificate_ready = controller.installed
-    if admission is not None:
-        # The leader applies the policy and removes our webhook configuration (policy
-        # mode), or removes our policy (webhook mode). In policy mode the TLS port never
-        # opens: `certificate_ready` is never set.
-        mode, why = admission
-        keeper = admission_policy.AdmissionKeeper(
-            settings=settings, api_client=api_client, mode=mode, why=why
-        )
-        runnables.append(Runnable("admission", keeper.run, leader_only=True))
-        details.append(keeper.detail)
-        if mode == "policy":
-            certificate_ready = asyncio.Event()
+    """The parts `wiring.wire` declares, started (leader-only ones under the Lease);
+    each returns once `stop` is set."""
+    service = wiring.wire(
+        settings=settings,
+        metrics=metrics,
+        api_client=api_client,
+        renew_certificates=renew_certificates,
+        admission=admission,
+    )
     return Components(
-        parts=start(runnables, leader=leader, stop=stop),
-        ready=lambda: all(check() for check in ready),
-        detail=lambda: {key: why for detail in details for key, why in detail().items()},
-        certificate_ready=certificate_ready,
+        parts=service.parts(stop),
+        ready=service.ready,
+        detail=service.detail,
+        certificate_ready=service.certificate_ready,
     )
 
 
