@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubernetes import client
@@ -31,16 +31,19 @@ def running_service(
     ready_within: float = 20.0,
     stop_within: float = 15.0,
     must_stop: bool = True,
+    observe: Callable[[Service], None] = lambda service: None,
     **clocks: Any,
 ) -> Iterator[Service]:
     """`wire(settings)` started in a thread; yields once ready, stopped (and checked) after.
 
     A fault test that leaves the API server gone passes `must_stop=False`: a slow
-    stop is then reported, not failed.
+    stop is then reported, not failed. `observe` sees the wired service before it
+    starts (to listen beside its parts, not to change them).
     """
     own = api_client is None
     api = kube.api_client(settings) if api_client is None else api_client
     service = wire(settings=settings, metrics=metrics or Metrics(), api_client=api, **clocks)
+    observe(service)
 
     async def main(stop: asyncio.Event) -> None:
         await asyncio.gather(*service.parts(stop))
