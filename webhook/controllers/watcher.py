@@ -101,9 +101,9 @@ class PeerWatcher:
         api_client: client.ApiClient,
         metrics: Metrics,
         is_leader: Callable[[], bool],
+        leader_only: LeaderOnly,
         on_change: OnChange | None = None,
         audit_interval_seconds: float = AUDIT_INTERVAL_SECONDS,
-        leader_only: LeaderOnly | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -392,8 +392,6 @@ class PeerWatcher:
             work = self.writer.reconcile(
                 peers=peers, state=state, enabled=enabled, is_leader=self.is_leader
             )
-            if self._leader_only is None:
-                return await work
             # Cancelled at once when the Lease is lost; the next leader publishes.
             return await self._leader_only(work) is not None
         except Exception:  # a bug in one round must not end publishing: retry with backoff
