@@ -17,6 +17,9 @@ from kubernetes import client
 
 from webhook.controllers import admission_policy, certificates
 from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS
+from webhook.controllers.configmaps import ConfigMapPublisher
+from webhook.controllers.exposure import ExposureReport
+from webhook.controllers.publisher import ConfigMapWriter
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.core import policy
@@ -56,7 +59,8 @@ def wire(
     """The service's parts, each declared leader-only or not.
 
     The watcher runs on every replica (so a new leader starts with a warm state);
-    the reload controller and the keeper of the admission mode are leader-only.
+    the ConfigMap publisher, the reload controller and the keeper of the admission
+    mode are leader-only.
     Readiness waits for the watcher's first LIST of every source, so a replica
     never serves admission without having seen the cluster.
     """
@@ -69,18 +73,23 @@ def wire(
     if settings.enable_watcher:
         leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
         reload = ReloadController(settings=settings, api_client=api_client, metrics=metrics)
+        publisher = ConfigMapPublisher(
+            writer=ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics),
+            exposure=ExposureReport(api_client=api_client),
+        )
         watcher = PeerWatcher(
             settings=settings,
             api_client=api_client,
             metrics=metrics,
             is_leader=leader.is_leader,
+            on_fold=publisher.offer,
             on_change=reload.on_change,
-            leader_only=leader.guard,
             audit_interval_seconds=audit_interval_seconds,
         )
         runnables += [
             Runnable("leader-election", leader.run),
             Runnable("peer-watcher", watcher.run),
+            Runnable("configmaps", publisher.run, leader_only=True),
             Runnable("reload", reload.run, leader_only=True),
         ]
         ready.append(_ready_when_listed(watcher))
