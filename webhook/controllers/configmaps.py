@@ -69,7 +69,7 @@ class ConfigMapPublisher:
     async def _publish(self, fold: Fold) -> bool:
         """One round; False when some call failed (retried with backoff)."""
         try:
-            await self.exposure.report(fold.state, enabled=fold.enabled, leader=True)
+            await self.exposure.report(fold.state, enabled=fold.enabled)
             return await self.writer.reconcile(
                 peers=fold.peers, state=fold.state, enabled=fold.enabled
             )
