@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time from a validator pod turning Ready to the canonical ConfigMap listing it.
 
-Runs the peer watcher in-process against the local control plane
+Runs the injector as `serve` wires it, in-process against the local control plane
 (`scripts/cluster.sh up` first), then, N times: creates an injected validator
 pod, marks it Ready (as the kubelet would), and waits on a watch of the
 canonical `stellar-peers` ConfigMap until its peers.txt holds the new IP.
@@ -13,7 +13,7 @@ Prints every sample, the median and the worst.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import statistics
 import sys
 import threading
@@ -27,10 +27,9 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client, watch  # noqa: E402
 
 from tests.kubelet import FakeKubelet  # noqa: E402
+from tests.service import running_service  # noqa: E402
 from webhook import names  # noqa: E402
-from webhook.controllers.watcher import PeerWatcher  # noqa: E402
 from webhook.kube import api as kube  # noqa: E402
-from webhook.metrics import Metrics  # noqa: E402
 from webhook.settings import Settings  # noqa: E402
 
 
@@ -107,24 +106,11 @@ def main() -> int:
         }
     )
 
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=kube.api_client(settings),
-        metrics=Metrics(),
-        is_leader=lambda: True,
-    )
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    runner = threading.Thread(
-        target=loop.run_until_complete, args=(watcher.run(stop),), daemon=True
-    )
-    runner.start()
+    injector = contextlib.ExitStack()
+    injector.enter_context(running_service(settings, ready_within=30))
     tail = ConfigMapTail(core, settings.namespace)
     samples: list[float] = []
     try:
-        deadline = time.monotonic() + 30
-        while not watcher.ready and time.monotonic() < deadline:
-            time.sleep(0.05)
         for i in range(args.tries):
             name, ip = f"v{i}", f"127.0.2.{i + 1}"
             core.create_namespaced_pod(
@@ -143,8 +129,7 @@ def main() -> int:
             print(f"try {i + 1:2d}: {samples[-1] * 1000:7.1f} ms", flush=True)
     finally:
         tail.stop()
-        loop.call_soon_threadsafe(stop.set)
-        runner.join(timeout=10)
+        injector.close()
         for namespace in (app, settings.namespace):
             core.delete_namespace(namespace, propagation_policy="Background")
     print(

@@ -14,10 +14,9 @@ waits until all five received `connect` for it, then deletes it again.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import statistics
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,12 +28,10 @@ from kubernetes import client  # noqa: E402
 
 from tests.kube import validator_pod  # noqa: E402
 from tests.kubelet import FakeKubelet  # noqa: E402
+from tests.service import running_service  # noqa: E402
 from tests.standin import StellarCoreStandIn  # noqa: E402
 from webhook import names  # noqa: E402
-from webhook.controllers.reload import ReloadController  # noqa: E402
-from webhook.controllers.watcher import PeerWatcher  # noqa: E402
 from webhook.kube import api as kube  # noqa: E402
-from webhook.metrics import Metrics  # noqa: E402
 from webhook.settings import Settings  # noqa: E402
 
 BASE = 5
@@ -68,25 +65,8 @@ def main() -> int:
     core.create_namespace({"metadata": {"name": settings.namespace}})
     core.create_namespace({"metadata": {"name": app, "labels": {"stellar-pipeline": run_id}}})
 
-    metrics = Metrics()
-    reload = ReloadController(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=lambda: True
-    )
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
-        metrics=metrics,
-        is_leader=lambda: True,
-        on_change=reload.on_change,
-    )
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        await asyncio.gather(watcher.run(stop), reload.run(stop))
-
-    runner = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    runner.start()
+    injector = contextlib.ExitStack()
+    injector.enter_context(running_service(settings, api_client=api_client, ready_within=30))
     nodes = [StellarCoreStandIn(host=f"127.0.3.{i + 1}").start() for i in range(BASE)]
     samples: list[float] = []
     try:
@@ -109,8 +89,7 @@ def main() -> int:
                 print(f"try {i + 1:2d}: {samples[-1] * 1000:7.1f} ms", flush=True)
                 core.delete_namespaced_pod(name, app, grace_period_seconds=0)
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        runner.join(timeout=10)
+        injector.close()
         for node in nodes:
             node.stop()
         for namespace in (app, settings.namespace):

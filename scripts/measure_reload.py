@@ -62,9 +62,7 @@ def main() -> None:
         kubeconfig=kubeconfig, namespace=namespace, leader_election=False, debounce_seconds=0.05
     )
     metrics = Metrics()
-    controller = ReloadController(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=lambda: True
-    )
+    controller = ReloadController(settings=settings, api_client=api_client, metrics=metrics)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     runner = threading.Thread(target=loop.run_until_complete, args=(controller.run(stop),))

@@ -2,7 +2,7 @@
 
 1. Scale: N injected validator pods (1,000, then 5,000) across 100 enabled
    namespaces are created and marked Ready first; then the peer watcher starts
-   (`tests/bench/run_watcher.py`, its own process, as the leader). Measured: time
+   (`tests/bench/run_watcher.py`: the wired parts in a process of their own). Measured: time
    until the canonical ConfigMap and every mirror hold all N peers, the
    watcher's peak RSS (VmHWM), and, from its log, when it first held all N.
    Baseline: one naive poll (list every pod, write one ConfigMap) of the same pods.

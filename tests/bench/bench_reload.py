@@ -219,9 +219,7 @@ def measure(*, kubeconfig: str, count: int, rounds: int) -> list[Row]:
         wait_for_service_account(core, namespace)
         validators = make_validators(raw, namespace, count)
         settings = Settings(namespace=namespace, leader_election=False, reload_mode="http")
-        controller = ReloadController(
-            settings=settings, api_client=api, metrics=Metrics(), is_leader=lambda: True
-        )
+        controller = ReloadController(settings=settings, api_client=api, metrics=Metrics())
         with stand_ins(count) as nodes:
             # The first round brings every node to the current set (none was observed yet).
             started = time.monotonic()

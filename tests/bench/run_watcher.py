@@ -1,4 +1,5 @@
-"""Run the peer watcher alone, as the leader, until SIGTERM: what the scale benchmark measures.
+"""Run the injector's background parts as `serve` wires them, until SIGTERM: what the scale
+benchmark measures (the watcher, publisher and reload controller; no admission server).
 
     python -m tests.bench.run_watcher --kubeconfig K --namespace NS --namespace-selector SEL
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import uvloop
 
 from webhook import log as logs
-from webhook.controllers.watcher import PeerWatcher
+from webhook.cli.wiring import wire
 from webhook.kube import api as kube
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -28,11 +29,9 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     api_client = kube.api_client(settings)
-    watcher = PeerWatcher(
-        settings=settings, api_client=api_client, metrics=Metrics(), is_leader=lambda: True
-    )
+    service = wire(settings=settings, metrics=Metrics(), api_client=api_client)
     try:
-        await watcher.run(stop)
+        await asyncio.gather(*service.parts(stop))
     finally:
         api_client.close()
 

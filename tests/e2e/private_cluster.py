@@ -6,13 +6,12 @@
   is never touched.
 - `ServeProcess`: `stellar-peers serve` as a subprocess with test-scoped
   flags, its JSON log lines kept in a file.
-- `components`: the Lease elector and the peer watcher on an event loop in a
-  thread, for tests that need them without a whole serve process.
+
+The injector's parts without a whole serve process: `tests.service.running_service`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import os
@@ -26,12 +25,7 @@ from typing import Any
 import orjson
 from kubernetes import client, config
 
-from tests.background import Background
 from tests.polling import wait_until
-from webhook.controllers.watcher import PeerWatcher
-from webhook.kube import api as kube
-from webhook.kube.leader import LeaderElector
-from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,45 +210,3 @@ def serving(settings: Settings, *, log_path: Path, local: bool = True) -> Iterat
         yield process
     finally:
         process.stop()
-
-
-# --- elector and watcher in a thread ----------------------------------------
-
-
-@dataclasses.dataclass
-class Components:
-    watcher: PeerWatcher
-    elector: LeaderElector | None
-
-
-@contextlib.contextmanager
-def components(settings: Settings, **watcher_options: Any) -> Iterator[Components]:
-    """The Lease elector (if enabled) and the peer watcher, on their own loop in a thread."""
-    api_client = kube.api_client(settings)
-    metrics = Metrics()
-    elector = (
-        LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
-        if settings.leader_election
-        else None
-    )
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
-        metrics=metrics,
-        is_leader=elector.is_leader if elector is not None else (lambda: True),
-        **watcher_options,
-    )
-
-    async def main(stop: asyncio.Event) -> None:
-        parts = [watcher.run(stop)]
-        if elector is not None:
-            parts.append(elector.run(stop))
-        await asyncio.gather(*parts)
-
-    # A fault test may leave the API server gone: a slow stop is reported, not failed.
-    try:
-        with Background(main, what="the components", stop_within=15, must_stop=False):
-            wait_until(lambda: watcher.ready, timeout=20, message="the watcher to list everything")
-            yield Components(watcher=watcher, elector=elector)
-    finally:
-        api_client.close()

@@ -31,12 +31,12 @@ from tests.e2e.conftest import Cluster, make_namespace
 from tests.e2e.private_cluster import (
     PrivateCluster,
     ServeProcess,
-    components,
     private_cluster,
 )
 from tests.kube import label_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from webhook import names
 from webhook.admission import server
 from webhook.cli import check, serving_certificate
@@ -115,7 +115,7 @@ def test_faults_watcher_converges_after_apiserver_restart(private: PrivateCluste
     for name in ("v1", "v2", "v3"):
         add_validator(core, app, name)
     kubelet.mark_ready(namespace=app, name="v1", ip="127.0.0.71")
-    with components(settings):
+    with running_service(settings, must_stop=False):
         wait_until(
             lambda: peers_txt(core, app) == text_of(["127.0.0.71:11625"]),
             timeout=15,
@@ -288,7 +288,9 @@ def test_faults_uninjected_validators_are_reported(
 ) -> None:
     """The watcher's audit finds every validator admitted while the webhook was dead."""
     caplog.set_level(logging.WARNING, logger="webhook.controllers.audit")
-    with components(killed_rollout.settings, audit_interval_seconds=1.0) as running:
+    with running_service(
+        killed_rollout.settings, must_stop=False, audit_interval_seconds=1.0
+    ) as running:
         gauge = running.watcher.metrics.uninjected_validators
         wait_until(
             lambda: gauge._value.get() == killed_rollout.uninjected,
@@ -305,7 +307,7 @@ def test_faults_first_audit_sees_the_listing(killed_rollout: Rollout) -> None:
     """With a long debounce the first audit must still wait for the listing to be folded
     (it once ran on an empty state and then slept a whole interval)."""
     slow_fold = dataclasses.replace(killed_rollout.settings, debounce_seconds=3.0)
-    with components(slow_fold) as running:
+    with running_service(slow_fold, must_stop=False) as running:
         gauge = running.watcher.metrics.uninjected_validators
         wait_until(
             lambda: gauge._value.get() == killed_rollout.uninjected,

@@ -25,11 +25,11 @@ from kubernetes import client
 
 from certs import authority, files
 from tests.e2e.conftest import make_namespace
-from tests.e2e.private_cluster import components
 from tests.e2e.test_watcher import add_validator, settings, wait_for_peers
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from webhook.controllers.publisher import WRITE_CONCURRENCY
 from webhook.settings import Settings
 
@@ -147,7 +147,10 @@ def test_a_hung_mirror_write_does_not_stall_the_other_configmaps(
         for name in (hung, healthy):
             label_enabled(core, name, settings)
         add_validator(core, kubelet, healthy, "v1", "127.0.2.101")
-        with hanging_configmap_writes(admreg, hung) as hook, components(settings):
+        with (
+            hanging_configmap_writes(admreg, hung) as hook,
+            running_service(settings, must_stop=False),
+        ):
             wait_for_peers(core, healthy, ["127.0.2.101:11625"], timeout=20)
             wait_until(lambda: hung in hook.held, timeout=20, message="the hung write to start")
             # While that write hangs, the peer set changes: the others follow promptly.
@@ -177,7 +180,7 @@ def test_mirrors_queued_behind_hung_writes_are_written_in_the_same_round(
         with hanging_configmap_writes(admreg, *hung) as hook:
             add_validator(core, kubelet, later, "v1", "127.0.2.111")
             warnings = caplog.at_level(logging.WARNING, logger="webhook.controllers.publisher")
-            with warnings, components(settings):
+            with warnings, running_service(settings, must_stop=False):
                 wait_until(
                     lambda: set(hung) <= set(hook.held),
                     timeout=20,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Iterator
@@ -10,12 +9,11 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from tests.background import Background
 from tests.e2e.test_watcher import add_validator, app_namespace, settings, wait_for_peers
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from webhook.controllers.watcher import PeerWatcher
-from webhook.kube import api as kube
 from webhook.kube.leader import LeaderElector, micro_time, now_utc
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -40,24 +38,13 @@ class Replica:
 
 @contextlib.contextmanager
 def replica(settings: Settings, identity: str) -> Iterator[Replica]:
-    """One injector replica (elector + watcher) on its own loop; stopped cleanly after."""
+    """One injector replica as `serve` wires it, on its own loop; stopped cleanly after."""
     settings = dataclasses.replace(settings, identity=identity)
-    api_client = kube.api_client(settings)
     metrics = Metrics()
-    elector = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
-    watcher = PeerWatcher(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=elector.is_leader
-    )
-
-    async def main(stop: asyncio.Event) -> None:
-        await asyncio.gather(elector.run(stop), watcher.run(stop))
-
-    try:
-        with Background(main, what=identity):
-            wait_until(lambda: watcher.ready, timeout=15, message=f"{identity} ready")
-            yield Replica(elector=elector, watcher=watcher, metrics=metrics)
-    finally:
-        api_client.close()
+    with running_service(settings, metrics=metrics, ready_within=15) as service:
+        assert service.leader is not None
+        assert service.watcher is not None
+        yield Replica(elector=service.leader, watcher=service.watcher, metrics=metrics)
 
 
 def lease_holder(coordination: client.CoordinationV1Api, settings: Settings) -> str | None:

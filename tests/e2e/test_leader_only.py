@@ -1,8 +1,9 @@
 """A deposed leader stops at once: its reload round is cancelled when the Lease is taken.
 
-The elector and the reload controller run as `serve` wires them
-(`LeaderElector.run_leading`), against the real API server and slow stellar-core
-stand-ins, so a round lasts seconds; another holder then writes the Lease.
+The elector and the reload controller run as `serve` wires them (a leader-only
+`Runnable` started by `webhook.kube.leader.start`), against the real API server
+and slow stellar-core stand-ins, so a round lasts seconds; another holder then
+writes the Lease.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
 from webhook.controllers.reload import ReloadController
-from webhook.kube.leader import LeaderElector, micro_time, now_utc
+from webhook.kube.leader import LeaderElector, Runnable, micro_time, now_utc, start
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -52,15 +53,11 @@ def test_a_deposed_leader_stops_its_reload_round_at_once(
         ]
         metrics = Metrics()
         elector = LeaderElector(settings=settings, api_client=cluster.api_client, metrics=metrics)
-        reload = ReloadController(
-            settings=settings,
-            api_client=cluster.api_client,
-            metrics=metrics,
-            is_leader=elector.is_leader,
-        )
+        reload = ReloadController(settings=settings, api_client=cluster.api_client, metrics=metrics)
+        runnable = Runnable("reload", reload.run, leader_only=True)
 
         async def main(stop: asyncio.Event) -> None:
-            await asyncio.gather(elector.run(stop), elector.run_leading(reload.run, stop))
+            await asyncio.gather(elector.run(stop), *start([runnable], leader=elector, stop=stop))
 
         with Background(main, what="the elector and the controller", stop_within=15) as run:
             wait_until(elector.is_leader, timeout=10, message="the elector to lead")

@@ -40,6 +40,7 @@ from webhook.cli.link import link_secret_name
 from webhook.cli.link_status import read_links
 from webhook.controllers import links as links_module
 from webhook.controllers.watcher import PeerWatcher
+from webhook.kube.leader import micro_time, now_utc
 from webhook.kube.remote import remote_client
 from webhook.settings import Settings
 
@@ -286,17 +287,40 @@ def test_the_link_credential_reads_only_the_configmap(pair: tuple[Side, Side]) -
 
 def test_only_the_leader_follows_links(pair: tuple[Side, Side]) -> None:
     """A second east replica: no link watch while it does not lead, the entries once it
-    does, and none again once it stops leading."""
+    wins the Lease, and none again once another replica takes it."""
     east, _ = pair
-    leading = [False]
-    with running(east.settings, is_leader=lambda: leading[0]) as replica:
+    settings = dataclasses.replace(
+        east.settings,
+        identity="second",
+        leader_election=True,
+        lease_duration_seconds=2.0,
+        lease_renew_seconds=0.5,
+    )
+    leases = client.CoordinationV1Api(east.core.api_client)
+    name, namespace = settings.lease_name, settings.namespace
+
+    def hold(holder: str | None, seconds: int) -> None:
+        spec = {"holderIdentity": holder, "leaseDurationSeconds": seconds}
+        spec["renewTime"] = spec["acquireTime"] = micro_time(now_utc())
+        try:
+            lease = leases.read_namespaced_lease(name, namespace)
+        except ApiException:
+            leases.create_namespaced_lease(namespace, {"metadata": {"name": name}, "spec": spec})
+            return
+        lease.spec.holder_identity = holder
+        lease.spec.lease_duration_seconds = seconds
+        lease.spec.renew_time = spec["renewTime"]
+        leases.replace_namespaced_lease(name, namespace, lease)
+
+    hold("other", 3600)
+    with running(settings) as replica:
         links = replica.links
         wait_until(lambda: links.states and not links.first_pass_pending(), message="listed")
         assert links.peers() == ()
-        leading[0] = True
+        hold(None, 1)  # handed over: the second replica takes it
         wait_until(lambda: len(links.peers()) == 3, timeout=30, message="entries as leader")
         assert links.first_pass_pending() is False
-        leading[0] = False
+        hold("usurper", 3600)
         # The open watch ends within its 30 s timeout; then the replica stands by.
         wait_until(lambda: links.peers() == (), timeout=45, message="entries dropped")
         assert not any(s.reachable for s in links.states.values())

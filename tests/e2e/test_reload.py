@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -28,6 +27,7 @@ from tests.background import Background
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from tests.standin import PUBNET, StellarCoreStandIn
 from webhook import names
 from webhook.controllers.reload import ReloadController
@@ -35,6 +35,7 @@ from webhook.controllers.watcher import PeerWatcher
 from webhook.core import connection
 from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import is_running
+from webhook.kube.leader import LeaderElector, Runnable, micro_time, now_utc, start
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -138,10 +139,8 @@ def fast(settings: Settings) -> Settings:
 
 @pytest.fixture
 def make_controller(cluster: Any, metrics: Metrics) -> Callable[..., ReloadController]:
-    def make(settings: Settings, is_leader: Callable[[], bool] = lambda: True) -> ReloadController:
-        return ReloadController(
-            settings=settings, api_client=cluster.api_client, metrics=metrics, is_leader=is_leader
-        )
+    def make(settings: Settings) -> ReloadController:
+        return ReloadController(settings=settings, api_client=cluster.api_client, metrics=metrics)
 
     return make
 
@@ -150,23 +149,10 @@ def make_controller(cluster: Any, metrics: Metrics) -> Callable[..., ReloadContr
 def run_injector(
     settings: Settings, api_client: client.ApiClient, metrics: Metrics
 ) -> Iterator[PeerWatcher]:
-    """The peer watcher and the reload controller wired as `serve` wires them, running."""
-    controller = ReloadController(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=lambda: True
-    )
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
-        metrics=metrics,
-        is_leader=lambda: True,
-        on_change=controller.on_change,
-    )
-
-    async def both(stop: asyncio.Event) -> None:
-        await asyncio.gather(watcher.run(stop), controller.run(stop))
-
-    with Background(both, what="the watcher and the reload controller", stop_within=15):
-        yield watcher
+    """The injector as `serve` wires it (watcher, reload under the Lease), running."""
+    with running_service(settings, api_client=api_client, metrics=metrics) as service:
+        assert service.watcher is not None
+        yield service.watcher
 
 
 @pytest.fixture
@@ -434,36 +420,68 @@ def test_reload_newer_peer_set_is_not_held_back_by_a_dead_node(
 
 
 def test_reload_waits_for_leadership(
+    cluster: Any,
     core: client.CoreV1Api,
+    coordination: client.CoordinationV1Api,
     kubelet: FakeKubelet,
     namespace: str,
     settings: Settings,
     make_controller: Callable[..., ReloadController],
     nodes: ExitStack,
 ) -> None:
+    """The reload runnable is leader-only (`leader.start`): a follower tells no node
+    while a witness that is not leader-only has told its own; once the Lease is handed
+    over the runnable starts and catches up with the latest snapshot."""
+    settings = dataclasses.replace(
+        settings,
+        identity="follower",
+        leader_election=True,
+        lease_duration_seconds=2.0,
+        lease_renew_seconds=0.5,
+    )
     block = loopback_block()
     node = start_node(nodes, core, kubelet, namespace, "v0", f"{block}2")
     start_node(nodes, core, kubelet, namespace, "v1", f"{block}3")
-    leader = threading.Event()
-    asked = []
+    witnessed = start_node(nodes, core, kubelet, namespace, "w0", f"{block}4")
+    start_node(nodes, core, kubelet, namespace, "w1", f"{block}5")
+    held = {"holderIdentity": "other", "leaseDurationSeconds": 3600}
+    held["renewTime"] = held["acquireTime"] = micro_time(now_utc())
+    lease = {"metadata": {"name": settings.lease_name}, "spec": held}
+    coordination.create_namespaced_lease(settings.namespace, lease)
+    elector = LeaderElector(settings=settings, api_client=cluster.api_client, metrics=Metrics())
+    controller, witness = make_controller(settings), make_controller(settings)
+    runnables = [
+        Runnable("reload", controller.run, leader_only=True),
+        Runnable("witness", witness.run),
+    ]
 
-    def is_leader() -> bool:
-        asked.append(time.monotonic())
-        return leader.is_set()
+    async def main(stop: asyncio.Event) -> None:
+        await asyncio.gather(elector.run(stop), *start(runnables, leader=elector, stop=stop))
 
-    running = Running(make_controller(settings, is_leader))
-    try:
-        running.notify(snapshot_of(core, namespace))
-        wait_until(lambda: len(asked) >= 2, timeout=5, message="the loop to ask twice")
-        assert node.received == [], "a follower sends nothing"
-        leader.set()
+    with Background(main, what="the elector and the reload runnables", stop_within=15) as run:
+        run.call(witness.notify, snapshot_of(core, namespace, only=lambda p: _named(p, "w0", "w1")))
+        run.call(
+            controller.notify, snapshot_of(core, namespace, only=lambda p: _named(p, "v0", "v1"))
+        )
+        wait_until(
+            lambda: witnessed.connects() == [f"{block}5:11625"],
+            timeout=10,
+            message="the witness to tell its node",
+        )
+        assert node.received == [], "a follower told a node"
+        current = coordination.read_namespaced_lease(settings.lease_name, settings.namespace)
+        current.spec.holder_identity = None
+        current.spec.lease_duration_seconds = 1
+        coordination.replace_namespaced_lease(settings.lease_name, settings.namespace, current)
         wait_until(
             lambda: node.connects() == [f"{block}3:11625"],
-            timeout=5,
+            timeout=10,
             message="the new leader to catch up",
         )
-    finally:
-        running.close()
+
+
+def _named(pod: dict[str, Any], *wanted: str) -> bool:
+    return str(pod["metadata"]["name"]) in wanted
 
 
 def deployment(name: str, *, replicas: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -16,48 +16,30 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tests.background import Background
 from tests.e2e.conftest import make_namespace
 from tests.kube import label_enabled, unlabel_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from webhook import names
+from webhook.cli.wiring import Service
 from webhook.controllers.sources import CRD_NAME
 from webhook.controllers.watcher import PeerWatcher, Snapshot
 from webhook.core.peers import PeerSet, static_peer
 from webhook.core.publish import render
 from webhook.core.publish_size import layout
-from webhook.kube import api as kube
-from webhook.metrics import Metrics
+from webhook.kube.leader import micro_time, now_utc
 from webhook.settings import Settings
 
 CRD_FILE = "manifests/crds/stellarnode.yaml"
 
 
 @contextlib.contextmanager
-def running(
-    settings: Settings,
-    *,
-    is_leader: Callable[[], bool] = lambda: True,
-    on_change: Callable[[Snapshot], Any] | None = None,
-    **options: Any,
-) -> Iterator[PeerWatcher]:
-    """A PeerWatcher on its own event loop in a thread, stopped (and checked stopped) after."""
-    api_client = kube.api_client(settings)
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
-        metrics=Metrics(),
-        is_leader=is_leader,
-        on_change=on_change,
-        **options,
-    )
-    try:
-        with Background(watcher.run, what="the watcher"):
-            wait_until(lambda: watcher.ready, timeout=15, message="watcher ready")
-            yield watcher
-    finally:
-        api_client.close()
+def running(settings: Settings, **options: Any) -> Iterator[PeerWatcher]:
+    """The injector as `serve` wires it, running; yields its watcher once ready."""
+    with running_service(settings, ready_within=15, **options) as service:
+        assert service.watcher is not None
+        yield service.watcher
 
 
 @pytest.fixture
@@ -423,14 +405,33 @@ def test_restarted_watcher_converges(
 
 
 def test_on_change_gets_snapshots_with_trimmed_validators(
-    core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
+    core: client.CoreV1Api,
+    coordination: client.CoordinationV1Api,
+    kubelet: FakeKubelet,
+    settings: Settings,
+    app_namespace: str,
 ) -> None:
+    """A follower (the Lease held by another replica) still watches and hands snapshots
+    to its listeners, and writes nothing."""
     seen: list[Snapshot] = []
 
-    async def on_change(snapshot: Snapshot) -> None:
-        seen.append(snapshot)
+    def listen(service: Service) -> None:
+        assert service.watcher is not None
+        forward = service.watcher.on_change
+        assert forward is not None
 
-    with running(settings, is_leader=lambda: False, on_change=on_change) as watcher:
+        async def both(snapshot: Snapshot) -> None:
+            seen.append(snapshot)
+            await forward(snapshot)
+
+        service.watcher.on_change = both
+
+    settings = dataclasses.replace(settings, identity="follower", leader_election=True)
+    held = {"holderIdentity": "other", "leaseDurationSeconds": 3600}
+    held["renewTime"] = held["acquireTime"] = micro_time(now_utc())
+    lease = {"metadata": {"name": settings.lease_name}, "spec": held}
+    coordination.create_namespaced_lease(settings.namespace, lease)
+    with running(settings, observe=listen) as watcher:
         wait_until(lambda: seen, timeout=10, message="the first snapshot at start")
         assert seen[0].peers.peers == ()
         add_validator(core, kubelet, app_namespace, "v", "127.0.0.91")

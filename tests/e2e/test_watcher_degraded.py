@@ -8,13 +8,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.background import Background
 from tests.e2e.test_watcher import add_validator, app_namespace, ensure_crd, peers_txt, settings
 from tests.kube import validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
-from webhook.controllers.watcher import PeerWatcher
-from webhook.kube import api as kube
+from tests.service import running_service
+from webhook.cli.wiring import Service
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -35,61 +34,57 @@ def test_a_source_refused_by_rbac_is_reported_and_the_rest_runs(
     ensure_crd(apiext)
     add_validator(core, kubelet, app_namespace, "v", "127.0.4.1")
     core.create_namespaced_pod(app_namespace, validator_pod("plain"))  # admitted uninjected
-    api_client = kube.api_client(settings)
     metrics = Metrics()
-    watcher = PeerWatcher(
-        settings=settings,
-        api_client=api_client,
+
+    def refuse_services(service: Service) -> None:
+        """Services refused, as under an RBAC that lacks them."""
+        assert service.watcher is not None
+        service.watcher._nodes = [
+            dataclasses.replace(s, list_fn=forbidden) if s.name == "services" else s
+            for s in service.watcher._nodes
+        ]
+
+    with running_service(
+        settings,
         metrics=metrics,
-        is_leader=lambda: True,
+        ready_within=30,
+        observe=refuse_services,
         audit_interval_seconds=0.5,
-    )
-    # Services refused, as under an RBAC that lacks them.
-    watcher._nodes = [
-        dataclasses.replace(s, list_fn=forbidden) if s.name == "services" else s
-        for s in watcher._nodes
-    ]
-    try:
-        with Background(watcher.run, what="the watcher", stop_within=15):
-            wait_until(
-                lambda: watcher.ready, timeout=30, message="the watcher ready without services"
-            )
-            assert "services" in watcher.detail()
-            assert "grant list and watch on services" in watcher.detail()["services"]
-            unavailable = metrics.watch_source_unavailable.labels(resource="services")
-            assert unavailable._value.get() == 1
-            wait_until(
-                lambda: peers_txt(core, settings.namespace) == "127.0.4.1:11625\n",
-                timeout=20,
-                message="the pods' peers published without the Services",
-            )
-            wait_until(
-                lambda: metrics.uninjected_validators._value.get() == 1,
-                timeout=20,
-                message="the audit to find the validator admitted uninjected",
-            )
-    finally:
-        api_client.close()
+    ) as service:
+        watcher = service.watcher
+        assert watcher is not None
+        assert "services" in watcher.detail()
+        assert "grant list and watch on services" in watcher.detail()["services"]
+        unavailable = metrics.watch_source_unavailable.labels(resource="services")
+        assert unavailable._value.get() == 1
+        wait_until(
+            lambda: peers_txt(core, settings.namespace) == "127.0.4.1:11625\n",
+            timeout=20,
+            message="the pods' peers published without the Services",
+        )
+        wait_until(
+            lambda: metrics.uninjected_validators._value.get() == 1,
+            timeout=20,
+            message="the audit to find the validator admitted uninjected",
+        )
 
 
 def test_a_refused_base_source_holds_writes_but_not_readiness(
     core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
 ) -> None:
     add_validator(core, kubelet, app_namespace, "v", "127.0.4.2")
-    api_client = kube.api_client(settings)
-    watcher = PeerWatcher(
-        settings=settings, api_client=api_client, metrics=Metrics(), is_leader=lambda: True
-    )
-    # Namespaces refused: the mirror plan cannot be made, so nothing is written.
-    watcher._base = [
-        dataclasses.replace(s, list_fn=forbidden) if s.name == "namespaces" else s
-        for s in watcher._base
-    ]
-    try:
-        with Background(watcher.run, what="the watcher", stop_within=15):
-            wait_until(lambda: watcher.ready, timeout=30, message="the watcher ready")
-            assert "namespaces" in watcher.detail()
-            wait_until(lambda: watcher._held_logged, timeout=20, message="publishing held")
-            assert peers_txt(core, settings.namespace) is None
-    finally:
-        api_client.close()
+
+    def refuse_namespaces(service: Service) -> None:
+        """Namespaces refused: the mirror plan cannot be made, so nothing is written."""
+        assert service.watcher is not None
+        service.watcher._base = [
+            dataclasses.replace(s, list_fn=forbidden) if s.name == "namespaces" else s
+            for s in service.watcher._base
+        ]
+
+    with running_service(settings, ready_within=30, observe=refuse_namespaces) as service:
+        watcher = service.watcher
+        assert watcher is not None
+        assert "namespaces" in watcher.detail()
+        wait_until(lambda: watcher._held_logged, timeout=20, message="publishing held")
+        assert peers_txt(core, settings.namespace) is None

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from certs import authority, files
 from tests.e2e.conftest import Cluster, make_namespace
-from tests.e2e.private_cluster import PrivateCluster, ServeProcess, components
+from tests.e2e.private_cluster import PrivateCluster, ServeProcess
 from tests.e2e.private_cluster import private_cluster as bring_up
 from tests.e2e.test_faults import (
     Webhook,
@@ -31,6 +31,7 @@ from tests.e2e.test_faults import (
 from tests.kube import label_enabled, validator_pod
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from webhook.cli import check
 
 RESTARTS = 3
@@ -57,7 +58,7 @@ def test_soak_watcher_converges_after_every_apiserver_restart(private: PrivateCl
     kubelet.mark_ready(namespace=app, name="v0", ip="127.0.1.0")
     ready = {"127.0.1.0:11625"}
     times = []
-    with components(settings):
+    with running_service(settings, must_stop=False):
         wait_until(lambda: peers_txt(core, app) == text_of(sorted(ready)), timeout=15)
         for cycle in range(RESTARTS):
             before, after = 2 * cycle + 1, 2 * cycle + 2

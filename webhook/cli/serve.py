@@ -24,7 +24,7 @@ from kubernetes.config import ConfigException
 from certs import authority, files
 from webhook import log as logs
 from webhook.admission import server
-from webhook.cli import startup
+from webhook.cli import startup, wiring
 from webhook.cli.registration import (
     SelectorError,
     register,
@@ -32,11 +32,8 @@ from webhook.cli.registration import (
     webhook_configuration,
 )
 from webhook.controllers import admission_policy, certificates
-from webhook.controllers.reload import ReloadController
-from webhook.controllers.watcher import PeerWatcher
 from webhook.core import policy
 from webhook.kube import api as kube
-from webhook.kube.leader import LeaderElector
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -67,111 +64,20 @@ def components(
     renew_certificates: bool = False,
     admission: tuple[policy.Mode, str] | None = None,
 ) -> Components:
-    """Leader election, the peer watcher and the reload controller (and, given the
-    admission mode in force, the keeper of its policy or webhook configuration).
-
-    Every replica watches (so a new leader starts with a warm state) but only
-    the Lease holder writes ConfigMaps and sends reloads. Each part returns
-    once `stop` is set. Readiness waits for the watcher's first LIST of every
-    source, so a replica never serves admission without having seen the cluster.
-    """
-    if not settings.enable_watcher:
-        return with_admission(
-            with_certificates(
-                Components(parts=[], ready=lambda: True),
-                settings=settings,
-                api_client=api_client,
-                stop=stop,
-                is_leader=lambda: True,
-                manage=renew_certificates,
-            ),
-            admission=admission,
-            settings=settings,
-            api_client=api_client,
-            stop=stop,
-            is_leader=lambda: True,
-        )
-    leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
-    reload = ReloadController(
-        settings=settings, api_client=api_client, metrics=metrics, is_leader=leader.is_leader
-    )
-    watcher = PeerWatcher(
+    """The parts `wiring.wire` declares, started (leader-only ones under the Lease);
+    each returns once `stop` is set."""
+    service = wiring.wire(
         settings=settings,
-        api_client=api_client,
         metrics=metrics,
-        is_leader=leader.is_leader,
-        on_change=reload.on_change,
-        leader_only=leader.guard,
-    )
-    # Leader-only work, wrapped once: cancelled the moment the Lease is lost.
-    parts = [leader.run(stop), watcher.run(stop), leader.run_leading(reload.run, stop)]
-    return with_admission(
-        with_certificates(
-            Components(parts=parts, ready=lambda: watcher.ready, detail=watcher.detail),
-            settings=settings,
-            api_client=api_client,
-            stop=stop,
-            is_leader=leader.is_leader,
-            manage=renew_certificates,
-        ),
-        admission=admission,
-        settings=settings,
         api_client=api_client,
-        stop=stop,
-        is_leader=leader.is_leader,
-    )
-
-
-def with_admission(
-    base: Components,
-    *,
-    admission: tuple[policy.Mode, str] | None,
-    settings: Settings,
-    api_client: client.ApiClient,
-    stop: asyncio.Event,
-    is_leader: Callable[[], bool],
-) -> Components:
-    """`base` plus the keeper of the admission mode: the leader applies the policy and
-    removes our webhook configuration (policy mode), or removes our policy (webhook
-    mode). In policy mode the TLS port never opens: `certificate_ready` is never set."""
-    if admission is None:
-        return base
-    mode, why = admission
-    keeper = admission_policy.AdmissionKeeper(
-        settings=settings, api_client=api_client, mode=mode, why=why, is_leader=is_leader
-    )
-    return dataclasses.replace(
-        base,
-        parts=[*base.parts, keeper.run(stop)],
-        detail=lambda: {**base.detail(), **keeper.detail()},
-        certificate_ready=asyncio.Event() if mode == "policy" else base.certificate_ready,
-    )
-
-
-def with_certificates(
-    base: Components,
-    *,
-    settings: Settings,
-    api_client: client.ApiClient,
-    stop: asyncio.Event,
-    is_leader: Callable[[], bool],
-    manage: bool,
-) -> Components:
-    """`base` plus the certificate controller when this process manages its certificate.
-
-    Readiness then also waits for the serving pair (certs.bootstrap: created or
-    adopted, its CA in the caBundle, the leader renewing).
-    """
-    if not manage or settings.cert_mode != "self":
-        return base
-    controller = certificates.CertificateController(
-        settings=settings, api_client=api_client, is_leader=is_leader
+        renew_certificates=renew_certificates,
+        admission=admission,
     )
     return Components(
-        parts=[*base.parts, controller.run(stop)],
-        ready=lambda: controller.installed.is_set() and base.ready(),
-        detail=lambda: {**base.detail(), **controller.detail()},
-        certificate_ready=controller.installed,
+        parts=service.parts(stop),
+        ready=service.ready,
+        detail=service.detail,
+        certificate_ready=service.certificate_ready,
     )
 
 

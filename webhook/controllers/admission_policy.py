@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -121,7 +120,8 @@ def _delete(rest: Rest, url: str, *, only_ours: bool = False) -> bool:
 
 
 class AdmissionKeeper:
-    """The leader's loop over `sync_once`; every replica knows the mode and why."""
+    """The leader's loop over `sync_once`; every replica knows the mode and why
+    (`detail`), only the leader runs it."""
 
     def __init__(
         self,
@@ -130,13 +130,11 @@ class AdmissionKeeper:
         api_client: client.ApiClient,
         mode: policy.Mode,
         why: str,
-        is_leader: Callable[[], bool],
     ) -> None:
         self.settings = settings
         self.rest = Rest(api_client)
         self.mode = mode
         self.why = why
-        self.is_leader = is_leader
         self.in_place = asyncio.Event()
         self.last_error = ""
 
@@ -146,9 +144,9 @@ class AdmissionKeeper:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        """A leader-only runnable: started when the Lease is won, cancelled when lost."""
         while not stop.is_set():
-            if self.is_leader():
-                await self._pass()
+            await self._pass()
             # Until the first pass is done (no leader yet, or a failure), look every second:
             # a fresh install should not wait a whole period for its policy.
             period = self.settings.policy_sync_seconds

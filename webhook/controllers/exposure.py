@@ -3,7 +3,8 @@
 The decision is `webhook.core.advertised`; this only says, once per pod and
 problem, what it found wrong (a Service port that is not PEER_PORT, several
 Services for one pod, a LoadBalancer still pending), so nothing is guessed
-silently. Events are written by the leader only.
+silently. Run by the leader-only ConfigMap publisher (`controllers.configmaps`),
+so a replica that wins the Lease later says it then.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ExposureReport:
         self._logged: dict[tuple[str, str], str] = {}  # the same, as a log line
         self.problems: dict[tuple[str, str], str] = {}
 
-    async def report(self, state: State, *, enabled: frozenset[str], leader: bool) -> None:
+    async def report(self, state: State, *, enabled: frozenset[str]) -> None:
         found = exposures_of(state, enabled=enabled)
         self.problems = {key: e.problem for key, e in found.items() if e.problem}
         for key, problem in sorted(self.problems.items()):
@@ -42,8 +43,8 @@ class ExposureReport:
                     "advertised.problem",
                     extra={"namespace": key[0], "pod": key[1], "problem": problem},
                 )
-            if not leader or self._said.get(key) == problem:
-                continue  # a replica that wins later says it then
+            if self._said.get(key) == problem:
+                continue
             pod = state.get((KIND_POD, *key), {})
             uid = as_str(as_dict(pod.get("metadata")).get("uid"))
             self._said[key] = problem

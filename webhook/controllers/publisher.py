@@ -18,7 +18,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -103,7 +103,6 @@ class ConfigMapWriter:
         peers: PeerSet,
         state: State,
         enabled: Iterable[str],
-        is_leader: Callable[[], bool] = lambda: True,
     ) -> bool:
         """Bring every `stellar-peers` ConfigMap in line; False when some call failed."""
         fitted, warning = self.fit(peers)
@@ -133,8 +132,6 @@ class ConfigMapWriter:
             if step.namespace in self._in_flight:
                 return None  # the previous write there is still hanging: a later round
             async with gate:
-                if not is_leader():  # lost the Lease mid-round: stop writing at once
-                    return 0
                 kind = self._kind(step.namespace)
                 call = functools.partial(self._do, step, bodies[kind], digests[kind])
                 return await self._bounded(

@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
@@ -80,14 +80,12 @@ class ReloadController:
         settings: Settings,
         api_client: client.ApiClient,
         metrics: Metrics,
-        is_leader: Callable[[], bool],
     ) -> None:
         self._settings = settings
         self._api_client = api_client
         rest = Rest(api_client)
         self._rollout = Rollout(rest=rest, retries=settings.reload_retries)
         self._metrics = metrics
-        self._is_leader = is_leader
         self._latest: Snapshot | None = None
         self._pending = False
         self._wake = asyncio.Event()
@@ -122,7 +120,8 @@ class ReloadController:
     async def run(self, stop: asyncio.Event) -> None:
         """Run rounds until `stop` is set: one per debounce window, leader only.
 
-        Started on election and cancelled on loss (`LeaderElector.run_leading`);
+        A leader-only runnable (`webhook.kube.leader.start`): started on election
+        and cancelled on loss;
         a new start catches up at once with the latest snapshot.
         """
         last_start = -float("inf")
@@ -138,9 +137,6 @@ class ReloadController:
             if retry_at is not None and time.monotonic() >= retry_at:
                 self._pending, retry_at = True, None
             if not self._pending or self._latest is None:
-                continue
-            if not self._is_leader():
-                retry_at = time.monotonic() + 1.0  # look again; a new leader catches up
                 continue
             wait = last_start + self._settings.debounce_seconds - time.monotonic()
             if wait > 0 and await wait_any(stop, seconds=wait):

@@ -28,10 +28,8 @@ and waits for the identity learner's first pass before it publishes anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,10 +39,9 @@ from kubernetes import client
 
 from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
 from webhook.controllers.availability import Availability
-from webhook.controllers.exposure import ExposureReport
+from webhook.controllers.configmaps import Fold
 from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.links import LinkWatcher
-from webhook.controllers.publisher import ConfigMapWriter
 from webhook.controllers.sources import (
     BASE_SOURCES,
     CRD_NAME,
@@ -89,8 +86,6 @@ class Snapshot:
 
 
 OnChange = Callable[[Snapshot], Awaitable[None]]
-# Runs leader-only work, cancelled (answering None) the moment leadership ends.
-LeaderOnly = Callable[[Awaitable[bool]], Awaitable[bool | None]]
 
 
 class PeerWatcher:
@@ -101,17 +96,16 @@ class PeerWatcher:
         api_client: client.ApiClient,
         metrics: Metrics,
         is_leader: Callable[[], bool],
+        on_fold: Callable[[Fold], None],
         on_change: OnChange | None = None,
         audit_interval_seconds: float = AUDIT_INTERVAL_SECONDS,
-        leader_only: LeaderOnly | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.is_leader = is_leader
         self.on_change = on_change
-        self._leader_only = leader_only
+        self.on_fold = on_fold
         self._rest = Rest(api_client)
-        self.writer = ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics)
         self.static, ipv6 = dialable_static_peers(settings.static_peers)
         for name in ipv6:
             log.warning(
@@ -146,7 +140,6 @@ class PeerWatcher:
             is_leader=is_leader,
             interval_seconds=audit_interval_seconds,
         )
-        self.exposure = ExposureReport(api_client=api_client)
         self.links = LinkWatcher(
             settings=settings,
             api_client=api_client,
@@ -308,26 +301,12 @@ class PeerWatcher:
     # --- Publishing ---------------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        """Debounce changes, then reconcile ConfigMaps (leader only) and notify listeners."""
+        """Debounce changes, fold them, offer the fold for writing and notify listeners."""
         await self._listed_all.wait()
-        was_leader = False
         published = False
         notified: PeerSet | None = None  # with networks and keys: a key learned is a change
-        attempt = 0
-        retry_at: float | None = None
-        poll = min(1.0, self.settings.lease_renew_seconds)
         while True:
-            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation
-            # that lands as the event fires, and the watcher would then never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll):
-                    await self._dirty.wait()
-            leader = self.is_leader()
-            due = retry_at is not None and time.monotonic() >= retry_at
-            became_leader = leader and not was_leader
-            was_leader = leader
-            if not (self._dirty.is_set() or due or became_leader):
-                continue
+            await self._dirty.wait()
             await asyncio.sleep(self.settings.debounce_seconds)
             self._dirty.clear()
             events, self._inbox = self._inbox, []
@@ -335,27 +314,21 @@ class PeerWatcher:
             changed, self._state = state is not self._state or self._learned, state
             self._learned = False
             self._folded_once.set()
-            if published and not (changed or due or became_leader):
+            if published and not changed:
                 continue
             published = True
-            retry_at = None
-            ok = await self._publish(leader=leader)
-            if not ok:
-                retry_at = time.monotonic() + backoff_delay(attempt)
-                attempt += 1
-            else:
-                attempt = 0
+            self._publish()
             if self.on_change is not None and self.snapshot.peers != notified:
                 notified = self.snapshot.peers
                 await self._notify(self.snapshot)
 
-    async def _publish(self, *, leader: bool) -> bool:
+    def _publish(self) -> None:
         state = self._state
         enabled = enabled_namespaces(state)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
         if self.identity.first_pass_pending() or self.links.first_pass_pending():
-            return True  # the learner's first pass publishes (`_relearn`); nothing is lost
+            return  # the learner's first pass publishes (`_relearn`); nothing is lost
         waiting = self.identity.pending()
         ready = tuple(v for v in listed if v["metadata"].get("uid") not in waiting)
         peers = peer_set(
@@ -368,7 +341,6 @@ class PeerWatcher:
             cluster_name=self.settings.cluster_name,
             remote=self.links.peers(),
         )
-        await self.exposure.report(state, enabled=enabled, leader=leader)
         if peers != self.snapshot.peers:
             log.info("watcher.peers-changed", extra={"hash": peers.hash, "peers": len(peers.peers)})
         self.snapshot = Snapshot(peers=peers, validators=ready)
@@ -376,8 +348,6 @@ class PeerWatcher:
             self.metrics.peers.labels(source=source).set(
                 sum(1 for p in peers.peers if p.source == source)
             )
-        if not leader:
-            return True
         held = self.availability.holding_back()
         if held:
             if not self._held_logged:
@@ -386,19 +356,9 @@ class PeerWatcher:
                     "watcher.publish-held",
                     extra={"unavailable": held, "hint": "the last good ConfigMaps stay"},
                 )
-            return True
+            return
         self._held_logged = False
-        try:
-            work = self.writer.reconcile(
-                peers=peers, state=state, enabled=enabled, is_leader=self.is_leader
-            )
-            if self._leader_only is None:
-                return await work
-            # Cancelled at once when the Lease is lost; the next leader publishes.
-            return await self._leader_only(work) is not None
-        except Exception:  # a bug in one round must not end publishing: retry with backoff
-            log.exception("watcher.publish-failed", extra={"hash": peers.hash})
-            return False
+        self.on_fold(Fold(peers=peers, state=state, enabled=enabled))
 
     async def _notify(self, snapshot: Snapshot) -> None:
         assert self.on_change is not None

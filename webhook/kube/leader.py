@@ -10,22 +10,24 @@ last good renewal (a failed renewal is retried sooner, and drops nothing
 until then); a read showing another holder ends it at once. Renewals run on
 a thread of their own, so they never queue behind other work.
 
-Leader-only work runs through `guard` or `run_leading`: it is cancelled the
-moment leadership ends (as controller-runtime's leader-only runnables), not
-at its next check. A clean stop releases the Lease so a successor need not
-wait for it to expire.
+Leader-only work is a `Runnable` declared `leader_only`, started by `start`
+(the one place that asks who leads): it runs while the Lease is held and is
+cancelled the moment leadership ends, as controller-runtime's manager does
+with its leader-election runnables, not at its next check. A clean stop
+releases the Lease so a successor need not wait for it to expire.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -52,7 +54,41 @@ from webhook.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["LeaderElector", "micro_time", "now_utc", "parse_time"]
+__all__ = ["LeaderElector", "Runnable", "micro_time", "now_utc", "parse_time", "start"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Runnable:
+    """One part of the service: `run(stop)` works until `stop` is set.
+
+    A `leader_only` one runs only while this replica holds the Lease: started
+    when it is won, cancelled when it is lost, started afresh when won again.
+    """
+
+    name: str
+    run: Callable[[asyncio.Event], Awaitable[None]]
+    leader_only: bool = False
+
+
+def start(
+    runnables: Iterable[Runnable], *, leader: LeaderElector | None, stop: asyncio.Event
+) -> list[Coroutine[Any, Any, None]]:
+    """The one place runnables start: each as a coroutine for the caller to run.
+
+    With no elector (no Lease is taken: the watcher is off) every replica
+    runs the leader-only ones too, as before there was anything to lead.
+    """
+    parts: list[Coroutine[Any, Any, None]] = []
+    for runnable in runnables:
+        if runnable.leader_only and leader is not None:
+            parts.append(leader.run_leading(runnable.run, stop))
+        else:
+            parts.append(_awaited(runnable.run(stop)))
+    return parts
+
+
+async def _awaited(work: Awaitable[None]) -> None:
+    await work
 
 
 class LeaderElector:
