@@ -875,9 +875,19 @@ class StellarCoreStandIn:
             if remember:
                 self._peer_db[peer.address] = True
         if victim is not None:
-            with contextlib.suppress(OSError):
-                _send(victim.sock, {"type": "error", "message": "preferred peer selected instead"})
-            self._drop(victim, "preferred peer selected instead")
+            # Dropped (and said why) before the error goes out: the victim's reader would
+            # otherwise see the socket close first and record "closed" instead.
+            evicted = "preferred peer selected instead"
+            with self._lock:
+                gone = victim in self._links
+                if gone:
+                    self._links.remove(victim)
+            if gone:
+                if not self._stopping.is_set():
+                    self._event(victim.address, evicted)
+                with contextlib.suppress(OSError):
+                    _send(victim.sock, {"type": "error", "message": evicted})
+                _close(victim.sock)
         self._logline("Overlay", f"authenticated {peer.address} {self.short(peer.key)}")
         self._tick()
         if remember:

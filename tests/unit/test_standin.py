@@ -599,7 +599,9 @@ def test_preferred_peer_keys_make_a_peer_preferred_by_key_in_full_slots(
     wait_until(lambda: a.authenticated() == {b.peer_address}, message="a -> b")
     ask_connect(a, c)
     wait_until(lambda: a.authenticated() == {c.peer_address}, message="c (by key) evicts b")
-    assert reason_seen(a, "preferred peer selected instead")
+    wait_until(
+        lambda: reason_seen(a, "preferred peer selected instead"), message="b's eviction said"
+    )
     ask_connect(a, d)
     wait_until(lambda: reason_seen(a, "peer rejected"), message="d refused: slots full")
     assert a.authenticated() == {c.peer_address}
