@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from tests.kubelet import container_statuses
-from webhook.core import watched
-from webhook.core.peers import dialable_static_peers, pod_peer, stellarnode_peer
+from webhook.core.peerset.peers import dialable_static_peers, pod_peer, stellarnode_peer
 from webhook.core.pod import pod_ip
+from webhook.core.publishing import watched
 
 
 def pod(status: dict[str, Any]) -> dict[str, Any]:

@@ -11,10 +11,10 @@ import pytest
 
 from tests.kubelet import container_statuses, crashed_statuses
 from webhook import names
-from webhook.core.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer
+from webhook.core.peerset.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer
 from webhook.core.pod import image_repository
-from webhook.core.publish import configmap_body, content_digest, encoded_size, render
-from webhook.core.watched import (
+from webhook.core.publishing.publish import configmap_body, content_digest, encoded_size, render
+from webhook.core.publishing.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,

@@ -32,7 +32,7 @@ from webhook.cli.registration import (
     webhook_configuration,
 )
 from webhook.controllers import admission_policy, certificates
-from webhook.core import policy
+from webhook.core.injection import policy
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics

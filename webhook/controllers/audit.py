@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes import client
 
 from webhook import names
-from webhook.core.peers import admitted_uninjected
+from webhook.core.peerset.peers import admitted_uninjected
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics

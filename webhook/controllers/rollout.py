@@ -13,8 +13,8 @@ import logging
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.core.reload_plan import NodeOutcome, NodePlan, controller_owner
-from webhook.core.stellar_admin import Outcome, Result
+from webhook.core.admin_protocol import Outcome, Result
+from webhook.core.reload.reload_plan import NodeOutcome, NodePlan, controller_owner
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.rest import Rest, path
 

@@ -52,8 +52,8 @@ from webhook.controllers.sources import (
     crd_source,
     node_sources,
 )
-from webhook.core.peers import PeerSet, dialable_static_peers
-from webhook.core.watched import (
+from webhook.core.peerset.peers import PeerSet, dialable_static_peers
+from webhook.core.publishing.watched import (
     State,
     enabled_namespaces,
     fold_all,

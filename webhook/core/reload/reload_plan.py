@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook import names
-from webhook.core import networks, stellar_admin
-from webhook.core.connection import Limits, PeersSeen, limits
-from webhook.core.peers import Peer, PeerSet
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Result
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import admin_port, core_conf, peer_port, pod_ip, target_container
-from webhook.core.stellar_admin import Result
+from webhook.core.reload.connection import Limits, PeersSeen, limits
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
 
@@ -180,7 +181,7 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
     for address, peer in peer_set.by_address:
         if peer.ip == own_ip or address in connected or address in seen:
             continue
-        if not stellar_admin.is_peer_host(peer.ip):
+        if not admin_protocol.is_peer_host(peer.ip):
             continue  # stellar-core would refuse it; it must never reach a URL or a command
         seen.add(address)
         missing.append(peer)
@@ -204,7 +205,7 @@ def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
 
 def connect_exec_command(*, host: str, port: int, conf: str, seconds: int) -> list[str]:
     """The exec argv of `connect?peer=..&port=..`."""
-    command = stellar_admin.connect_command(host=host, port=port)
+    command = admin_protocol.connect_command(host=host, port=port)
     return exec_command(command, conf=conf, seconds=seconds)
 
 

@@ -20,7 +20,7 @@ import re
 from typing import Final
 
 from webhook import names
-from webhook.core import additions, hook
+from webhook.core.injection import additions, hook
 from webhook.settings import Settings
 
 # A port no script text holds: the hook's port is spliced in where it stood.

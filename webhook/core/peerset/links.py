@@ -25,7 +25,7 @@ import yaml
 
 from webhook import names
 from webhook.address import static_address
-from webhook.core.peers import Peer
+from webhook.core.peerset.peers import Peer
 from webhook.core.pod import as_dict, as_list, as_str
 
 Obj = Mapping[str, Any]
