@@ -143,7 +143,7 @@ class Settings:
     # Namespaces whose pods are injected and get a mirror ConfigMap.
     namespace_selector: str = names.DEFAULT_NAMESPACE_SELECTOR
     # A container image repository matching this makes a pod a validator.
-    image_pattern: str = r"(^|/)stellar-core$"
+    image_pattern: str = names.DEFAULT_IMAGE_PATTERN
     # Peers outside the cluster (`host:port` or `host:port@network`), e.g. other
     # organisations' validators.
     static_peers: tuple[str, ...] = ()

@@ -127,7 +127,7 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         annotations = metadata.get("annotations") or {}
         ip = pod_ip(pod)
         # The container the webhook injected, as the watcher reads it.
-        container = target_container(pod)
+        container = target_container(pod, image_matches=settings.image_matches)
         if ip is None or container is None:
             continue
         mode = reload_mode(annotations, default=settings.reload_mode)
