@@ -28,6 +28,7 @@ from webhook.core.watched import (
     trim,
     validators,
 )
+from webhook.settings import Settings
 
 
 def fold(state: State, event: Mapping[str, Any]) -> State:
@@ -452,7 +453,7 @@ def test_peer_set_pods_only_from_enabled_namespaces() -> None:
             ("ADDED", pod("b", "off", ip="10.0.0.2")),
         )
     )
-    enabled = enabled_namespaces(state)
+    enabled = enabled_namespaces(state, settings=Settings())
     assert enabled == frozenset({"on"})
     assert peer_set(state, enabled_namespaces=enabled).strings == ("10.0.0.1:11625",)
 
@@ -505,7 +506,7 @@ def test_peer_set_stellarnodes_resolve_through_pods_and_services() -> None:
             ("ADDED", trim(node("other", "elsewhere"), kind=KIND_STELLARNODE)),
         )
     )
-    result = peer_set(state, enabled_namespaces=enabled_namespaces(state))
+    result = peer_set(state, enabled_namespaces=enabled_namespaces(state, settings=Settings()))
     assert [(p.name, p.ip, p.source) for p in result.peers] == [
         ("n0", "10.2.0.1", "stellarnode"),
         ("n1", "10.96.0.7", "stellarnode"),

@@ -37,6 +37,7 @@ from certs import authority, install
 from webhook import names
 from webhook.cli import check_admission, serving_certificate
 from webhook.cli import check_beyond as beyond
+from webhook.core.selector import is_enabled
 from webhook.kube import api as kube
 from webhook.kube import leader
 from webhook.settings import Settings
@@ -70,17 +71,13 @@ def _not_found(exc: BaseException) -> bool:
 
 
 def enabled_namespaces(core: client.CoreV1Api, settings: Settings) -> list[str]:
-    """Namespaces the webhook and the watcher act in: the selector's, less the excluded ones."""
+    """Namespaces the webhook and the watcher act in: the selector's, as `is_enabled` says."""
     listed = _read_json(core.list_namespace, label_selector=settings.namespace_selector)
-    excluded = {settings.namespace, "kube-system"}
-    found = []
-    for item in listed.get("items") or ():
-        metadata = item.get("metadata") or {}
-        name = metadata.get("name")
-        if not isinstance(name, str) or name in excluded or metadata.get("deletionTimestamp"):
-            continue
-        found.append(name)
-    return sorted(found)
+    return sorted(
+        item["metadata"]["name"]
+        for item in listed.get("items") or ()
+        if is_enabled(item, settings=settings)
+    )
 
 
 # --- webhook ----------------------------------------------------------------

@@ -183,7 +183,9 @@ class PeerWatcher:
 
     async def _audit_after_listing(self) -> None:
         await self._folded_once.wait()
-        await self.audit.run(lambda: sorted(enabled_namespaces(self._state)))
+        await self.audit.run(
+            lambda: sorted(enabled_namespaces(self._state, settings=self.settings))
+        )
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         """Queue an event; the publish loop folds the queue once per debounce window."""
@@ -324,7 +326,7 @@ class PeerWatcher:
 
     def _publish(self) -> None:
         state = self._state
-        enabled = enabled_namespaces(state)
+        enabled = enabled_namespaces(state, settings=self.settings)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
         if self.identity.first_pass_pending() or self.links.first_pass_pending():

@@ -25,6 +25,8 @@ from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
 from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running
 from webhook.core.pod import ip as ip_address
 from webhook.core.publish import content_digest, theirs
+from webhook.core.selector import is_enabled
+from webhook.settings import Settings
 
 # State kinds: the peer watcher stores every object under (kind, namespace, name).
 KIND_POD = "Pod"  # injected validator pods
@@ -204,13 +206,13 @@ def of_kind(state: State, kind: str) -> Iterable[Mapping[str, Any]]:
     return (obj for key, obj in state.items() if key[0] == kind)
 
 
-def enabled_namespaces(state: State) -> frozenset[str]:
-    """Namespaces seen through the selector-filtered namespace watch, unless terminating
-    (nothing can be created in those, and their pods are on their way out)."""
+def enabled_namespaces(state: State, *, settings: Settings) -> frozenset[str]:
+    """Namespaces seen through the selector-filtered namespace watch that
+    `selector.is_enabled` keeps (a labeled kube-system or our own namespace is not)."""
     return frozenset(
         key[2]
         for key, obj in state.items()
-        if key[0] == KIND_NAMESPACE and as_dict(obj.get("status")).get("phase") != "Terminating"
+        if key[0] == KIND_NAMESPACE and is_enabled(obj, settings=settings)
     )
 
 
