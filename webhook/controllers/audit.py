@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client
 
 from webhook import names
+from webhook.controllers.supervision import guarded
 from webhook.core.peers import admitted_uninjected
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
@@ -53,17 +54,18 @@ class UninjectedAudit:
         """
         reported: set[str] = set()
         while True:
-            try:
-                reported = await self._round(namespaces, reported)
-            except FAILURES as exc:
-                log.warning("audit.failed", extra={"error": describe_failure(exc)})
-            except Exception:  # supervised: a bug in one round must not end the audit
-                log.exception("audit.round-crashed")
+            reported = await guarded(
+                self._round(namespaces, reported), event="audit.round-crashed", failed=reported
+            )
             await asyncio.sleep(self.interval_seconds)
 
     async def _round(self, namespaces: Callable[[], list[str]], reported: set[str]) -> set[str]:
         """One audit round; the uids reported so far."""
-        found = await asyncio.to_thread(self._find_uninjected, namespaces())
+        try:
+            found = await asyncio.to_thread(self._find_uninjected, namespaces())
+        except FAILURES as exc:
+            log.warning("audit.failed", extra={"error": describe_failure(exc)})
+            return reported
         self.metrics.uninjected_validators.set(len(found))
         for pod in found:
             metadata = pod["metadata"]

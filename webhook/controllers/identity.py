@@ -33,6 +33,7 @@ from typing import Any
 from kubernetes import client
 
 from webhook.controllers import node_admin
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import wait_any
 from webhook.core import networks, stellar_admin
 from webhook.core.networks import Identity
@@ -136,10 +137,7 @@ class IdentityLearner:
             self._wake.clear()
             if stop.is_set():
                 return
-            try:
-                await self.learn_once()
-            except Exception:  # a bug in one pass must not end learning for good
-                log.exception("identity.pass-crashed")
+            if await guarded(self.learn_once(), event="identity.pass-crashed", failed=None) is None:
                 await wait_any(stop, seconds=RETRY_BASE_SECONDS)
 
     async def learn_once(self) -> int:

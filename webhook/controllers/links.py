@@ -25,6 +25,7 @@ from typing import Any
 from kubernetes import client, config
 
 from webhook import names
+from webhook.controllers.supervision import supervise
 from webhook.core.links import (
     FORBIDDEN_PROBES,
     Link,
@@ -107,15 +108,7 @@ class LinkWatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            attempt = 0
-            while not stop.is_set():
-                try:
-                    await self._follow_secrets()
-                    attempt = 0
-                except Exception:
-                    log.exception("links.secrets-failed")
-                    await asyncio.sleep(backoff_delay(attempt))
-                    attempt += 1
+            await supervise(self._follow_secrets, event="links.secrets-failed", stop=stop)
         finally:
             for _, task in self._tasks.values():
                 task.cancel()
