@@ -120,5 +120,5 @@ class UninjectedAudit:
             except FAILURES as exc:  # 429: a PodDisruptionBudget says not now; next round
                 log.warning(
                     "audit.evict-failed",
-                    extra={"namespace": namespace, "pod": name, "error": repr(exc)[:300]},
+                    extra={"namespace": namespace, "pod": name, "error": describe_failure(exc)},
                 )

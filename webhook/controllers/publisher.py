@@ -40,7 +40,7 @@ from webhook.core.publish_plan import (
 )
 from webhook.core.publish_size import Layout, Mode, Notice, configmap_bodies, layout, notice
 from webhook.core.watched import KIND_CONFIGMAP, State, trim
-from webhook.kube.api import FAILURES
+from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.events import event_body
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
@@ -216,7 +216,11 @@ class ConfigMapWriter:
             self.metrics.configmap_writes_total.labels(kind=kind, result="error").inc()
             log.warning(
                 "configmap.write-failed",
-                extra={"namespace": step.namespace, "verb": step.verb, "error": repr(exc)[:300]},
+                extra={
+                    "namespace": step.namespace,
+                    "verb": step.verb,
+                    "error": describe_failure(exc),
+                },
             )
             return None
         return 0
@@ -358,7 +362,7 @@ class ConfigMapWriter:
                 event_type=event_type,
             )
         except FAILURES as exc:
-            log.warning("configmap.event-failed", extra={"error": repr(exc)[:300]})
+            log.warning("configmap.event-failed", extra={"error": describe_failure(exc)})
 
     def _event(
         self, *, namespace: str, uid: str, reason: str, message: str, event_type: str = "Warning"
@@ -376,7 +380,7 @@ class ConfigMapWriter:
             self._rest.create(path("v1", "events", namespace=namespace), body)
         except FAILURES as exc:
             log.warning(
-                "configmap.event-failed", extra={"reason": reason, "error": repr(exc)[:300]}
+                "configmap.event-failed", extra={"reason": reason, "error": describe_failure(exc)}
             )
 
 
