@@ -52,7 +52,6 @@ RETRY_CAP_SECONDS = 120.0
 BOOTING_RETRY_CAP_SECONDS = 10.0  # a booting node answers soon: ask it again soon
 # How long a (re)started injector waits for its first pass before publishing without it.
 FIRST_PASS_LIMIT_SECONDS = 60.0
-API_TIMEOUT_SECONDS = 10.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
 
@@ -82,7 +81,7 @@ class IdentityLearner:
         self._labels: dict[str, str] = {}  # pod uid -> its network label
         self._reported: set[str] = set()  # pod uids whose mismatch is reported
         self._wake = asyncio.Event()
-        self._events = EventRecorder(rest=Rest(api_client), timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=Rest(api_client))
         self.asked = 0  # admin requests sent, for tests and measurements
         self.passes = 0  # passes that asked someone
         self._first_seen: float | None = None  # when the first validators were wanted

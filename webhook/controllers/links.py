@@ -47,7 +47,6 @@ from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
-API_TIMEOUT_SECONDS = 10.0
 # A link's watch is renewed at least this often, so a silent partition is noticed.
 LINK_WATCH_SECONDS = 60
 # What a link's list and watch raise when the other side fails or sends nonsense.
@@ -88,7 +87,7 @@ class LinkWatcher:
         self.is_leader = is_leader
         self.on_change = on_change
         self._rest = Rest(api_client)
-        self._events = EventRecorder(rest=self._rest, timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=self._rest)
         self.states: dict[str, LinkState] = {}  # by Secret name
         self.errors: dict[str, str] = {}  # refused Secrets: why
         self._secrets: dict[str, Mapping[str, Any]] = {}
