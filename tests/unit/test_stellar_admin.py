@@ -363,3 +363,13 @@ def test_http_command_output_of_versions_that_logged_the_answer() -> None:
     )
     parsed = stellar_admin.parse_http_command_output(output)
     assert (parsed.status, parsed.body) == (200, "Connect to: 10.0.0.1:11625")
+
+
+def test_the_hook_and_the_exec_reload_share_one_watchdog() -> None:
+    from webhook.core import hook, reload_plan
+    from webhook.core.stellar_admin import bounded_function
+
+    [*_, script] = hook.poststart_command(http_port=11626, timeout_seconds=60)
+    assert bounded_function(hook.ASK_SECONDS) in script
+    [_, _, argv_script, *_] = reload_plan.exec_command("info", conf="", seconds=7)
+    assert argv_script.startswith(bounded_function(7))

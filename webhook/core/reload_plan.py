@@ -190,15 +190,11 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
 def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
     """`stellar-core http-command [--conf FILE] CMD` as an exec argv, bounded in the container.
 
-    `http-command` has no timeout and a starting node may accept and never answer, so a
-    watchdog kills it after `seconds` (and the shell's `Terminated` is kept out of the
-    output). The shell gets the values as positional parameters, never as code.
+    `stellar_admin.bounded_function` kills it after `seconds`. The shell gets the values
+    as positional parameters, never as code.
     """
-    watchdog = (
-        'stellar-core http-command "$@" & c=$!; '
-        f'( sleep {int(seconds)}; kill "$c" ) >/dev/null 2>&1 & d=$!; '
-        '{ wait "$c"; } 2>/dev/null; kill "$d" 2>/dev/null; exit 0'
-    )
+    bounded = stellar_admin.bounded_function(seconds)
+    watchdog = f'{bounded}; bounded stellar-core http-command "$@"; exit 0'
     return ["sh", "-c", watchdog, "sh", *(["--conf", conf] if conf else []), command]
 
 
