@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from webhook import names
-from webhook.address import is_network_name, port_number
+from webhook.address import is_dns_label, port_number
 
 __all__ = [
     "admin_port",
@@ -267,4 +267,4 @@ def label_network(pod: Obj) -> str:
     """The pod's `stellar.org/network` label when it is a network name, else ""."""
     labels = as_dict(as_dict(pod.get("metadata")).get("labels"))
     value = as_str(labels.get(names.NETWORK_LABEL))
-    return value if is_network_name(value) else ""
+    return value if is_dns_label(value) else ""
