@@ -45,6 +45,7 @@ from webhook.core.peers import Peer, PeerSet
 from webhook.core.pod import as_dict, as_list, is_ready, is_running, pod_ip
 from webhook.core.reload_plan import NodePlan, plan_round, reload_mode
 from webhook.kube import api as kube
+from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
@@ -242,18 +243,18 @@ def table(found: Sequence[Row], *, peers: PeerSet) -> str:
     return text
 
 
+def _canonical(rest: Rest, settings: Settings) -> dict[str, Any]:
+    where = path("v1", "configmaps", namespace=settings.namespace, name=names.CONFIGMAP_NAME)
+    return rest.get(where, timeout=REQUEST_TIMEOUT_SECONDS)
+
+
 def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
     """The canonical set and the injected pods of the enabled namespaces."""
     api = kube.api_client(settings)
-    core = client.CoreV1Api(api)
+    rest = Rest(api)
     try:
         try:
-            configmap = kube.read_json(
-                core.read_namespaced_config_map,
-                names.CONFIGMAP_NAME,
-                settings.namespace,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
+            configmap = _canonical(rest, settings)
         except kube.FAILURES as exc:
             raise StatusError(
                 f"cannot read ConfigMap {settings.namespace}/{names.CONFIGMAP_NAME} "
@@ -262,12 +263,11 @@ def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
             ) from exc
         pods: list[dict[str, Any]] = []
         try:
-            for namespace in enabled_namespaces(core, settings):
-                listed = kube.read_json(
-                    core.list_namespaced_pod,
-                    namespace,
+            for namespace in enabled_namespaces(rest, settings):
+                listed = rest.get(
+                    path("v1", "pods", namespace=namespace),
+                    timeout=REQUEST_TIMEOUT_SECONDS,
                     label_selector=f"{names.INJECTED_LABEL}=true",
-                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
                 )
                 pods.extend(dict(as_dict(item)) for item in as_list(listed.get("items")))
         except kube.FAILURES as exc:
@@ -281,12 +281,7 @@ def published_peer(settings: Settings, *, namespace: str, name: str) -> Peer | N
     """The pod's entry in the canonical `peers.json`, or None (not published, or unreadable)."""
     api = kube.api_client(settings)
     try:
-        configmap = kube.read_json(
-            client.CoreV1Api(api).read_namespaced_config_map,
-            names.CONFIGMAP_NAME,
-            settings.namespace,
-            _request_timeout=REQUEST_TIMEOUT_SECONDS,
-        )
+        configmap = _canonical(Rest(api), settings)
         peers = peer_set(configmap)
     except kube.FAILURES:
         return None
