@@ -16,6 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests import admin_client
 from tests.kubelet import container_statuses
 from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
@@ -302,14 +303,17 @@ def test_connect_path_and_exec_command_refuse_a_smuggled_host(host: str) -> None
     with pytest.raises(ValueError, match="not a peer host"):
         stellar_admin.connect_path(host=host, port=11625)
     with pytest.raises(ValueError, match="not a peer host"):
-        reload_plan.connect_exec_command(host=host, port=11625, conf="", seconds=2)
+        reload_plan.exec_command(
+            stellar_admin.connect_command(host=host, port=11625), conf="", seconds=2
+        )
 
 
 @settings(max_examples=600, derandomize=True, database=None)
 @given(host=st.text(max_size=30), port=st.integers(min_value=1, max_value=65535))
 def test_exec_command_is_one_argv_word_of_safe_characters(host: str, port: int) -> None:
     try:
-        argv = reload_plan.connect_exec_command(host=host, port=port, conf="", seconds=2)
+        command = stellar_admin.connect_command(host=host, port=port)
+        argv = reload_plan.exec_command(command, conf="", seconds=2)
     except ValueError:
         return
     # The script is fixed text; the command is one positional parameter after it.
@@ -371,7 +375,7 @@ def test_reload_connect_to_a_standin_sends_only_the_validated_peer() -> None:
 
     with StellarCoreStandIn(host="127.0.0.54", port=0) as node:
         result = asyncio.run(
-            stellar_admin.connect(
+            admin_client.connect(
                 ip=node.host,
                 port=node.port,
                 peer_host="validator-3.example.org",

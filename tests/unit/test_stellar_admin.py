@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import admin_client
 from tests.polling import wait_until
 from tests.standin import (
     BOOTING,
@@ -101,7 +102,7 @@ def test_client_connects_and_lists_peers_on_the_standin() -> None:
     ):
         peer_host, _, peer_port = other.peer_address.rpartition(":")
         result = asyncio.run(
-            stellar_admin.connect(
+            admin_client.connect(
                 ip=node.host,
                 port=node.port,
                 peer_host=peer_host,
@@ -113,7 +114,7 @@ def test_client_connects_and_lists_peers_on_the_standin() -> None:
 
         def listed() -> set[str]:
             found, addresses = asyncio.run(
-                stellar_admin.peers(ip=node.host, port=node.port, time_limit=2)
+                admin_client.peers(ip=node.host, port=node.port, time_limit=2)
             )
             assert found.ok
             return addresses
@@ -126,17 +127,17 @@ def test_client_reports_booting_refused_and_timeout_as_transient() -> None:
         s.bind((HOST, 0))
         closed_port = s.getsockname()[1]
     refused = asyncio.run(
-        stellar_admin.connect(
+        admin_client.connect(
             ip=HOST, port=closed_port, peer_host="10.0.0.5", peer_port=1, time_limit=1
         )
     )
     assert (refused.outcome, refused.reason) == (Outcome.TRANSIENT, "refused")
     with StellarCoreStandIn(host=HOST, port=0, booting_requests=1) as node:
-        booting, _ = asyncio.run(stellar_admin.peers(ip=node.host, port=node.port, time_limit=1))
+        booting, _ = asyncio.run(admin_client.peers(ip=node.host, port=node.port, time_limit=1))
         assert (booting.outcome, booting.reason) == (Outcome.TRANSIENT, "booting")
     with StellarCoreStandIn(host=HOST, port=0, delay_seconds=1) as node:
         slow = asyncio.run(
-            stellar_admin.connect(
+            admin_client.connect(
                 ip=node.host, port=node.port, peer_host="10.0.0.5", peer_port=1, time_limit=0.1
             )
         )
@@ -151,7 +152,7 @@ def test_client_reports_the_welcome_page_as_failed() -> None:
     assert (status, body) == (404, WELCOME)
 
 
-def test_command_answer_drops_http_command_log_lines() -> None:
+def test_http_command_output_body_drops_its_log_lines() -> None:
     printed = (
         "2024-05-01T10:00:00.123 GABCD [default INFO] Config from /etc/stellar.cfg\n"
         "Connect to: 10.0.0.1:11625\n"
@@ -161,13 +162,15 @@ def test_command_answer_drops_http_command_log_lines() -> None:
         "2024-05-01T10:00:00.130 GABCD [default INFO] Connect to: 10.0.0.1:11625\n"
     )
     for output in (printed, logged):
-        answer = stellar_admin.command_answer(output)
+        answer = stellar_admin.parse_http_command_output(output).body
         assert classify_connect(200, answer, host="10.0.0.1", port=11625).ok
     peers_json = (
         '{\n   "authenticated_peers" : { "inbound" : null, "outbound" : null },\n'
         '   "pending_peers" : { "inbound" : null, "outbound" : [ "10.0.0.2:11625" ] }\n}\n'
     )
-    answer = stellar_admin.command_answer(printed.splitlines()[0] + "\n" + peers_json)
+    answer = stellar_admin.parse_http_command_output(
+        printed.splitlines()[0] + "\n" + peers_json
+    ).body
     assert parse_peers(answer) == {"10.0.0.2:11625"}
 
 
@@ -234,7 +237,7 @@ def test_parse_info_reads_state_network_and_key_from_jsoncpp() -> None:
         _, booting = asyncio.run(
             stellar_admin.get(ip=node.host, port=node.port, path="/info", time_limit=2)
         )
-        result, info = asyncio.run(stellar_admin.info(ip=node.host, port=node.port, time_limit=2))
+        result, info = asyncio.run(admin_client.info(ip=node.host, port=node.port, time_limit=2))
         _, quorum = asyncio.run(
             stellar_admin.get(
                 ip=node.host, port=node.port, path="/quorum?fullkeys=true", time_limit=2
@@ -242,12 +245,12 @@ def test_parse_info_reads_state_network_and_key_from_jsoncpp() -> None:
         )
     assert '"state" : "Booting"' in booting
     assert stellar_admin.node_state(booting) == "Booting"
-    assert not stellar_admin.parse_info(booting).past_booting
+    assert stellar_admin.parse_info(booting).state not in stellar_admin.PAST_BOOTING
     assert result.ok
     assert info == stellar_admin.NodeInfo(
         state="Synced!", network=TESTNET, node=node.public_key[:5]
     )
-    assert info.past_booting
+    assert info.state in stellar_admin.PAST_BOOTING
     assert stellar_admin.node_key(quorum) == node.public_key
 
 
@@ -297,7 +300,7 @@ def test_http_command_output_with_headers_and_logs(tmp_path: Path) -> None:
     verdict, answer = stellar_admin.command_verdict(peers_out, peers_err)
     assert verdict is None
     assert stellar_admin.authenticated_addresses(answer) == set()
-    assert stellar_admin.command_answer(peers_out) == answer
+    assert stellar_admin.parse_http_command_output(peers_out).body == answer
 
 
 # What v25.2.0's `http-command info` wrote, measured (STELLAR.md): the config log, with the

@@ -198,12 +198,6 @@ def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
     return ["sh", "-c", watchdog, "sh", *(["--conf", conf] if conf else []), command]
 
 
-def connect_exec_command(*, host: str, port: int, conf: str, seconds: int) -> list[str]:
-    """The exec argv of `connect?peer=..&port=..`."""
-    command = stellar_admin.connect_command(host=host, port=port)
-    return exec_command(command, conf=conf, seconds=seconds)
-
-
 @dataclass(frozen=True)
 class NodeOutcome:
     plan: NodePlan

@@ -1,4 +1,5 @@
-"""stellar-core's admin port: what its answers mean, and a tiny client that asks it.
+"""stellar-core's admin port: what its answers mean, and the one GET that asks it
+(`webhook.controllers.node_admin.ask` is the service's one way to ask a node).
 
 stellar-core answers 200 (or, since PR #2822, 404) with an HTML welcome page to
 any command it does not know, so a status code proves nothing: every answer is
@@ -196,10 +197,6 @@ class NodeInfo:
     network: str  # the NETWORK_PASSPHRASE
     node: str  # its key's first 5 characters (`quorum?fullkeys=true` has the full key)
 
-    @property
-    def past_booting(self) -> bool:
-        return self.state in PAST_BOOTING
-
 
 def parse_info(body: str) -> NodeInfo:
     """`info`'s state, network and key; AnswerError if the body is not an `info` answer."""
@@ -316,11 +313,6 @@ def bounded_function(seconds: int) -> str:
     )
 
 
-def command_answer(stdout: str) -> str:
-    """The admin answer inside what `stellar-core http-command` wrote on stdout ("" if none)."""
-    return parse_http_command_output(stdout).body
-
-
 # URLs
 
 
@@ -379,43 +371,3 @@ def _parse_response(raw: bytes) -> tuple[int, str]:
         if name.strip().lower() == "content-length" and value.strip().isdigit():
             body = body[: int(value.strip())]
     return int(parts[1]), body.decode("utf-8", "replace")
-
-
-async def connect(
-    *, ip: str, port: int, peer_host: str, peer_port: int, time_limit: float
-) -> Result:
-    """Ask the node at `ip:port` to connect to `peer_host:peer_port`."""
-    try:
-        status, body = await get(
-            ip=ip,
-            port=port,
-            path=connect_path(host=peer_host, port=peer_port),
-            time_limit=time_limit,
-        )
-    except (OSError, TimeoutError, AnswerError) as exc:
-        return classify_error(exc)
-    return classify_connect(status, body, host=peer_host, port=peer_port)
-
-
-async def peers(*, ip: str, port: int, time_limit: float) -> tuple[Result, set[str]]:
-    """The node's connected and pending peers, with how asking went."""
-    try:
-        status, body = await get(ip=ip, port=port, path="/peers", time_limit=time_limit)
-        verdict = classify_answer(status, body)
-        if verdict is not None:
-            return verdict, set()
-        return Result(Outcome.SUCCESS, "listed"), parse_peers(body)
-    except (OSError, TimeoutError, AnswerError) as exc:
-        return classify_error(exc), set()
-
-
-async def info(*, ip: str, port: int, time_limit: float) -> tuple[Result, NodeInfo | None]:
-    """The node's state, network and short key, with how asking went."""
-    try:
-        status, body = await get(ip=ip, port=port, path="/info", time_limit=time_limit)
-        verdict = classify_answer(status, body)
-        if verdict is not None:
-            return verdict, None
-        return Result(Outcome.SUCCESS, "info"), parse_info(body)
-    except (OSError, TimeoutError, AnswerError) as exc:
-        return classify_error(exc), None
