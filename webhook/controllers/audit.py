@@ -12,8 +12,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client
-
 from webhook import names
 from webhook.controllers.supervision import guarded
 from webhook.core.peers import admitted_uninjected
@@ -32,7 +30,7 @@ class UninjectedAudit:
         self,
         *,
         settings: Settings,
-        core: client.CoreV1Api | Rest,
+        rest: Rest,
         metrics: Metrics,
         is_leader: Callable[[], bool],
         interval_seconds: float = AUDIT_INTERVAL_SECONDS,
@@ -41,8 +39,7 @@ class UninjectedAudit:
         self.metrics = metrics
         self.is_leader = is_leader
         self.interval_seconds = interval_seconds
-        # Only its ApiClient is used: the calls go raw, never through CoreV1Api.
-        self._rest = Rest(core.api_client)
+        self._rest = rest
 
     async def run(self, namespaces: Callable[[], list[str]]) -> None:
         """Every interval, count (and report once each) validators admitted uninjected.
