@@ -15,6 +15,7 @@ from typing import Any
 from webhook import names
 from webhook.controllers.supervision import guarded
 from webhook.core.peers import admitted_uninjected
+from webhook.core.pod import controller_owner
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
@@ -99,8 +100,7 @@ class UninjectedAudit:
         """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
         for pod in pods:
             metadata = pod["metadata"]
-            owners = metadata.get("ownerReferences") or []
-            if not any(ref.get("controller") for ref in owners):
+            if controller_owner(metadata) is None:
                 continue
             name, namespace = metadata["name"], metadata["namespace"]
             body = {

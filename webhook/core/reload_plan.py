@@ -15,7 +15,14 @@ from webhook import names
 from webhook.core import networks, stellar_admin
 from webhook.core.connection import Limits, PeersSeen, limits
 from webhook.core.peers import Peer, PeerSet
-from webhook.core.pod import admin_port, core_conf, peer_port, pod_ip, target_container
+from webhook.core.pod import (
+    admin_port,
+    controller_owner,
+    core_conf,
+    peer_port,
+    pod_ip,
+    target_container,
+)
 from webhook.core.stellar_admin import Result
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
@@ -59,13 +66,6 @@ def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> Reloa
         if wanted == mode:
             return mode  # type: ignore[return-value]
     return default
-
-
-def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
-    for ref in metadata.get("ownerReferences") or ():
-        if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind")), str(ref.get("name"))
-    return None
 
 
 def workload(metadata: Mapping[str, Any]) -> tuple[str, str, str] | None:
