@@ -26,6 +26,7 @@ from webhook import names
 from webhook.address import is_dns_label, static_address
 from webhook.core.peers import Peer
 from webhook.core.pod import as_dict, as_list, as_str
+from webhook.core.stellar_admin import is_peer_host
 
 Obj = Mapping[str, Any]
 KEY_NAMESPACE = "namespace"
@@ -185,7 +186,7 @@ def remote_peers(entries: Iterable[Mapping[str, Any]], *, cluster: str) -> tuple
             host, port = static_address(advertised)
         except ValueError:
             continue
-        if ":" in host:
+        if not is_peer_host(host):
             continue  # stellar-core dials IPv4 and names only
         peers.append(
             Peer(
