@@ -21,7 +21,6 @@ dry-run create, which stores nothing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ssl
 import sys
 import uuid
@@ -36,6 +35,7 @@ from certs import authority, install
 from webhook import names
 from webhook.cli import check_admission, serving_certificate
 from webhook.cli import check_beyond as beyond
+from webhook.core.peers import text_hash
 from webhook.core.selector import is_enabled
 from webhook.kube import api as kube
 from webhook.kube import leader
@@ -308,7 +308,7 @@ def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
     recorded = _hash_of(canonical)
     if text is None:
         return Result(name, False, f"{where} has no {names.KEY_TXT}")
-    actual = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    actual = text_hash(text)
     if recorded != actual:
         return Result(
             name,
