@@ -89,7 +89,7 @@ def static_peer_text(text: str) -> tuple[str, str]:
     """(`host:port`, network) from `host:port` or `host:port@network`, or raise ValueError.
 
     The network is a DNS label (`pubnet`, `testnet`, a private network's name);
-    without one the peer's network is decided by the peer set (`webhook.core.networks`).
+    without one the peer's network is decided by the peer set (`webhook.core.peerset.networks`).
     """
     if not isinstance(text, str):
         raise ValueError("static peer: expected host:port[@network]")

@@ -43,7 +43,7 @@ KEY_CSV: Final = "peers.csv"
 KEY_COUNT: Final = "peer_count"
 KEY_KNOWN_PEERS: Final = "known_peers.cfg"
 # Per network (`peers-testnet.txt`, ...): the unqualified keys above hold the whole
-# set only while the cluster has one network (webhook.core.networks).
+# set only while the cluster has one network (webhook.core.peerset.networks).
 KEY_NETWORK_TXT: Final = "peers-{}.txt"
 KEY_NETWORK_CSV: Final = "peers-{}.csv"
 KEY_NETWORK_COUNT: Final = "peer_count-{}"

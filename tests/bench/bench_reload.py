@@ -43,7 +43,7 @@ from tests.bench.cluster import api_client, private_cluster
 from tests.bench.fleet import RawClient, ready_status
 from tests.bench.report import Row, emit, not_run
 from webhook import names
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

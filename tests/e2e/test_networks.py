@@ -29,7 +29,7 @@ from tests.polling import wait_until
 from tests.standin import PUBNET, TESTNET, StellarCoreStandIn
 from webhook import names
 from webhook.cli import status
-from webhook.core import networks
+from webhook.core.peerset import networks
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

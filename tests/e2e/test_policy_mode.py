@@ -31,7 +31,7 @@ from tests.kube import label_enabled, validator_pod
 from tests.polling import wait_until
 from webhook.cli.registration import webhook_configuration
 from webhook.controllers.admission_policy import discover, sync_once
-from webhook.core import policy
+from webhook.core.injection import policy
 from webhook.kube.rest import Rest
 from webhook.settings import Settings
 

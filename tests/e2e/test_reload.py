@@ -33,9 +33,9 @@ from tests.standin import PUBNET, StellarCoreStandIn
 from webhook import names
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
-from webhook.core import connection
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import is_running
+from webhook.core.reload import connection
 from webhook.kube.leader import LeaderElector, Runnable, micro_time, now_utc, start
 from webhook.metrics import Metrics
 from webhook.settings import Settings

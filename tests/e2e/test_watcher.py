@@ -25,9 +25,9 @@ from webhook import names
 from webhook.cli.wiring import Service
 from webhook.controllers.sources import CRD_NAME
 from webhook.controllers.watcher import PeerWatcher, Snapshot
-from webhook.core.peers import PeerSet, static_peer
-from webhook.core.publish import render
-from webhook.core.publish_size import layout
+from webhook.core.peerset.peers import PeerSet, static_peer
+from webhook.core.publishing.publish import render
+from webhook.core.publishing.publish_size import layout
 from webhook.kube.leader import micro_time, now_utc
 from webhook.settings import Settings
 

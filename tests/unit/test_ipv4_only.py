@@ -6,9 +6,10 @@ from typing import Any
 
 from tests.kubelet import container_statuses
 from webhook import names
-from webhook.core import advertised, links, watched
-from webhook.core.peers import dialable_static_peers, pod_peer, stellarnode_peer
+from webhook.core.peerset import advertised, links
+from webhook.core.peerset.peers import dialable_static_peers, pod_peer, stellarnode_peer
 from webhook.core.pod import pod_ip
+from webhook.core.publishing import watched
 
 
 def pod(status: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def test_ipv6_static_peers_are_left_out_and_named() -> None:
 
 
 def test_an_ipv6_advertised_address_or_remote_entry_is_never_dialled() -> None:
-    """One rule (`stellar_admin.is_peer_host`) for the annotation and linked clusters."""
+    """One rule (`admin_protocol.is_peer_host`) for the annotation and linked clusters."""
     pod = {
         "metadata": {
             "name": "v",

@@ -11,10 +11,17 @@ import pytest
 
 from tests.kubelet import container_statuses, crashed_statuses
 from webhook import names
-from webhook.core.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer, text_hash
+from webhook.core.peerset.peers import (
+    Peer,
+    PeerSet,
+    pod_peer,
+    static_peer,
+    stellarnode_peer,
+    text_hash,
+)
 from webhook.core.pod import image_repository
-from webhook.core.publish import configmap_body, content_digest, encoded_size, render
-from webhook.core.watched import (
+from webhook.core.publishing.publish import configmap_body, content_digest, encoded_size, render
+from webhook.core.publishing.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from webhook import names
-from webhook.core import injection
-from webhook.core.peers import PeerSet
+from webhook.core.injection import mutation
+from webhook.core.peerset.peers import PeerSet
 from webhook.core.pod import choose_container, controller_owner, read_status, target_container
-from webhook.core.reload_plan import plan_round
+from webhook.core.reload.reload_plan import plan_round
 from webhook.settings import Settings
 
 CUSTOM = Settings(image_pattern=r"(^|/)my-core$")
@@ -69,7 +69,7 @@ def test_the_webhook_and_the_reload_plan_target_the_same_container_by_the_users_
     """The reload plan once picked containers by a hard-coded `stellar-core` suffix, not by
     the settings' pattern, for a pod whose status annotation does not say which."""
     pod = custom_pod()
-    decision = injection.decide(pod, settings=CUSTOM)
+    decision = mutation.decide(pod, settings=CUSTOM)
     assert (decision.inject, decision.container) == (True, "node")
     [plan] = plan_round(Snap(PeerSet(()), (pod,)), settings=CUSTOM)
     assert plan.container == decision.container

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from webhook import names
-from webhook.core import hook, policy, policy_cel, policy_ops
+from webhook.core.injection import hook, policy, policy_cel, policy_ops
 from webhook.settings import Settings, SettingsError
 
 SETTINGS = Settings()

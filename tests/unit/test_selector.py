@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.core.publishing.watched import KIND_NAMESPACE, enabled_namespaces, trim
 from webhook.core.selector import is_enabled, namespace_selector
-from webhook.core.watched import KIND_NAMESPACE, enabled_namespaces, trim
 from webhook.settings import Settings
 
 SETTINGS = Settings(namespace="injector")

@@ -35,7 +35,7 @@ from certs import authority, install
 from webhook import names
 from webhook.cli import check_admission, serving_certificate
 from webhook.cli import check_beyond as beyond
-from webhook.core.peers import text_hash
+from webhook.core.peerset.peers import text_hash
 from webhook.core.selector import is_enabled
 from webhook.kube import api as kube
 from webhook.kube import leader

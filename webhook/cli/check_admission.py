@@ -10,7 +10,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook.controllers import admission_policy
-from webhook.core import policy
+from webhook.core.injection import policy
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings

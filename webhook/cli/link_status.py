@@ -21,8 +21,8 @@ import orjson
 
 from webhook import names
 from webhook.core.lease import parse_time
-from webhook.core.links import LinkError, configmap_entries, parse_link, remote_peers
-from webhook.core.peers import PeerSet
+from webhook.core.peerset.links import LinkError, configmap_entries, parse_link, remote_peers
+from webhook.core.peerset.peers import PeerSet
 from webhook.core.pod import as_dict, as_list, as_str
 from webhook.kube import api as kube
 from webhook.kube.remote import read_named, remote_client

@@ -39,14 +39,15 @@ from kubernetes import client
 from webhook import names
 from webhook.cli.check import enabled_namespaces
 from webhook.cli.link_status import read_links
-from webhook.controllers import node_admin
-from webhook.core import networks, stellar_admin
-from webhook.core.peers import Peer, PeerSet
+from webhook.core import admin_protocol
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import as_dict, as_list, is_ready, is_running, pod_ip
-from webhook.core.reload_plan import NodePlan, plan_round, reload_mode
+from webhook.core.reload.reload_plan import NodePlan, plan_round, reload_mode
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
+from webhook.stellar import admin
 
 NODE_TIME_LIMIT_SECONDS: Final = 3.0  # per node asked for its state
 NODE_CONCURRENCY: Final = 16
@@ -306,14 +307,14 @@ async def ask_states(
 
     async def one(plan: NodePlan) -> tuple[tuple[str, str], str]:
         async with semaphore:
-            verdict, body = await node_admin.ask(
+            verdict, body = await admin.ask(
                 plan, "info", api_client=api, time_limit=NODE_TIME_LIMIT_SECONDS
             )
         if verdict is not None:
             return (plan.namespace, plan.name), f"?{verdict.reason}"
         try:
-            return (plan.namespace, plan.name), stellar_admin.node_state(body)
-        except stellar_admin.AnswerError as exc:
+            return (plan.namespace, plan.name), admin_protocol.node_state(body)
+        except admin_protocol.AnswerError as exc:
             return (plan.namespace, plan.name), f"?{exc.result.reason}"
 
     try:

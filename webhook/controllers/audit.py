@@ -14,7 +14,7 @@ from typing import Any
 
 from webhook import names
 from webhook.controllers.supervision import guarded
-from webhook.core.peers import admitted_uninjected
+from webhook.core.peerset.peers import admitted_uninjected
 from webhook.core.pod import controller_owner
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path

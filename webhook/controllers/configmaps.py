@@ -18,8 +18,8 @@ from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.publisher import ConfigMapWriter
 from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import wait_any
-from webhook.core.peers import PeerSet
-from webhook.core.watched import State
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.publishing.watched import State
 from webhook.kube.backoff import backoff_delay
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Reporting advertised-address problems: a log line and a Warning Event per pod.
 
-The decision is `webhook.core.advertised`; this only says, once per pod and
+The decision is `webhook.core.peerset.advertised`; this only says, once per pod and
 problem, what it found wrong (a Service port that is not PEER_PORT, several
 Services for one pod, a LoadBalancer still pending), so nothing is guessed
 silently. Run by the leader-only ConfigMap publisher (`controllers.configmaps`),
@@ -14,7 +14,7 @@ import logging
 from kubernetes import client
 
 from webhook.core.pod import as_dict, as_str
-from webhook.core.watched import KIND_POD, State, exposures_of
+from webhook.core.publishing.watched import KIND_POD, State, exposures_of
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest
 

@@ -6,7 +6,7 @@ networks never connect) and which key it holds (`peers.json`, the
 The node says both: `info` names its `NETWORK_PASSPHRASE`, `quorum?fullkeys=true`
 its full key. This learner asks each node once per pod uid and IP, the way the
 reload controller asks it (`http`, or `exec` through pods/exec for a
-localhost-only admin port; `node_admin`), bounded in time and with backoff
+localhost-only admin port; `webhook.stellar.admin`), bounded in time and with backoff
 while the node does not answer. Every replica asks (two reads per node), so a
 new leader publishes warm. What it learned feeds the watcher's next snapshot
 (`identities()`); a pod not asked even once yet is `pending()`: it is handed to
@@ -32,18 +32,19 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.controllers import node_admin
 from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import wait_any
-from webhook.core import networks, stellar_admin
-from webhook.core.networks import Identity
-from webhook.core.peers import PeerSet
+from webhook.core import admin_protocol
+from webhook.core.peerset import networks
+from webhook.core.peerset.networks import Identity
+from webhook.core.peerset.peers import PeerSet
 from webhook.core.pod import label_network
-from webhook.core.reload_plan import NodePlan, plan_round
+from webhook.core.reload.reload_plan import NodePlan, plan_round
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest
 from webhook.settings import Settings
+from webhook.stellar import admin
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class IdentityLearner:
 
     async def _ask(self, plan: NodePlan, command: str) -> str | None:
         self.asked += 1
-        verdict, body = await node_admin.ask(
+        verdict, body = await admin.ask(
             plan,
             command,
             api_client=self._api_client,
@@ -182,13 +183,13 @@ class IdentityLearner:
         quorum = await self._ask(plan, "quorum?fullkeys=true") if info is not None else None
         if info is not None and quorum is not None:
             try:
-                passphrase = stellar_admin.parse_info(info).network
-                public_key = stellar_admin.node_key(quorum)
-            except stellar_admin.AnswerError:
+                passphrase = admin_protocol.parse_info(info).network
+                public_key = admin_protocol.node_key(quorum)
+            except admin_protocol.AnswerError:
                 pass
             else:
                 if passphrase and public_key.startswith("G"):
-                    identity = Identity(stellar_admin.network_name(passphrase), public_key)
+                    identity = Identity(admin_protocol.network_name(passphrase), public_key)
         if identity is None:
             attempts = self._retry.get(key, (0, 0.0))[0]
             cap = BOOTING_RETRY_CAP_SECONDS if key in self._booting else RETRY_CAP_SECONDS

@@ -1,7 +1,7 @@
 """Links to other clusters: their Secrets here, one watch on each linked canonical
 ConfigMap there, and the remote entries the peer set takes from them.
 
-The link Secrets (`webhook.core.links`) are listed and watched in the injector's
+The link Secrets (`webhook.core.peerset.links`) are listed and watched in the injector's
 namespace. Each usable link gets one task: it first asks the other API server
 what the credential may do (refused when it may read more than that ConfigMap),
 then lists and watches the one ConfigMap, with timeouts and back-off. An
@@ -26,7 +26,7 @@ from kubernetes import client, config
 
 from webhook import names
 from webhook.controllers.supervision import supervise
-from webhook.core.links import (
+from webhook.core.peerset.links import (
     FORBIDDEN_PROBES,
     Link,
     choose,
@@ -34,7 +34,7 @@ from webhook.core.links import (
     excess_rights,
     remote_peers,
 )
-from webhook.core.peers import Peer
+from webhook.core.peerset.peers import Peer
 from webhook.core.pod import as_dict, as_str
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.backoff import backoff_delay

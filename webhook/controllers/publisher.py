@@ -7,7 +7,7 @@ carries the resourceVersion just read, so a concurrent writer makes us re-read
 (409) instead of overwriting. A ConfigMap named `stellar-peers` without our
 owner labels belongs to someone else: we leave it, count it, and say so once
 in a Warning Event. Which keys go where follows their sizes
-(`webhook.core.publish_size`): mirrors without `peers.json` past 512 KiB, the
+(`webhook.core.publishing.publish_size`): mirrors without `peers.json` past 512 KiB, the
 canonical one with it gzipped past 1 MiB, each change said in an Event; a set
 that does not fit even then is not written: the last good one stays.
 """
@@ -27,9 +27,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.core.peers import PeerSet
-from webhook.core.publish import content_digest, merged, render
-from webhook.core.publish_plan import (
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.publishing.publish import content_digest, merged, render
+from webhook.core.publishing.publish_plan import (
     Step,
     Written,
     canonical_ref,
@@ -38,8 +38,15 @@ from webhook.core.publish_plan import (
     plan,
     with_own_writes,
 )
-from webhook.core.publish_size import Layout, Mode, Notice, configmap_bodies, layout, notice
-from webhook.core.watched import KIND_CONFIGMAP, State, trim
+from webhook.core.publishing.publish_size import (
+    Layout,
+    Mode,
+    Notice,
+    configmap_bodies,
+    layout,
+    notice,
+)
+from webhook.core.publishing.watched import KIND_CONFIGMAP, State, trim
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest, path

@@ -16,7 +16,7 @@ the set's hash, by the pod's `stellar.org/reload-mode` (else the setting):
 
 `Connect to:` only means "asked": after the connects the round reads `peers` again
 (bounded, and no longer than it takes the node's answer to explain every peer still
-out) and `webhook.core.connection` judges which expected peers are not
+out) and `webhook.core.reload.connection` judges which expected peers are not
 authenticated and why. A node is told each peer once in its pod's life: stellar-core
 keeps a peer it was told in its database and re-dials it by itself, and a node with
 full slots would refuse the same peers again every round. Its network (`info`) is
@@ -29,8 +29,8 @@ per peer set.
 Rounds are rate-limited to one per `debounce_seconds`; changes during a round
 collapse into one more round with the latest snapshot. A round with failures
 is retried later with backoff. Only the leader runs rounds. The planning and the
-judging are pure (`webhook.core.reload_plan`, `webhook.core.connection`); this
-module's class runs the rounds, `webhook.controllers.node_admin` does the asking
+judging are pure (`webhook.core.reload.reload_plan`, `webhook.core.reload.connection`); this
+module's class runs the rounds, `webhook.stellar.admin` does the asking
 and `webhook.controllers.reload_report` the annotations and Events.
 """
 
@@ -45,15 +45,17 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.controllers import node_admin
 from webhook.controllers.reload_report import ReloadReporter
 from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, Rollout
 from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import unless_stopped, wait_any
-from webhook.core import connection, networks, stellar_admin
-from webhook.core.connection import PeersSeen
-from webhook.core.peers import PeerSet
-from webhook.core.reload_plan import (
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Outcome, Result
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.reload import connection
+from webhook.core.reload.connection import PeersSeen
+from webhook.core.reload.reload_plan import (
     NodeOutcome,
     NodePlan,
     Observation,
@@ -62,11 +64,11 @@ from webhook.core.reload_plan import (
     missing_peers,
     plan_round,
 )
-from webhook.core.stellar_admin import Outcome, Result
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
+from webhook.stellar import admin
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +227,9 @@ class ReloadController:
         for peer in expected:
             if peer.peer_string in peers_seen.authenticated or peer.peer_string in told:
                 continue
-            command = stellar_admin.connect_command(host=peer.ip, port=peer.port)
+            command = admin_protocol.connect_command(host=peer.ip, port=peer.port)
             verdict, body = await self._retrying(plan, command)
-            result = verdict or stellar_admin.classify_connect(
+            result = verdict or admin_protocol.classify_connect(
                 200, body, host=peer.ip, port=peer.port
             )
             if result.transient:  # the admin port stopped answering: the whole node is later
@@ -272,15 +274,15 @@ class ReloadController:
             return verdict, None
         try:
             return Result(Outcome.SUCCESS, "listed"), connection.read_peers(body)
-        except stellar_admin.AnswerError as exc:
+        except admin_protocol.AnswerError as exc:
             return exc.result, None
 
     async def _learn_network(self, plan: NodePlan) -> None:
         verdict, body = await self._retrying(plan, "info")
         if verdict is None:
             # An odd `info` tells no network; the verdict goes without.
-            with contextlib.suppress(stellar_admin.AnswerError):
-                self._networks[plan.ip] = (plan.uid, stellar_admin.parse_info(body).network)
+            with contextlib.suppress(admin_protocol.AnswerError):
+                self._networks[plan.ip] = (plan.uid, admin_protocol.parse_info(body).network)
 
     def _verdict(
         self,
@@ -293,7 +295,7 @@ class ReloadController:
         # By name: what a node reported wins over the set's (a label may disagree).
         by_peer = {p.peer_string: p.network for p in self._latest_peers.peers if p.network}
         by_peer |= {
-            f"{ip}:{port}": stellar_admin.network_name(self._networks[ip][1])
+            f"{ip}:{port}": admin_protocol.network_name(self._networks[ip][1])
             for ip, port in self._peer_ports.items()
             if ip in self._networks
         }
@@ -302,7 +304,7 @@ class ReloadController:
             expected=expected,
             seen=seen,
             connects=connects,
-            network=stellar_admin.network_name(own[1]) if own else _known(plan.network),
+            network=admin_protocol.network_name(own[1]) if own else _known(plan.network),
             peer_networks=by_peer,
             node_limits=plan.limits,
         )
@@ -321,12 +323,12 @@ class ReloadController:
             result = Result(outcome, "peers-missing", connection.summary(node_verdict))
         return NodeOutcome(plan, result, seen.asked, node_verdict)
 
-    async def _retrying(self, plan: NodePlan, command: str) -> node_admin.Answer:
+    async def _retrying(self, plan: NodePlan, command: str) -> admin.Answer:
         """Ask again after a capped, jittered backoff while the answer is transient."""
         attempt = 0
         while True:
             async with self._semaphore:
-                answer = await node_admin.ask(
+                answer = await admin.ask(
                     plan,
                     command,
                     api_client=self._api_client,

@@ -16,8 +16,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.core import connection
-from webhook.core.reload_plan import NodePlan
+from webhook.core.reload import connection
+from webhook.core.reload.reload_plan import NodePlan
 from webhook.kube.api import CALL_TIMEOUT_SECONDS
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest, path

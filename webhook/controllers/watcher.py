@@ -53,8 +53,8 @@ from webhook.controllers.sources import (
     node_sources,
 )
 from webhook.controllers.supervision import guarded, supervise
-from webhook.core.peers import PeerSet, dialable_static_peers
-from webhook.core.watched import (
+from webhook.core.peerset.peers import PeerSet, dialable_static_peers
+from webhook.core.publishing.watched import (
     State,
     enabled_namespaces,
     fold_all,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from webhook import names
-from webhook.core import additions, patch
 from webhook.core import pod as pod_facts
+from webhook.core.injection import additions, patch
 from webhook.core.pod import image_repository
 from webhook.settings import Settings
 

@@ -21,7 +21,7 @@ from typing import Final
 
 from webhook import names
 from webhook.address import DNS_LABEL_PATTERN
-from webhook.core import additions, hook
+from webhook.core.injection import additions, hook
 from webhook.settings import Settings
 
 # A port no script text holds: the hook's port is spliced in where it stood.

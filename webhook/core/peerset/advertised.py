@@ -17,12 +17,12 @@ from typing import Any
 
 from webhook import names
 from webhook.address import static_address
+from webhook.core.admin_protocol import is_peer_host
 from webhook.core.pod import as_dict, as_list, as_str, port_number, target_container
-from webhook.core.stellar_admin import is_peer_host
 
 Obj = Mapping[str, Any]
 
-# State kinds the watcher keeps for this decision (beside `webhook.core.watched`'s).
+# State kinds the watcher keeps for this decision (beside `webhook.core.publishing.watched`'s).
 KIND_EXPOSED_SERVICE = "ExposedService"  # every Service; only LoadBalancer/NodePort kept whole
 KIND_CLUSTER_NODE = "ClusterNode"  # Nodes, trimmed to their addresses
 EXPOSING_TYPES = ("LoadBalancer", "NodePort")

@@ -1,7 +1,7 @@
 """Peers as plain values: what a peer is, and how a set of them is ordered and hashed.
 
 A peer comes from an injected pod, a StellarNode or a static `host:port`;
-it carries its network and node key where known (`webhook.core.networks`
+it carries its network and node key where known (`webhook.core.peerset.networks`
 decides them). No I/O here: everything takes and returns dicts.
 """
 
@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from webhook import names
 from webhook.address import is_dns_label, is_dns_name, static_address, static_peer_text
-from webhook.core import injection
+from webhook.core.admin_protocol import is_peer_host, network_name
+from webhook.core.injection import mutation
 from webhook.core.pod import (
     as_dict,
     as_str,
@@ -27,7 +28,6 @@ from webhook.core.pod import (
     port_number,
     target_container,
 )
-from webhook.core.stellar_admin import is_peer_host, network_name
 from webhook.settings import Settings
 
 Source = Literal["pod", "stellarnode", "static", "remote"]
@@ -185,7 +185,7 @@ def static_peer(text: str) -> Peer:
 
 def dialable_static_peers(texts: Iterable[str]) -> tuple[tuple[Peer, ...], tuple[str, ...]]:
     """(the static peers a node can be told of, the IPv6 ones left out): stellar-core
-    dials IPv4 and names only (`stellar_admin.is_peer_host`), so an IPv6 one is never
+    dials IPv4 and names only (`admin_protocol.is_peer_host`), so an IPv6 one is never
     published."""
     peers = [static_peer(text) for text in texts]
     kept = tuple(p for p in peers if is_peer_host(p.ip))
@@ -206,4 +206,4 @@ def admitted_uninjected(pod: Obj, *, settings: Settings) -> bool:
         return False
     if as_dict(metadata.get("labels")).get(names.INJECTED_LABEL) == "true":
         return False
-    return injection.decide(pod, settings=settings).inject
+    return mutation.decide(pod, settings=settings).inject

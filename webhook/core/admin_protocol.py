@@ -1,5 +1,4 @@
-"""stellar-core's admin port: what its answers mean, and the one GET that asks it
-(`webhook.controllers.node_admin.ask` is the service's one way to ask a node).
+"""stellar-core's admin port: what its answers mean, and the requests we make of it.
 
 stellar-core answers 200 (or, since PR #2822, 404) with an HTML welcome page to
 any command it does not know, so a status code proves nothing: every answer is
@@ -24,17 +23,13 @@ QUORUM_SET: {` ... `}`) and, on failure, `http failed(CODE) ...` to stderr, and 
 whatever happened: `parse_http_command_output` takes the two streams apart.
 
 URLs are built only from a validated IP address and an integer port; query
-values are URL-encoded. The client is a plain HTTP/1.1 GET over asyncio with
-one deadline for the whole exchange (stellar-core answers with Content-Length
-and closes the connection).
+values are URL-encoded. Pure: the client that sends them is `webhook.stellar.admin`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -326,48 +321,3 @@ def connect_path(*, host: str, port: int) -> str:
 def connect_command(*, host: str, port: int) -> str:
     """The same as an argument of `stellar-core http-command` (no leading slash)."""
     return connect_path(host=host, port=port)[1:]
-
-
-def _authority(ip: str, port: int) -> tuple[str, int, str]:
-    """(host to dial, port, Host header) from a validated IP address and an integer port."""
-    address = ipaddress.ip_address(ip)
-    port = int(port)
-    if not 0 < port < 65536:
-        raise ValueError(f"not a TCP port: {port}")
-    header = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-    return str(address), port, header
-
-
-# The client
-
-
-async def get(*, ip: str, port: int, path: str, time_limit: float) -> tuple[int, str]:
-    """GET `path` from `ip:port` within `time_limit` seconds; (status, body)."""
-    host, port, authority = _authority(ip, port)
-    if not path.startswith("/") or any(c in path for c in "\r\n "):
-        raise ValueError(f"not a request path: {path!r}")
-    async with asyncio.timeout(time_limit):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            request = f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-            writer.write(request.encode("ascii"))
-            await writer.drain()
-            raw = await reader.read(MAX_ANSWER_BYTES)
-            while chunk := await reader.read(MAX_ANSWER_BYTES - len(raw)):
-                raw += chunk
-        finally:
-            writer.close()
-    return _parse_response(raw)
-
-
-def _parse_response(raw: bytes) -> tuple[int, str]:
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise AnswerError(Result(Outcome.FAILED, "bad-answer", lines[0][:200]))
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length" and value.strip().isdigit():
-            body = body[: int(value.strip())]
-    return int(parts[1]), body.decode("utf-8", "replace")

@@ -15,8 +15,8 @@ import orjson
 
 from webhook import names
 from webhook.address import DNS_LABEL_PATTERN
-from webhook.core import networks
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import as_dict
 
 Obj = Mapping[str, Any]
@@ -126,7 +126,7 @@ def configmap_body(
     binary_data: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole ConfigMap we write: owner labels, the hash annotation, the data
-    (`render(peers)` unless a size layout, `webhook.core.publish_size`, chose other keys)."""
+    (`render(peers)` unless a size layout, `publish_size`, chose other keys)."""
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

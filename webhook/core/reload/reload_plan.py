@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook import names
-from webhook.core import networks, stellar_admin
-from webhook.core.connection import Limits, PeersSeen, limits
-from webhook.core.peers import Peer, PeerSet
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Result
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import (
     admin_port,
     controller_owner,
@@ -23,7 +24,7 @@ from webhook.core.pod import (
     pod_ip,
     target_container,
 )
-from webhook.core.stellar_admin import Result
+from webhook.core.reload.connection import Limits, PeersSeen, limits
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
 
@@ -180,7 +181,7 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
     for address, peer in peer_set.by_address:
         if peer.ip == own_ip or address in connected or address in seen:
             continue
-        if not stellar_admin.is_peer_host(peer.ip):
+        if not admin_protocol.is_peer_host(peer.ip):
             continue  # stellar-core would refuse it; it must never reach a URL or a command
         seen.add(address)
         missing.append(peer)
@@ -190,10 +191,10 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
 def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
     """`stellar-core http-command [--conf FILE] CMD` as an exec argv, bounded in the container.
 
-    `stellar_admin.bounded_function` kills it after `seconds`. The shell gets the values
+    `admin_protocol.bounded_function` kills it after `seconds`. The shell gets the values
     as positional parameters, never as code.
     """
-    bounded = stellar_admin.bounded_function(seconds)
+    bounded = admin_protocol.bounded_function(seconds)
     watchdog = f'{bounded}; bounded stellar-core http-command "$@"; exit 0'
     return ["sh", "-c", watchdog, "sh", *(["--conf", conf] if conf else []), command]
 

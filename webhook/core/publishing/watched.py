@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from webhook import names
-from webhook.core import advertised
-from webhook.core.networks import Identity, place, with_identity
-from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
+from webhook.core.peerset import advertised
+from webhook.core.peerset.networks import Identity, place, with_identity
+from webhook.core.peerset.peers import Peer, PeerSet, pod_peer, stellarnode_peer
 from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running, pod_ip
-from webhook.core.publish import content_digest, theirs
+from webhook.core.publishing.publish import content_digest, theirs
 from webhook.core.selector import is_enabled
 from webhook.settings import Settings
 
@@ -242,8 +242,8 @@ def peer_set(
     remote: Iterable[Peer] = (),
 ) -> PeerSet:
     """Every peer, one per `ip:port` (pods win over StellarNodes over static over remote),
-    sorted, each with its network (`webhook.core.networks`), its advertised address
-    (`webhook.core.advertised`) and `cluster_name` (static ones name none); `identities`
+    sorted, each with its network (`webhook.core.peerset.networks`), its advertised address
+    (`webhook.core.peerset.advertised`) and `cluster_name` (static ones name none); `identities`
     are by pod uid, and pods whose uid is `waiting` (their node not asked yet) are left out
     for now."""
     learned = identities or {}

@@ -39,12 +39,12 @@ from __future__ import annotations
 import functools
 
 from webhook import names
-from webhook.core.stellar_admin import NETWORK_NAMES, PAST_BOOTING, bounded_function
+from webhook.core.admin_protocol import NETWORK_NAMES, PAST_BOOTING, bounded_function
 
 MAX_TIMEOUT_SECONDS = names.HOOK_MAX_TIMEOUT_SECONDS
 CONNECT_ATTEMPTS = 5
 ASK_SECONDS = 3  # one admin request; a starting node accepts and may answer nothing
-# `info.state` values past `Booting` (stellar_admin.PAST_BOOTING), as a sh case pattern
+# `info.state` values past `Booting` (admin_protocol.PAST_BOOTING), as a sh case pattern
 READY_PATTERN = "|".join(f"'{state}'" for state in sorted(PAST_BOOTING))
 
 # `case` arms naming the well-known passphrases (none holds a quote)

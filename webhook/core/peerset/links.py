@@ -24,9 +24,9 @@ import yaml
 
 from webhook import names
 from webhook.address import is_dns_label, static_address
-from webhook.core.peers import Peer
+from webhook.core.admin_protocol import is_peer_host
+from webhook.core.peerset.peers import Peer
 from webhook.core.pod import as_dict, as_list, as_str
-from webhook.core.stellar_admin import is_peer_host
 
 Obj = Mapping[str, Any]
 KEY_NAMESPACE = "namespace"
