@@ -277,7 +277,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], argv: Sequence[str] = ()) -> Settings:
-        """Build settings from `STELLAR_INJECTOR_*` variables, then flags over them."""
+        """Build settings from `STELLAR_INJECTOR_*` variables, then flags over them: a seam
+        for benchmark drivers and tests (the CLI parses its own flags: `from_namespace`)."""
         parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
         add_arguments(parser)
         args = parser.parse_args(list(argv))

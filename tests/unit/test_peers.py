@@ -11,7 +11,14 @@ import pytest
 
 from tests.kubelet import container_statuses, crashed_statuses
 from webhook import names
-from webhook.core.peerset.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer
+from webhook.core.peerset.peers import (
+    Peer,
+    PeerSet,
+    pod_peer,
+    static_peer,
+    stellarnode_peer,
+    text_hash,
+)
 from webhook.core.pod import image_repository
 from webhook.core.publishing.publish import configmap_body, content_digest, encoded_size, render
 from webhook.core.publishing.watched import (
@@ -590,6 +597,7 @@ def test_hash_is_sha256_of_peers_txt() -> None:
     peers = two_peers()
     expected = hashlib.sha256(render(peers)["peers.txt"].encode()).hexdigest()
     assert peers.hash == f"sha256:{expected}"
+    assert text_hash(render(peers)["peers.txt"]) == peers.hash  # what `check` compares
 
 
 def test_configmap_body_has_owner_labels_hash_and_data() -> None:

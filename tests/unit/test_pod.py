@@ -10,7 +10,7 @@ import orjson
 from webhook import names
 from webhook.core.injection import mutation
 from webhook.core.peerset.peers import PeerSet
-from webhook.core.pod import choose_container, read_status, target_container
+from webhook.core.pod import choose_container, controller_owner, read_status, target_container
 from webhook.core.reload.reload_plan import plan_round
 from webhook.settings import Settings
 
@@ -79,3 +79,16 @@ def test_the_status_annotation_names_the_target_container() -> None:
     status = orjson.dumps({"container": "sidecar"}).decode()
     chosen = target_container(custom_pod({names.STATUS_ANNOTATION: status}))
     assert (chosen or {}).get("name") == "sidecar"
+
+
+def test_the_controlling_owner_is_the_reference_marked_controller() -> None:
+    owned = {
+        "ownerReferences": [
+            "not a reference",
+            {"kind": "ConfigMap", "name": "c"},
+            {"kind": "ReplicaSet", "name": "core-6d4f", "controller": True},
+        ]
+    }
+    assert controller_owner(owned) == ("ReplicaSet", "core-6d4f")
+    assert controller_owner({"ownerReferences": [{"kind": "Job", "name": "j"}]}) is None
+    assert controller_owner({}) is None

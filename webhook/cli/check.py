@@ -21,7 +21,6 @@ dry-run create, which stores nothing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ssl
 import sys
 import uuid
@@ -36,17 +35,16 @@ from certs import authority, install
 from webhook import names
 from webhook.cli import check_admission, serving_certificate
 from webhook.cli import check_beyond as beyond
+from webhook.core.peerset.peers import text_hash
 from webhook.core.selector import is_enabled
 from webhook.kube import api as kube
 from webhook.kube import leader
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
-REQUEST_TIMEOUT_SECONDS: Final = 10.0
 # A serving certificate closer to expiry than this fails the check: rotation
 # renews 30 days ahead, so reaching this means rotation is not running.
 MIN_CERT_VALIDITY: Final = dt.timedelta(days=7)
-NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 # The API's failures, and answers that do not parse.
 FAILURES: Final[tuple[type[BaseException], ...]] = (*kube.FAILURES, ValueError)
 
@@ -70,7 +68,7 @@ def enabled_namespaces(rest: Rest, settings: Settings) -> list[str]:
     """Namespaces the webhook and the watcher act in: the selector's, as `is_enabled` says."""
     listed = rest.get(
         path("v1", "namespaces"),
-        timeout=REQUEST_TIMEOUT_SECONDS,
+        timeout=kube.CALL_TIMEOUT_SECONDS,
         label_selector=settings.namespace_selector,
     )
     return sorted(
@@ -133,7 +131,7 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
         name=settings.webhook_config_name,
     )
     try:
-        Rest(api).get(configuration, timeout=REQUEST_TIMEOUT_SECONDS)
+        Rest(api).get(configuration, timeout=kube.CALL_TIMEOUT_SECONDS)
     except FAILURES as exc:
         if _not_found(exc):
             return Result(
@@ -168,7 +166,7 @@ def dry_run_probe(api: client.ApiClient, settings: Settings, *, name: str, by: s
         pod = rest.create(
             path("v1", "pods", namespace=namespace),
             probe_pod(pod_name),
-            timeout=REQUEST_TIMEOUT_SECONDS,
+            timeout=kube.CALL_TIMEOUT_SECONDS,
             dry_run="All",
         )
     except FAILURES as exc:
@@ -194,7 +192,7 @@ def check_certificate(
 ) -> Result:
     name = "certificate"
     try:
-        found = serving_certificate.find(api, settings, timeout=REQUEST_TIMEOUT_SECONDS)
+        found = serving_certificate.find(api, settings, timeout=kube.CALL_TIMEOUT_SECONDS)
     except FAILURES as exc:
         return Result(
             name, False, f"cannot get the serving certificate: {kube.describe_failure(exc)}"
@@ -243,7 +241,7 @@ def check_lease(
                 namespace=settings.namespace,
                 name=settings.lease_name,
             ),
-            timeout=REQUEST_TIMEOUT_SECONDS,
+            timeout=kube.CALL_TIMEOUT_SECONDS,
         )
     except FAILURES as exc:
         if _not_found(exc):
@@ -279,7 +277,7 @@ def _configmap(rest: Rest, namespace: str) -> dict[str, Any] | None:
     try:
         return rest.get(
             path("v1", "configmaps", namespace=namespace, name=names.CONFIGMAP_NAME),
-            timeout=REQUEST_TIMEOUT_SECONDS,
+            timeout=kube.CALL_TIMEOUT_SECONDS,
         )
     except ApiException as exc:
         if exc.status == 404:
@@ -310,7 +308,7 @@ def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
     recorded = _hash_of(canonical)
     if text is None:
         return Result(name, False, f"{where} has no {names.KEY_TXT}")
-    actual = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    actual = text_hash(text)
     if recorded != actual:
         return Result(
             name,

@@ -49,7 +49,6 @@ from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 from webhook.stellar import admin
 
-REQUEST_TIMEOUT_SECONDS: Final = 10.0
 NODE_TIME_LIMIT_SECONDS: Final = 3.0  # per node asked for its state
 NODE_CONCURRENCY: Final = 16
 SOURCES: Final = ("pod", "stellarnode", "static", "remote")
@@ -246,7 +245,7 @@ def table(found: Sequence[Row], *, peers: PeerSet) -> str:
 
 def _canonical(rest: Rest, settings: Settings) -> dict[str, Any]:
     where = path("v1", "configmaps", namespace=settings.namespace, name=names.CONFIGMAP_NAME)
-    return rest.get(where, timeout=REQUEST_TIMEOUT_SECONDS)
+    return rest.get(where, timeout=kube.CALL_TIMEOUT_SECONDS)
 
 
 def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
@@ -267,7 +266,7 @@ def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
             for namespace in enabled_namespaces(rest, settings):
                 listed = rest.get(
                     path("v1", "pods", namespace=namespace),
-                    timeout=REQUEST_TIMEOUT_SECONDS,
+                    timeout=kube.CALL_TIMEOUT_SECONDS,
                     label_selector=f"{names.INJECTED_LABEL}=true",
                 )
                 pods.extend(dict(as_dict(item)) for item in as_list(listed.get("items")))

@@ -12,11 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client
-
 from webhook import names
 from webhook.controllers.supervision import guarded
 from webhook.core.peerset.peers import admitted_uninjected
+from webhook.core.pod import controller_owner
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
@@ -32,7 +31,7 @@ class UninjectedAudit:
         self,
         *,
         settings: Settings,
-        core: client.CoreV1Api | Rest,
+        rest: Rest,
         metrics: Metrics,
         is_leader: Callable[[], bool],
         interval_seconds: float = AUDIT_INTERVAL_SECONDS,
@@ -41,8 +40,7 @@ class UninjectedAudit:
         self.metrics = metrics
         self.is_leader = is_leader
         self.interval_seconds = interval_seconds
-        # Only its ApiClient is used: the calls go raw, never through CoreV1Api.
-        self._rest = Rest(core.api_client)
+        self._rest = rest
 
     async def run(self, namespaces: Callable[[], list[str]]) -> None:
         """Every interval, count (and report once each) validators admitted uninjected.
@@ -102,8 +100,7 @@ class UninjectedAudit:
         """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
         for pod in pods:
             metadata = pod["metadata"]
-            owners = metadata.get("ownerReferences") or []
-            if not any(ref.get("controller") for ref in owners):
+            if controller_owner(metadata) is None:
                 continue
             name, namespace = metadata["name"], metadata["namespace"]
             body = {

@@ -135,7 +135,7 @@ class PeerWatcher:
         )
         self.audit = UninjectedAudit(
             settings=settings,
-            core=self._rest,
+            rest=self._rest,
             metrics=metrics,
             is_leader=is_leader,
             interval_seconds=audit_interval_seconds,

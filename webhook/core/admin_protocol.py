@@ -192,10 +192,6 @@ class NodeInfo:
     network: str  # the NETWORK_PASSPHRASE
     node: str  # its key's first 5 characters (`quorum?fullkeys=true` has the full key)
 
-    @property
-    def past_booting(self) -> bool:
-        return self.state in PAST_BOOTING
-
 
 def parse_info(body: str) -> NodeInfo:
     """`info`'s state, network and key; AnswerError if the body is not an `info` answer."""
@@ -310,11 +306,6 @@ def bounded_function(seconds: int) -> str:
         f'bounded() {{ "$@" & c=$!; ( sleep {int(seconds)}; kill "$c" ) >/dev/null 2>&1 & d=$!; '
         '{ wait "$c"; } 2>/dev/null; kill "$d" 2>/dev/null; }'
     )
-
-
-def command_answer(stdout: str) -> str:
-    """The admin answer inside what `stellar-core http-command` wrote on stdout ("" if none)."""
-    return parse_http_command_output(stdout).body
 
 
 # URLs

@@ -20,6 +20,7 @@ from webhook.address import is_dns_label, port_number
 __all__ = [
     "admin_port",
     "choose_container",
+    "controller_owner",
     "core_conf",
     "image_repository",
     "ip",
@@ -261,6 +262,15 @@ def read_status(annotations: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _injected_container(annotations: Mapping[str, Any]) -> str:
     return as_str((read_status(annotations) or {}).get("container"))
+
+
+def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the object's controlling owner, or None: what a rollout restarts
+    and what recreates a pod the audit evicts."""
+    for ref in as_list(metadata.get("ownerReferences")):
+        if isinstance(ref, Mapping) and ref.get("controller"):
+            return str(ref.get("kind")), str(ref.get("name"))
+    return None
 
 
 def label_network(pod: Obj) -> str:

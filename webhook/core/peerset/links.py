@@ -24,6 +24,7 @@ import yaml
 
 from webhook import names
 from webhook.address import is_dns_label, static_address
+from webhook.core.admin_protocol import is_peer_host
 from webhook.core.peerset.peers import Peer
 from webhook.core.pod import as_dict, as_list, as_str
 
@@ -185,7 +186,7 @@ def remote_peers(entries: Iterable[Mapping[str, Any]], *, cluster: str) -> tuple
             host, port = static_address(advertised)
         except ValueError:
             continue
-        if ":" in host:
+        if not is_peer_host(host):
             continue  # stellar-core dials IPv4 and names only
         peers.append(
             Peer(

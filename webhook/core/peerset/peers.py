@@ -76,7 +76,7 @@ class PeerSet:
 
     @functools.cached_property
     def hash(self) -> str:
-        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+        return text_hash(self.text)
 
     @functools.cached_property
     def by_network(self) -> dict[str, PeerSet]:
@@ -86,6 +86,11 @@ class PeerSet:
         for peer in self.peers:
             grouped.setdefault(peer.network or names.UNKNOWN_NETWORK, []).append(peer)
         return {network: PeerSet(tuple(members)) for network, members in sorted(grouped.items())}
+
+
+def text_hash(text: str) -> str:
+    """`sha256:<hex>` of a `peers.txt`: the set's hash, its ConfigMap's `stellar.org/peers-hash`."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def pod_peer_port(pod: Obj) -> int | None:

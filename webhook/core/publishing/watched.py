@@ -22,8 +22,7 @@ from webhook import names
 from webhook.core.peerset import advertised
 from webhook.core.peerset.networks import Identity, place, with_identity
 from webhook.core.peerset.peers import Peer, PeerSet, pod_peer, stellarnode_peer
-from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running
-from webhook.core.pod import ip as ip_address
+from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running, pod_ip
 from webhook.core.publishing.publish import content_digest, theirs
 from webhook.core.selector import is_enabled
 from webhook.settings import Settings
@@ -301,10 +300,10 @@ def _stellarnode_peers(state: State, *, enabled: frozenset[str]) -> list[Peer]:
     for obj in of_kind(state, KIND_NODE_POD):
         metadata = as_dict(obj.get("metadata"))
         labels = as_dict(metadata.get("labels"))
-        ip = as_dict(obj.get("status")).get("podIP")
-        if labels.get(NODE_NAME_LABEL) == NODE_NAME_VALUE and is_running(obj) and ip_address(ip):
+        ip = pod_ip(obj)
+        if labels.get(NODE_NAME_LABEL) == NODE_NAME_VALUE and is_running(obj) and ip is not None:
             instance = (as_str(metadata.get("namespace")), as_str(labels.get(NODE_INSTANCE_LABEL)))
-            pod_ips.setdefault(instance, as_str(ip))
+            pod_ips.setdefault(instance, ip)
     service_ips = {
         (as_str(obj["metadata"]["namespace"]), as_str(obj["metadata"]["name"])): as_str(
             as_dict(obj.get("spec")).get("clusterIP")

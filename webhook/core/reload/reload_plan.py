@@ -16,7 +16,14 @@ from webhook.core import admin_protocol
 from webhook.core.admin_protocol import Result
 from webhook.core.peerset import networks
 from webhook.core.peerset.peers import Peer, PeerSet
-from webhook.core.pod import admin_port, core_conf, peer_port, pod_ip, target_container
+from webhook.core.pod import (
+    admin_port,
+    controller_owner,
+    core_conf,
+    peer_port,
+    pod_ip,
+    target_container,
+)
 from webhook.core.reload.connection import Limits, PeersSeen, limits
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
@@ -60,13 +67,6 @@ def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> Reloa
         if wanted == mode:
             return mode  # type: ignore[return-value]
     return default
-
-
-def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
-    for ref in metadata.get("ownerReferences") or ():
-        if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind")), str(ref.get("name"))
-    return None
 
 
 def workload(metadata: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -197,12 +197,6 @@ def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
     bounded = admin_protocol.bounded_function(seconds)
     watchdog = f'{bounded}; bounded stellar-core http-command "$@"; exit 0'
     return ["sh", "-c", watchdog, "sh", *(["--conf", conf] if conf else []), command]
-
-
-def connect_exec_command(*, host: str, port: int, conf: str, seconds: int) -> list[str]:
-    """The exec argv of `connect?peer=..&port=..`."""
-    command = admin_protocol.connect_command(host=host, port=port)
-    return exec_command(command, conf=conf, seconds=seconds)
 
 
 @dataclass(frozen=True)
