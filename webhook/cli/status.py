@@ -340,13 +340,13 @@ def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
 
 
 def _admission_line(settings: Settings) -> str:
-    """Which admission mode is in force and why (`check_admission.line`)."""
+    """Which admission mode is in force, read from what is installed (`check_admission`)."""
     from kubernetes.config import ConfigException
 
     from webhook.cli import check_admission
 
     try:
         with kube.api_client(settings) as api:
-            return check_admission.line(settings, api)
+            return check_admission.installed_line(settings, api)
     except (ConfigException, *kube.FAILURES) as exc:
         return f"admission: unknown (cannot ask the API server: {exc})"
