@@ -172,7 +172,7 @@ def applied_policy(*, api: client.ApiClient, selector: str, name: str) -> Iterat
     try:
         yield
     finally:
-        admission_policy.sync_once(rest, settings, "webhook")
+        admission_policy.remove_policy(rest, settings)
 
 
 def injected_patch(

@@ -1,0 +1,69 @@
+"""When a keeper may remove the other mode's object during a switch (pure rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.core.admission_switch import (
+    may_remove_policy,
+    may_remove_webhook,
+    strictly_newer,
+    webhook_in_force,
+)
+
+
+def made(at: str, *, uid: str = "u1", ca: str | None = "Q0E=") -> dict[str, Any]:
+    config: dict[str, Any] = {"caBundle": ca} if ca else {}
+    return {
+        "metadata": {"creationTimestamp": at, "uid": uid},
+        "webhooks": [{"name": "peers.stellar.org", "clientConfig": config}],
+    }
+
+
+EARLY, LATE = "2026-12-07T07:00:00Z", "2026-12-07T07:00:01Z"
+
+
+def test_newer_is_a_later_second_and_a_tie_is_not_newer() -> None:
+    assert strictly_newer(made(LATE), made(EARLY))
+    assert not strictly_newer(made(EARLY), made(LATE))
+    assert not strictly_newer(made(EARLY), made(EARLY))
+    assert not strictly_newer(None, made(EARLY))
+    assert not strictly_newer({"metadata": {}}, made(EARLY))
+
+
+def test_a_webhook_is_in_force_only_with_a_ca_in_every_webhook() -> None:
+    assert webhook_in_force(made(EARLY))
+    assert not webhook_in_force(made(EARLY, ca=None))
+    assert not webhook_in_force(None)
+    assert not webhook_in_force({"metadata": {}, "webhooks": []})
+
+
+def test_policy_mode_removes_the_webhook_only_once_the_policy_settled() -> None:
+    webhook, policy = made(EARLY), made(LATE)
+    assert not may_remove_webhook(policy_settled=False, configuration=webhook, policy=policy)
+    assert may_remove_webhook(policy_settled=True, configuration=webhook, policy=policy)
+    assert not may_remove_webhook(policy_settled=True, configuration=None, policy=policy)
+
+
+def test_policy_mode_leaves_a_webhook_applied_after_its_policy() -> None:
+    assert not may_remove_webhook(policy_settled=True, configuration=made(LATE), policy=made(EARLY))
+    # The same second: not known to be newer, so a fresh install's leftover goes.
+    assert may_remove_webhook(policy_settled=True, configuration=made(EARLY), policy=made(EARLY))
+
+
+def test_webhook_mode_removes_the_policy_only_after_a_pass_with_the_webhook_in_force() -> None:
+    webhook, policy = made(LATE, uid="w"), made(EARLY)
+    assert not may_remove_policy(configuration=webhook, settled_uid="", policy=policy)
+    assert may_remove_policy(configuration=webhook, settled_uid="w", policy=policy)
+    # Another webhook configuration (deleted and made again) starts its wait afresh.
+    assert not may_remove_policy(configuration=webhook, settled_uid="old", policy=policy)
+    assert not may_remove_policy(configuration=None, settled_uid="w", policy=policy)
+    untrusted = made(LATE, uid="w", ca=None)
+    assert not may_remove_policy(configuration=untrusted, settled_uid="w", policy=policy)
+    assert not may_remove_policy(configuration=webhook, settled_uid="w", policy=None)
+
+
+def test_webhook_mode_leaves_a_policy_applied_after_its_webhook() -> None:
+    assert not may_remove_policy(
+        configuration=made(EARLY, uid="w"), settled_uid="w", policy=made(LATE)
+    )
