@@ -130,7 +130,10 @@ class CertificateController:
             self.rest.get(configuration)
             self.webhook_configured = True
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status == 403:
+                # RBAC older than this version: not knowing must not hold a rollout up.
+                log.warning("certs.cannot_read_webhook_configuration", extra={"status": 403})
+            elif exc.status != 404:
                 raise bootstrap.StepFailed(
                     f"read {configuration}: API answered {exc.status} {exc.reason}", exc.status
                 ) from exc
