@@ -129,6 +129,13 @@ def switch(cluster: Cluster, settings: Settings, tmp_path: Path) -> Iterator[Swi
         core.delete_namespace(enabled, propagation_policy="Background")
 
 
+SETTLE = 1.0  # seconds; the service's is cert_sync_seconds + 20 s
+
+
+def _past_the_settle() -> None:
+    time.sleep(SETTLE + 0.1)
+
+
 def _next_second() -> None:
     """creationTimestamp has whole seconds: what comes next is created in a later one."""
     time.sleep(1.1)
@@ -141,7 +148,7 @@ def test_webhook_to_policy_and_back_with_the_lease_passing_between_modes(switch:
 
     # Webhook → policy. The new (policy-mode) leader applies the policy and keeps the
     # webhook configuration until the policy has been in place for a pass.
-    policy_leader = Seen()
+    policy_leader = Seen(SETTLE)
     assert sync_once(rest, settings, "policy", policy_leader) == [
         f"created {policy.POLICY_RESOURCE}",
         f"created {policy.BINDING_RESOURCE}",
@@ -154,9 +161,10 @@ def test_webhook_to_policy_and_back_with_the_lease_passing_between_modes(switch:
     switch.assert_in_force()
     # An old webhook-mode replica takes the Lease back: it must not remove the policy
     # (no webhook configuration is in force), twice over.
-    old_leader = Seen()
+    old_leader = Seen(SETTLE)
     for _ in range(2):
         assert sync_once(rest, settings, "webhook", old_leader) == []
+        _past_the_settle()
     switch.assert_in_force()
     assert switch.policy()
 
@@ -167,10 +175,12 @@ def test_webhook_to_policy_and_back_with_the_lease_passing_between_modes(switch:
     assert sync_once(rest, settings, "policy", policy_leader) == []
     assert switch.webhook()
     # The new webhook-mode leader removes the policy only once the webhook configuration
-    # has been in force for a pass.
-    webhook_leader = Seen()
+    # has been in force for the settle (here 1 s; replicas of the old mode had the time
+    # to serve it or turn unready).
+    webhook_leader = Seen(SETTLE)
     assert sync_once(rest, settings, "webhook", webhook_leader) == []
     assert switch.policy()
+    _past_the_settle()
     assert sorted(sync_once(rest, settings, "webhook", webhook_leader)) == sorted(
         [f"deleted {policy.BINDING_RESOURCE}", f"deleted {policy.POLICY_RESOURCE}"]
     )
@@ -178,7 +188,7 @@ def test_webhook_to_policy_and_back_with_the_lease_passing_between_modes(switch:
     # An old policy-mode leader taking the Lease back now puts its policy back and, once
     # it is in force, removes the webhook configuration: the switch goes back, but at
     # every step one of the two is in force.
-    stale = Seen()
+    stale = Seen(SETTLE)
     for _ in range(2):
         sync_once(rest, settings, "policy", stale)
         switch.assert_in_force()

@@ -7,9 +7,11 @@ from typing import Any
 from webhook.core.admission_switch import (
     may_remove_policy,
     may_remove_webhook,
+    settle_seconds,
     strictly_newer,
     webhook_in_force,
 )
+from webhook.settings import Settings
 
 
 def made(at: str, *, uid: str = "u1", ca: str | None = "Q0E=") -> dict[str, Any]:
@@ -51,19 +53,33 @@ def test_policy_mode_leaves_a_webhook_applied_after_its_policy() -> None:
     assert may_remove_webhook(policy_settled=True, configuration=made(EARLY), policy=made(EARLY))
 
 
-def test_webhook_mode_removes_the_policy_only_after_a_pass_with_the_webhook_in_force() -> None:
+def test_webhook_mode_removes_the_policy_only_once_the_webhook_settled() -> None:
     webhook, policy = made(LATE, uid="w"), made(EARLY)
-    assert not may_remove_policy(configuration=webhook, settled_uid="", policy=policy)
-    assert may_remove_policy(configuration=webhook, settled_uid="w", policy=policy)
-    # Another webhook configuration (deleted and made again) starts its wait afresh.
-    assert not may_remove_policy(configuration=webhook, settled_uid="old", policy=policy)
-    assert not may_remove_policy(configuration=None, settled_uid="w", policy=policy)
-    untrusted = made(LATE, uid="w", ca=None)
-    assert not may_remove_policy(configuration=untrusted, settled_uid="w", policy=policy)
-    assert not may_remove_policy(configuration=webhook, settled_uid="w", policy=None)
+
+    def may(configuration: dict[str, Any] | None, seconds: float, **kw: Any) -> bool:
+        return may_remove_policy(
+            configuration=configuration,
+            in_force_seconds=seconds,
+            settle_seconds=30.0,
+            policy=kw.get("policy", policy),
+        )
+
+    assert not may(webhook, 0.0)
+    assert not may(webhook, 29.9)
+    assert may(webhook, 30.0)
+    assert not may(None, 60.0)
+    assert not may(made(LATE, uid="w", ca=None), 60.0)
+    assert not may(webhook, 60.0, policy=None)
 
 
 def test_webhook_mode_leaves_a_policy_applied_after_its_webhook() -> None:
     assert not may_remove_policy(
-        configuration=made(EARLY, uid="w"), settled_uid="w", policy=made(LATE)
+        configuration=made(EARLY, uid="w"),
+        in_force_seconds=60.0,
+        settle_seconds=30.0,
+        policy=made(LATE),
     )
+
+
+def test_the_settle_covers_a_look_and_the_readiness_probe() -> None:
+    assert settle_seconds(Settings(cert_sync_seconds=10.0)) == 30.0

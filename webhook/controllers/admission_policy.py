@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -46,10 +47,12 @@ def discover(rest: Rest) -> bool | None:
 
 @dataclasses.dataclass
 class Seen:
-    """What the previous pass found: the uid of our webhook configuration when it was in
-    force (webhook mode waits one period after that before removing the policy)."""
+    """What earlier passes found: since when (monotonic) our webhook configuration, by
+    uid, has been in force (webhook mode removes the policy `settle_seconds` after)."""
 
+    settle_seconds: float
     webhook_uid: str = ""
+    since: float = 0.0
 
 
 def sync_once(
@@ -62,7 +65,7 @@ def sync_once(
     leaves the cluster with neither.
     """
     name = settings.webhook_config_name
-    seen = seen if seen is not None else Seen()
+    seen = seen if seen is not None else Seen(switch.settle_seconds(settings))
     webhook_url = path(_API, WEBHOOKS, name=name)
     done: list[str] = []
     if mode == "policy":
@@ -89,15 +92,19 @@ def sync_once(
         return done
     configuration = _get(rest, webhook_url)
     ours = _ours(rest, path(_API, policy.POLICY_RESOURCE, name=name))
+    now = time.monotonic()
+    uid = ""
+    if configuration is not None and switch.webhook_in_force(configuration):
+        uid = str((configuration.get("metadata") or {}).get("uid") or "")
+    if uid != seen.webhook_uid:
+        seen.webhook_uid, seen.since = uid, now
     if switch.may_remove_policy(
-        configuration=configuration, settled_uid=seen.webhook_uid, policy=ours
+        configuration=configuration,
+        in_force_seconds=now - seen.since,
+        settle_seconds=seen.settle_seconds,
+        policy=ours,
     ):
         done = remove_policy(rest, settings)
-    seen.webhook_uid = (
-        str(configuration["metadata"].get("uid") or "")
-        if configuration is not None and switch.webhook_in_force(configuration)
-        else ""
-    )
     return done
 
 
@@ -196,7 +203,7 @@ class AdmissionKeeper:
         self.why = why
         self.in_place = asyncio.Event()
         self.last_error = ""
-        self.seen = Seen()
+        self.seen = Seen(switch.settle_seconds(settings))
 
     def detail(self) -> dict[str, str]:
         return {"admission": f"{self.mode}: {self.why}"} | (
@@ -205,7 +212,8 @@ class AdmissionKeeper:
 
     async def run(self, stop: asyncio.Event) -> None:
         """A leader-only runnable: started when the Lease is won, cancelled when lost."""
-        self.seen = Seen()  # what an earlier term saw in force is not this term's settle
+        # What an earlier term saw in force is not this term's settle.
+        self.seen = Seen(switch.settle_seconds(self.settings))
         while not stop.is_set():
             await self._pass()
             # Until the first pass is done (no leader yet, or a failure), look every second:

@@ -10,7 +10,12 @@ order of leaders, the cluster keeps the policy or the webhook configuration in f
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
+
+from webhook.settings import Settings
+
+# The manifests' readiness probe (period 5 s, failureThreshold 2) and the endpoints update.
+READINESS_SECONDS: Final = 20.0
 
 
 def created(obj: dict[str, Any] | None) -> datetime | None:
@@ -61,14 +66,25 @@ def may_remove_webhook(
 def may_remove_policy(
     *,
     configuration: dict[str, Any] | None,
-    settled_uid: str,
+    in_force_seconds: float,
+    settle_seconds: float,
     policy: dict[str, Any] | None,
 ) -> bool:
-    """Webhook mode: remove our policy only while our webhook configuration is in force
-    and was already so at the previous pass (`settled_uid`: its uid then; replicas of the
-    old mode had a period to start serving it or turn unready), and only when the policy
-    is not newer than the configuration (a switch to policy mode is under way)."""
-    if policy is None or not webhook_in_force(configuration):
-        return False
-    uid = ((configuration or {}).get("metadata") or {}).get("uid")
-    return bool(uid) and uid == settled_uid and not strictly_newer(policy, configuration)
+    """Webhook mode: remove our policy only once our webhook configuration has been in
+    force for `settle_seconds` (`settle_seconds(settings)`: replicas of the old mode had
+    the time to start serving it or turn unready), and only when the policy is not newer
+    than the configuration (a switch to policy mode is under way)."""
+    return (
+        policy is not None
+        and webhook_in_force(configuration)
+        and in_force_seconds >= settle_seconds
+        and not strictly_newer(policy, configuration)
+    )
+
+
+def settle_seconds(settings: Settings) -> float:
+    """How long webhook mode waits, once our webhook configuration is in force, before it
+    removes the policy: a policy-mode replica looks for the configuration once per
+    `cert_sync_seconds`, then serves it or turns unready, and its readiness probe (every
+    5 s, two failures) and the endpoints' update take up to about 20 s more."""
+    return settings.cert_sync_seconds + READINESS_SECONDS
