@@ -194,6 +194,31 @@ def test_webhook_to_policy_and_back_with_the_lease_passing_between_modes(switch:
         switch.assert_in_force()
 
 
+def test_auto_mode_removes_a_webhook_configuration_the_base_manifests_bring_back(
+    switch: Switch,
+) -> None:
+    """`kubectl apply -k manifests/` (auto) on a policy-mode install re-creates our webhook
+    configuration, without a caBundle: newer than the policy, but nobody serves it, so the
+    leader removes it once the policy is settled (a pinned policy mode would keep it: a
+    switch to webhook mode)."""
+    auto = dataclasses.replace(switch.settings, admission_mode="auto")
+    leader = Seen(SETTLE)
+    sync_once(switch.rest, auto, "policy", leader)
+    _next_second()
+    body = webhook_configuration(
+        settings=auto, ca_bundle=b"", client_config={"url": "https://127.0.0.1:1/mutate"}
+    )
+    for hook in body["webhooks"]:
+        hook["clientConfig"].pop("caBundle", None)
+    switch.admreg.create_mutating_webhook_configuration(narrowed(body, [switch.enabled]))
+    pinned = dataclasses.replace(auto, admission_mode="policy")
+    assert sync_once(switch.rest, pinned, "policy", leader) == []
+    assert sync_once(switch.rest, auto, "policy", leader) == [
+        "deleted mutatingwebhookconfigurations"
+    ]
+    switch.assert_in_force()
+
+
 def _secret_for_127(settings: Settings) -> tuple[bytes, dict[str, Any]]:
     """The TLS Secret a webhook-mode install left, its pair also valid for 127.0.0.1."""
     ca = authority.make_ca()

@@ -42,15 +42,37 @@ def test_a_webhook_is_in_force_only_with_a_ca_in_every_webhook() -> None:
 
 def test_policy_mode_removes_the_webhook_only_once_the_policy_settled() -> None:
     webhook, policy = made(EARLY), made(LATE)
-    assert not may_remove_webhook(policy_settled=False, configuration=webhook, policy=policy)
-    assert may_remove_webhook(policy_settled=True, configuration=webhook, policy=policy)
-    assert not may_remove_webhook(policy_settled=True, configuration=None, policy=policy)
+    for pinned in (True, False):
+        assert not may_remove_webhook(
+            policy_settled=False, configuration=webhook, policy=policy, pinned=pinned
+        )
+        assert may_remove_webhook(
+            policy_settled=True, configuration=webhook, policy=policy, pinned=pinned
+        )
+        assert not may_remove_webhook(
+            policy_settled=True, configuration=None, policy=policy, pinned=pinned
+        )
 
 
-def test_policy_mode_leaves_a_webhook_applied_after_its_policy() -> None:
-    assert not may_remove_webhook(policy_settled=True, configuration=made(LATE), policy=made(EARLY))
+def test_policy_mode_leaves_a_webhook_applied_after_its_policy_for_a_switch() -> None:
+    newer, untrusted = made(LATE), made(LATE, ca=None)
+    policy = made(EARLY)
+    # Pinned to policy mode: its manifests hold no webhook configuration, so a newer one
+    # was applied on purpose (the webhook overlay), caBundle or not yet.
+    assert not may_remove_webhook(policy_settled=True, configuration=newer, policy=policy,
+                                  pinned=True)  # fmt: skip
+    assert not may_remove_webhook(policy_settled=True, configuration=untrusted, policy=policy,
+                                  pinned=True)  # fmt: skip
+    # auto: the base manifests bring one back on every apply; it stays only once someone
+    # serves it (a caBundle: webhook-mode replicas are up).
+    assert not may_remove_webhook(policy_settled=True, configuration=newer, policy=policy,
+                                  pinned=False)  # fmt: skip
+    assert may_remove_webhook(policy_settled=True, configuration=untrusted, policy=policy,
+                              pinned=False)  # fmt: skip
     # The same second: not known to be newer, so a fresh install's leftover goes.
-    assert may_remove_webhook(policy_settled=True, configuration=made(EARLY), policy=made(EARLY))
+    assert may_remove_webhook(
+        policy_settled=True, configuration=made(EARLY), policy=made(EARLY), pinned=True
+    )
 
 
 def test_webhook_mode_removes_the_policy_only_once_the_webhook_settled() -> None:

@@ -86,7 +86,10 @@ def sync_once(
                 applied = stored
         configuration = _get(rest, webhook_url)
         if switch.may_remove_webhook(
-            policy_settled=settled, configuration=configuration, policy=applied
+            policy_settled=settled,
+            configuration=configuration,
+            policy=applied,
+            pinned=settings.admission_mode == "policy",
         ) and _delete(rest, webhook_url):
             done.append(f"deleted {WEBHOOKS}")
         return done

@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from certs import authority, bootstrap, files, install
+from webhook.core import admission_switch as switch
 from webhook.kube.api import FAILURES
 from webhook.kube.rest import Rest
 from webhook.kube.rest import path as url_path
@@ -89,12 +90,12 @@ class CertificateController:
         self.follow_only = follow_only
         self.installed = asyncio.Event()
         self.last_error = ""
-        # follow_only: whether our webhook configuration exists (until seen: assume so).
+        # follow_only: whether our webhook configuration is in force (until seen: assume so).
         self.webhook_configured = True
 
     def serving_what_is_in_force(self) -> bool:
         """Policy mode's readiness: a replica the Service routes reviews to must answer
-        them while our webhook configuration exists (a mode switch under way)."""
+        them while our webhook configuration is in force (a mode switch under way)."""
         return self.installed.is_set() or not self.webhook_configured
 
     def sync_once(self) -> bootstrap.Outcome:
@@ -127,8 +128,8 @@ class CertificateController:
             name=self.settings.webhook_config_name,
         )
         try:
-            self.rest.get(configuration)
-            self.webhook_configured = True
+            # Only one the API server can call matters: without a caBundle nobody answers it.
+            self.webhook_configured = switch.webhook_in_force(self.rest.get(configuration))
         except ApiException as exc:
             if exc.status == 403:
                 # RBAC older than this version: not knowing must not hold a rollout up.
@@ -153,7 +154,7 @@ class CertificateController:
             if not self.webhook_configured:
                 return {}
             return {
-                "certificate": "policy mode: our webhook configuration still exists and this "
+                "certificate": "policy mode: our webhook configuration is still in force and this "
                 "replica has no certificate to answer it (ready once the leader removes it, "
                 "or the TLS Secret can be read)"
             }

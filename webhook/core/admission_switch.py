@@ -53,14 +53,20 @@ def may_remove_webhook(
     policy_settled: bool,
     configuration: dict[str, Any] | None,
     policy: dict[str, Any] | None,
+    pinned: bool,
 ) -> bool:
     """Policy mode: remove our webhook configuration only once the policy and binding were
     already in place at the start of this pass (applied and read back at least one period
-    ago, so the API server has loaded them), and only when the configuration is not newer
-    than the policy (one applied after it: a switch to webhook mode is under way)."""
-    return (
-        configuration is not None and policy_settled and not strictly_newer(configuration, policy)
+    ago, so the API server has loaded them). One newer than the policy stays when it is
+    in force or the mode is pinned (`pinned`: admission_mode policy, whose manifests hold
+    no webhook configuration): it was applied on purpose, a switch to webhook mode is
+    under way. Under `auto` the base manifests re-create it on every apply: it goes."""
+    if configuration is None or not policy_settled:
+        return False
+    switching = strictly_newer(configuration, policy) and (
+        pinned or webhook_in_force(configuration)
     )
+    return not switching
 
 
 def may_remove_policy(
