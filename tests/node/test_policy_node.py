@@ -37,12 +37,18 @@ def test_validator_injected_with_every_injector_replica_down(node: Node) -> None
     install("manifests")
     try:
         wait_until(lambda: _policy(node), timeout=SLOW, message="the leader to apply its policy")
-        assert (
-            node.kubectl(
-                "get", "mutatingwebhookconfiguration", "stellar-peer-injector", check=False
-            )
-            == ""
-        ), "policy mode leaves no webhook configuration of ours"
+        # The leader removes the base's webhook configuration once its policy has been in
+        # force for a pass (operations.md, "Switching modes"), not in the pass that applies it.
+        wait_until(
+            lambda: (
+                node.kubectl(
+                    "get", "mutatingwebhookconfiguration", "stellar-peer-injector", check=False
+                )
+                == ""
+            ),
+            timeout=SLOW,
+            message="policy mode to leave no webhook configuration of ours",
+        )
         node.kubectl("scale", *DEPLOYMENT, "--replicas=0")
         wait_until(
             lambda: (

@@ -186,14 +186,20 @@ def test_a_chart_shaped_network_forms_with_no_pod_ready_first(installed: Node) -
     for pod in pods:  # injected, and what the exec'd `peers` said is on the pod
         assert pod["metadata"]["labels"].get(names.INJECTED_LABEL) == "true"
 
+    last = {"status": ""}
+
     def connected() -> str | None:
         run = node.stellar_peers("status", "--reload-mode", "exec")
+        last["status"] = run.stdout + run.stderr
         rows = status_rows(run.stdout, ns)
         done = len(rows) == len(NAMES) and all(
             r["PEERS"] == "2/2" and r["READY"] == "True" for r in rows
         )
         return run.stdout if done else None
 
-    table = wait_until(connected, timeout=SLOW, interval=2, message="each connected to two")
+    try:
+        table = wait_until(connected, timeout=SLOW, interval=2, message="each connected to two")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last status said:\n{last['status']}") from None
     print(table)
     assert all(r["MODE"] == "exec" for r in status_rows(table, ns)), table
