@@ -1,9 +1,11 @@
 """Self-managed certificates (`--cert-mode self`): the serving pair comes from the cluster.
 
-Every replica runs this: it gets or creates the TLS Secret and puts its CA in
+Every replica runs `run`: it gets or creates the TLS Secret and puts its CA in
 the webhook's caBundle (`certs.bootstrap`), then writes the serving pair to
 `cert_file`/`key_file` (an emptyDir in the Deployment), where the server loads
-it and later reloads it. The Lease holder also renews. Until the first pair is
+it and later reloads it. `renew` is leader-only (a `Runnable` started by
+`webhook.kube.leader.start`): the same round, allowed to renew, and the renewed
+pair installed on the leader at once. Until the first pair is
 written the replica is not ready and its TLS port is not open. Each replica
 reads the Secret again every `cert_sync_seconds`, so a renewal or a deleted
 (then recreated) Secret reaches every replica without a restart, and the old
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import threading
 from pathlib import Path
 from typing import Final
 
@@ -69,20 +71,20 @@ def write_pair(settings: Settings, serving: authority.KeyPair) -> bool:
 class CertificateController:
     """Obtain the serving pair, then keep it current; `installed` is set once it is on disk."""
 
-    def __init__(
-        self, *, settings: Settings, api_client: client.ApiClient, is_leader: Callable[[], bool]
-    ) -> None:
+    def __init__(self, *, settings: Settings, api_client: client.ApiClient) -> None:
         self.settings = settings
         self.rest = Rest(api_client)
-        self.is_leader = is_leader
         self.installed = asyncio.Event()
         self.last_error = ""
+        self._lock = threading.Lock()  # `run` and `renew` both write the files
 
-    def sync_once(self) -> bootstrap.Outcome:
+    def sync_once(self, *, renew: bool = False) -> bootstrap.Outcome:
         """One round: Secret and caBundle as they should be, the files as the Secret says."""
-        found = bootstrap.obtain(
-            self.rest, target=target(self.settings), may_renew=self.is_leader()
-        )
+        with self._lock:
+            return self._sync(renew=renew)
+
+    def _sync(self, *, renew: bool) -> bootstrap.Outcome:
+        found = bootstrap.obtain(self.rest, target=target(self.settings), may_renew=renew)
         if found.bundle is None:
             log.warning("certs.waiting", extra={"reason": "the Secret holds no servable pair"})
             return found.outcome
@@ -107,9 +109,17 @@ class CertificateController:
         return {"certificate": f"{why}; see docs/troubleshooting.md (certificate errors)"}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Every replica: install the pair the Secret holds, again every `cert_sync_seconds`."""
+        await self._rounds(stop, renew=False)
+
+    async def renew(self, stop: asyncio.Event) -> None:
+        """Leader-only: the same rounds, renewing a pair near expiry (or unfit) first."""
+        await self._rounds(stop, renew=True)
+
+    async def _rounds(self, stop: asyncio.Event, *, renew: bool) -> None:
         while not stop.is_set():
             try:
-                outcome = await asyncio.to_thread(self.sync_once)
+                outcome = await asyncio.to_thread(self.sync_once, renew=renew)
             except _SYNC_FAILURES as exc:  # the API, a lost 409, the disk, a bad PEM
                 self.last_error = str(exc)[:300]
                 log.warning("certs.sync_failed", extra={"error": self.last_error})
