@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes import client
 
 from webhook import names
-from webhook.controllers.waiting import wait_any
+from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core.peerset.peers import admitted_uninjected
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
@@ -63,7 +63,8 @@ class UninjectedAudit:
         reported: set[str] = set()
         while not stop.is_set():
             try:
-                reported = await self._round(reported)
+                done = await unless_stopped(self._round(reported), stop)
+                reported = reported if done is None else done
             except FAILURES as exc:
                 log.warning("audit.failed", extra={"error": describe_failure(exc)})
             except Exception:  # supervised: a bug in one round must not end the audit
@@ -130,8 +131,8 @@ class Evictions:
             await wait_any(self._wake, stop)
             self._wake.clear()
             found, self._found = self._found, ()
-            if found and not stop.is_set():
-                await asyncio.to_thread(self._evict, found)
+            if found:
+                await unless_stopped(asyncio.to_thread(self._evict, found), stop)
 
     def _evict(self, pods: Found) -> None:
         """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.controllers.waiting import wait_any
+from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core import admin_protocol
 from webhook.core.peerset import networks
 from webhook.core.peerset.networks import Identity
@@ -138,7 +138,7 @@ class IdentityLearner:
             if stop.is_set():
                 return
             try:
-                await self.learn_once()
+                await unless_stopped(self.learn_once(), stop)
             except Exception:  # a bug in one pass must not end learning for good
                 log.exception("identity.pass-crashed")
                 await wait_any(stop, seconds=RETRY_BASE_SECONDS)

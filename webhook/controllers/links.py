@@ -29,6 +29,7 @@ from typing import Any
 from kubernetes import client, config
 
 from webhook import names
+from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core.peerset.links import (
     FORBIDDEN_PROBES,
     Link,
@@ -115,11 +116,11 @@ class LinkWatcher:
             attempt = 0
             while not stop.is_set():
                 try:
-                    await self._follow_secrets()
+                    await unless_stopped(self._follow_secrets(), stop)
                     attempt = 0
                 except Exception:
                     log.exception("links.secrets-failed")
-                    await asyncio.sleep(backoff_delay(attempt))
+                    await wait_any(stop, seconds=backoff_delay(attempt))
                     attempt += 1
         finally:
             await self._drop_all()
