@@ -15,6 +15,8 @@ DEFAULT_NAMESPACE_SELECTOR: Final = f"{ENABLE_LABEL}={ENABLE_VALUE}"
 SYSTEM_NAMESPACE: Final = "stellar-system"
 
 # Pods
+# The default `image_pattern`: a container image repository matching it is a validator's
+DEFAULT_IMAGE_PATTERN: Final = r"(^|/)stellar-core$"
 NODE_TYPE_LABEL: Final = "stellar.org/node-type"
 INJECTED_LABEL: Final = "stellar.org/peers-injected"
 INJECT_ANNOTATION: Final = "stellar.org/inject-peers"

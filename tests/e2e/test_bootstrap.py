@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from kubernetes import client
 
+from tests.e2e.conftest import injector_apart
 from tests.e2e.test_reload import loopback_block, run_injector, validator
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
@@ -142,6 +144,13 @@ def all_synced_past_the_window(
         any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ())
         for p in pods
     )
+
+
+@pytest.fixture
+def settings(settings: Settings, core: client.CoreV1Api) -> Iterator[Settings]:
+    """The injector apart from the validators' namespace (it never serves its own)."""
+    with injector_apart(core, settings) as apart:
+        yield apart
 
 
 def test_validators_that_are_not_ready_meet_and_sync_cold_start_and_cold_restart(

@@ -24,6 +24,7 @@ import pytest
 from kubernetes import client
 
 from tests.background import Background
+from tests.e2e.conftest import injector_apart
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
@@ -570,6 +571,7 @@ def test_reload_driven_by_the_peer_watcher(
     nodes: ExitStack,
     metrics: Metrics,
 ) -> None:
+    settings = nodes.enter_context(injector_apart(core, settings))
     label_enabled(core, namespace, settings)
     block = loopback_block()
     three = [

@@ -179,6 +179,34 @@ def test_namespace_label_creates_and_removes_mirror(
         core.delete_namespace(other, propagation_policy="Background")
 
 
+def test_labeled_kube_system_and_own_namespace_are_never_enabled(
+    core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
+) -> None:
+    """The webhook's namespaceSelector never serves kube-system or our own namespace, so
+    the watcher neither mirrors into them nor counts their pods, whatever their labels."""
+    drop_configmap(core, "kube-system")  # an earlier run's, whatever its version
+    add_validator(core, kubelet, app_namespace, "v", "127.0.0.45")
+    own = settings.namespace
+    add_validator(core, kubelet, "kube-system", "stray-45", "127.0.0.46")
+    label_enabled(core, "kube-system", settings)
+    label_enabled(core, own, settings)
+    try:
+        with running(settings):
+            wait_for_peers(core, app_namespace, ["127.0.0.45:11625"])
+            wait_for_peers(core, own, ["127.0.0.45:11625"])
+            assert peers_txt(core, "kube-system") is None
+    finally:
+        unlabel_enabled(core, "kube-system", settings)
+        unlabel_enabled(core, own, settings)
+        core.delete_namespaced_pod("stray-45", "kube-system", grace_period_seconds=0)
+        drop_configmap(core, "kube-system")
+
+
+def drop_configmap(core: client.CoreV1Api, namespace: str) -> None:
+    with contextlib.suppress(ApiException):
+        core.delete_namespaced_config_map(names.CONFIGMAP_NAME, namespace)
+
+
 def test_deleted_or_tampered_configmap_is_restored(
     core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
 ) -> None:

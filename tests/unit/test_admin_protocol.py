@@ -153,7 +153,7 @@ def test_client_reports_the_welcome_page_as_failed() -> None:
     assert (status, body) == (404, WELCOME)
 
 
-def test_command_answer_drops_http_command_log_lines() -> None:
+def test_http_command_output_body_drops_its_log_lines() -> None:
     printed = (
         "2024-05-01T10:00:00.123 GABCD [default INFO] Config from /etc/stellar.cfg\n"
         "Connect to: 10.0.0.1:11625\n"
@@ -163,13 +163,15 @@ def test_command_answer_drops_http_command_log_lines() -> None:
         "2024-05-01T10:00:00.130 GABCD [default INFO] Connect to: 10.0.0.1:11625\n"
     )
     for output in (printed, logged):
-        answer = admin_protocol.command_answer(output)
+        answer = admin_protocol.parse_http_command_output(output).body
         assert classify_connect(200, answer, host="10.0.0.1", port=11625).ok
     peers_json = (
         '{\n   "authenticated_peers" : { "inbound" : null, "outbound" : null },\n'
         '   "pending_peers" : { "inbound" : null, "outbound" : [ "10.0.0.2:11625" ] }\n}\n'
     )
-    answer = admin_protocol.command_answer(printed.splitlines()[0] + "\n" + peers_json)
+    answer = admin_protocol.parse_http_command_output(
+        printed.splitlines()[0] + "\n" + peers_json
+    ).body
     assert parse_peers(answer) == {"10.0.0.2:11625"}
 
 
@@ -242,12 +244,12 @@ def test_parse_info_reads_state_network_and_key_from_jsoncpp() -> None:
         )
     assert '"state" : "Booting"' in booting
     assert admin_protocol.node_state(booting) == "Booting"
-    assert not admin_protocol.parse_info(booting).past_booting
+    assert admin_protocol.parse_info(booting).state not in admin_protocol.PAST_BOOTING
     assert result.ok
     assert info == admin_protocol.NodeInfo(
         state="Synced!", network=TESTNET, node=node.public_key[:5]
     )
-    assert info.past_booting
+    assert info.state in admin_protocol.PAST_BOOTING
     assert admin_protocol.node_key(quorum) == node.public_key
 
 
@@ -297,7 +299,7 @@ def test_http_command_output_with_headers_and_logs(tmp_path: Path) -> None:
     verdict, answer = admin_protocol.command_verdict(peers_out, peers_err)
     assert verdict is None
     assert admin_protocol.authenticated_addresses(answer) == set()
-    assert admin_protocol.command_answer(peers_out) == answer
+    assert admin_protocol.parse_http_command_output(peers_out).body == answer
 
 
 # What v25.2.0's `http-command info` wrote, measured (STELLAR.md): the config log, with the
@@ -363,3 +365,14 @@ def test_http_command_output_of_versions_that_logged_the_answer() -> None:
     )
     parsed = admin_protocol.parse_http_command_output(output)
     assert (parsed.status, parsed.body) == (200, "Connect to: 10.0.0.1:11625")
+
+
+def test_the_hook_and_the_exec_reload_share_one_watchdog() -> None:
+    from webhook.core.admin_protocol import bounded_function
+    from webhook.core.injection import hook
+    from webhook.core.reload import reload_plan
+
+    [*_, script] = hook.poststart_command(http_port=11626, timeout_seconds=60)
+    assert bounded_function(hook.ASK_SECONDS) in script
+    [_, _, argv_script, *_] = reload_plan.exec_command("info", conf="", seconds=7)
+    assert argv_script.startswith(bounded_function(7))

@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from webhook.controllers.audit import Evictions, Found
+from webhook.kube.rest import Rest
 
 
 def pod(name: str) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def pod(name: str) -> dict[str, Any]:
 def test_a_new_leader_evicts_from_its_own_rounds_only_and_each_round_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    evictions = Evictions(api_client=client.ApiClient())
+    evictions = Evictions(rest=Rest(client.ApiClient()))
     evicted: list[list[str]] = []
 
     async def main() -> None:

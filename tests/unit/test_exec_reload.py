@@ -11,10 +11,10 @@ import pytest
 
 from tests.standin import StellarCoreStandIn, random_seed, validator_config
 from webhook.core import admin_protocol
-from webhook.core.admin_protocol import Outcome
+from webhook.core.admin_protocol import Outcome, connect_command
 from webhook.core.pod import core_conf
 from webhook.core.reload import connection
-from webhook.core.reload.reload_plan import connect_exec_command, exec_command
+from webhook.core.reload.reload_plan import exec_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,9 @@ def test_exec_peers_and_connect_read_from_real_http_command_output(
         assert seen.authenticated == frozenset()
         assert seen.outbound_authenticated == 0
 
-        argv = connect_exec_command(host="127.0.0.9", port=11625, conf=str(conf), seconds=5)
+        argv = exec_command(
+            connect_command(host="127.0.0.9", port=11625), conf=str(conf), seconds=5
+        )
         verdict, body = admin_protocol.command_verdict(*run_in_container(argv, bin_dir, tmp_path))
         assert verdict is None
         result = admin_protocol.classify_connect(200, body, host="127.0.0.9", port=11625)
@@ -124,7 +126,9 @@ def test_exec_booting_node_is_retry_later(tmp_path: Path, bin_dir: Path) -> None
 
 
 def test_exec_argv_passes_values_as_parameters_not_code() -> None:
-    argv = connect_exec_command(host="10.0.0.2", port=11625, conf="/config/x.cfg", seconds=3)
+    argv = exec_command(
+        connect_command(host="10.0.0.2", port=11625), conf="/config/x.cfg", seconds=3
+    )
     assert argv[:2] == ["sh", "-c"]
     assert argv[3:] == ["sh", "--conf", "/config/x.cfg", "connect?peer=10.0.0.2&port=11625"]
     assert "10.0.0.2" not in argv[2]

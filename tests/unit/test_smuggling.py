@@ -307,14 +307,17 @@ def test_connect_path_and_exec_command_refuse_a_smuggled_host(host: str) -> None
     with pytest.raises(ValueError, match="not a peer host"):
         admin_protocol.connect_path(host=host, port=11625)
     with pytest.raises(ValueError, match="not a peer host"):
-        reload_plan.connect_exec_command(host=host, port=11625, conf="", seconds=2)
+        reload_plan.exec_command(
+            admin_protocol.connect_command(host=host, port=11625), conf="", seconds=2
+        )
 
 
 @settings(max_examples=600, derandomize=True, database=None)
 @given(host=st.text(max_size=30), port=st.integers(min_value=1, max_value=65535))
 def test_exec_command_is_one_argv_word_of_safe_characters(host: str, port: int) -> None:
     try:
-        argv = reload_plan.connect_exec_command(host=host, port=port, conf="", seconds=2)
+        command = admin_protocol.connect_command(host=host, port=port)
+        argv = reload_plan.exec_command(command, conf="", seconds=2)
     except ValueError:
         return
     # The script is fixed text; the command is one positional parameter after it.

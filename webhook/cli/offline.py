@@ -15,7 +15,7 @@ import yaml
 from webhook.core.injection import mutation, patch
 from webhook.core.peerset import networks
 from webhook.core.peerset.peers import Peer
-from webhook.core.pod import label_network
+from webhook.core.pod import label_network, read_status
 from webhook.settings import Settings
 
 # Where each workload keeps the pod template its pods are made from.
@@ -72,7 +72,7 @@ def describe(pod: dict[str, Any], *, settings: Settings, label: str) -> str:
     if network:  # unlabeled: the network its node reports, learned once it runs
         line += f", network {network} (label)"
     mutated = mutation.mutate(pod, decision, settings=settings)
-    status = mutation.read_status(mutated["metadata"]["annotations"]) or {}
+    status = read_status(mutated["metadata"]["annotations"]) or {}
     skipped = [f"{s['item']} ({s['reason']})" for s in status.get("skipped", [])]
     if skipped:
         line += "; leaves " + ", ".join(skipped)

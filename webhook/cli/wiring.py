@@ -27,6 +27,7 @@ from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
 from webhook.core.injection import policy
 from webhook.kube.leader import LeaderElector, Runnable, start
+from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -84,28 +85,34 @@ def wire(
         runnables += watching.runnables
         ready.append(_ready_when_listed(watching.watcher))
         details.append(watching.watcher.detail)
+    policy_mode = admission is not None and admission[0] == "policy"
     if renew_certificates and settings.cert_mode == "self":
-        # Every replica installs the pair from the Secret; only the leader renews it.
-        controller = certificates.CertificateController(settings=settings, api_client=api_client)
-        runnables += [
-            Runnable("certificates", controller.run),
-            Runnable("certificate-renewal", controller.renew, leader_only=True),
-        ]
-        ready.append(controller.installed.is_set)
+        # Every replica installs the pair from the Secret; only the leader renews it. In
+        # policy mode a replica only reads it, to answer a webhook configuration of ours
+        # left during a mode switch, and is not ready while it exists unanswered.
+        controller = certificates.CertificateController(
+            settings=settings, api_client=api_client, follow_only=policy_mode
+        )
+        runnables.append(Runnable("certificates", controller.run))
+        if not policy_mode:
+            runnables.append(Runnable("certificate-renewal", controller.renew, leader_only=True))
+        ready.append(
+            controller.serving_what_is_in_force if policy_mode else controller.installed.is_set
+        )
         details.append(controller.detail)
         certificate_ready = controller.installed
+    elif policy_mode:
+        certificate_ready = asyncio.Event()  # no certificate of its own: the TLS port stays shut
     if admission is not None:
-        # The leader applies the policy and removes our webhook configuration (policy
-        # mode), or removes our policy (webhook mode). In policy mode the TLS port never
-        # opens: `certificate_ready` is never set.
+        # The leader applies the policy and removes our webhook configuration once the
+        # policy is in force (policy mode), or removes our policy once the webhook
+        # configuration is (webhook mode): docs/operations.md, "Switching modes".
         mode, why = admission
         keeper = admission_policy.AdmissionKeeper(
             settings=settings, api_client=api_client, mode=mode, why=why
         )
         runnables.append(Runnable("admission", keeper.run, leader_only=True))
         details.append(keeper.detail)
-        if mode == "policy":
-            certificate_ready = asyncio.Event()
     return Service(
         runnables=tuple(runnables),
         leader=watching.leader if watching else None,
@@ -139,10 +146,11 @@ def _watching(
         writer=ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics),
         exposure=ExposureReport(api_client=api_client),
     )
-    evictions = Evictions(api_client=api_client)
+    rest = Rest(api_client)
+    evictions = Evictions(rest=rest)
     audit = UninjectedAudit(
         settings=settings,
-        api_client=api_client,
+        rest=rest,
         metrics=metrics,
         on_found=evictions.offer if settings.evict_uninjected else lambda found: None,
         interval_seconds=audit_interval_seconds,

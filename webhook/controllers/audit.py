@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubernetes import client
-
 from webhook import names
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core.peerset.peers import admitted_uninjected
+from webhook.core.pod import controller_owner
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
@@ -35,7 +35,7 @@ class UninjectedAudit:
         self,
         *,
         settings: Settings,
-        api_client: client.ApiClient,
+        rest: Rest,
         metrics: Metrics,
         on_found: Callable[[Found], None] = lambda found: None,
         interval_seconds: float = AUDIT_INTERVAL_SECONDS,
@@ -44,7 +44,7 @@ class UninjectedAudit:
         self.metrics = metrics
         self.on_found = on_found
         self.interval_seconds = interval_seconds
-        self._rest = Rest(api_client)
+        self._rest = rest
         self._enabled: list[str] = []
         self._seen = asyncio.Event()  # the watcher has folded once: the namespaces are known
 
@@ -62,18 +62,21 @@ class UninjectedAudit:
         await wait_any(self._seen, stop)
         reported: set[str] = set()
         while not stop.is_set():
-            try:
-                done = await unless_stopped(self._round(reported), stop)
-                reported = reported if done is None else done
-            except FAILURES as exc:
-                log.warning("audit.failed", extra={"error": describe_failure(exc)})
-            except Exception:  # supervised: a bug in one round must not end the audit
-                log.exception("audit.round-crashed")
+            done = await guarded(
+                unless_stopped(self._round(reported), stop),
+                event="audit.round-crashed",
+                failed=reported,
+            )
+            reported = reported if done is None else done
             await wait_any(stop, seconds=self.interval_seconds)
 
     async def _round(self, reported: set[str]) -> set[str]:
         """One audit round; the uids reported so far."""
-        found = await asyncio.to_thread(self._find_uninjected, self._enabled)
+        try:
+            found = await asyncio.to_thread(self._find_uninjected, self._enabled)
+        except FAILURES as exc:
+            log.warning("audit.failed", extra={"error": describe_failure(exc)})
+            return reported
         self.metrics.uninjected_validators.set(len(found))
         for pod in found:
             metadata = pod["metadata"]
@@ -114,8 +117,8 @@ class Evictions:
     evicts from its own next round, as a stale list may name pods long gone.
     """
 
-    def __init__(self, *, api_client: client.ApiClient) -> None:
-        self._rest = Rest(api_client)
+    def __init__(self, *, rest: Rest) -> None:
+        self._rest = rest
         self._found: Found = ()
         self._wake = asyncio.Event()
 
@@ -138,8 +141,7 @@ class Evictions:
         """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
         for pod in pods:
             metadata = pod["metadata"]
-            owners = metadata.get("ownerReferences") or []
-            if not any(ref.get("controller") for ref in owners):
+            if controller_owner(metadata) is None:
                 continue
             name, namespace = metadata["name"], metadata["namespace"]
             body = {
@@ -156,5 +158,5 @@ class Evictions:
             except FAILURES as exc:  # 429: a PodDisruptionBudget says not now; next round
                 log.warning(
                     "audit.evict-failed",
-                    extra={"namespace": namespace, "pod": name, "error": repr(exc)[:300]},
+                    extra={"namespace": namespace, "pod": name, "error": describe_failure(exc)},
                 )

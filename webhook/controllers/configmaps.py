@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.publisher import ConfigMapWriter
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import wait_any
 from webhook.core.peerset.peers import PeerSet
 from webhook.core.publishing.watched import State
@@ -68,11 +69,13 @@ class ConfigMapPublisher:
 
     async def _publish(self, fold: Fold) -> bool:
         """One round; False when some call failed (retried with backoff)."""
-        try:
-            await self.exposure.report(fold.state, enabled=fold.enabled)
-            return await self.writer.reconcile(
-                peers=fold.peers, state=fold.state, enabled=fold.enabled
-            )
-        except Exception:  # a bug in one round must not end publishing: retry with backoff
-            log.exception("watcher.publish-failed", extra={"hash": fold.peers.hash})
-            return False
+        return await guarded(
+            self._round(fold),
+            event="watcher.publish-failed",
+            failed=False,
+            extra={"hash": fold.peers.hash},
+        )
+
+    async def _round(self, fold: Fold) -> bool:
+        await self.exposure.report(fold.state, enabled=fold.enabled)
+        return await self.writer.reconcile(peers=fold.peers, state=fold.state, enabled=fold.enabled)

@@ -20,7 +20,6 @@ from webhook.kube.rest import Rest
 
 log = logging.getLogger(__name__)
 
-API_TIMEOUT_SECONDS = 10.0
 REASON = "AdvertisedAddress"
 
 
@@ -28,7 +27,7 @@ class ExposureReport:
     """Says each new advertised-address problem once; forgets pods that are fixed or gone."""
 
     def __init__(self, *, api_client: client.ApiClient) -> None:
-        self._events = EventRecorder(rest=Rest(api_client), timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=Rest(api_client))
         self._said: dict[tuple[str, str], str] = {}  # (namespace, name) -> problem, as Event
         self._logged: dict[tuple[str, str], str] = {}  # the same, as a log line
         self.problems: dict[tuple[str, str], str] = {}

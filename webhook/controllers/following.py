@@ -34,8 +34,8 @@ from webhook.controllers.sources import (
     crd_source,
     node_sources,
 )
+from webhook.controllers.supervision import supervise
 from webhook.core.publishing.watched import trim
-from webhook.kube.backoff import backoff_delay
 from webhook.kube.watch import watch_events
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -111,15 +111,7 @@ class SourceFollower:
 
     async def _supervised(self, name: str, once: Callable[[], Awaitable[None]]) -> None:
         """Run `once` again and again; a bug in it must not leave the state silently stale."""
-        attempt = 0
-        while True:
-            try:
-                await once()
-                attempt = 0
-            except Exception:
-                log.exception("watcher.source-failed", extra={"resource": name})
-                await asyncio.sleep(backoff_delay(attempt))
-                attempt += 1
+        await supervise(once, event="watcher.source-failed", extra={"resource": name})
 
     async def _follow_once(self, source: Source) -> None:
         """One list-then-watch cycle: the list replaces this source's objects as a whole."""

@@ -6,7 +6,7 @@ networks never connect) and which key it holds (`peers.json`, the
 The node says both: `info` names its `NETWORK_PASSPHRASE`, `quorum?fullkeys=true`
 its full key. This learner asks each node once per pod uid and IP, the way the
 reload controller asks it (`http`, or `exec` through pods/exec for a
-localhost-only admin port; `webhook.stellar.admin`), bounded in time and with backoff
+localhost-only admin port; `node_admin`), bounded in time and with backoff
 while the node does not answer. Every replica asks (two reads per node), so a
 new leader publishes warm. The watcher hands it the validators (`want`) and,
 woken by `changed`, reads what it learned into its next snapshot
@@ -33,6 +33,7 @@ from typing import Any
 
 from kubernetes import client
 
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core import admin_protocol
 from webhook.core.peerset import networks
@@ -53,7 +54,6 @@ RETRY_CAP_SECONDS = 120.0
 BOOTING_RETRY_CAP_SECONDS = 10.0  # a booting node answers soon: ask it again soon
 # How long a (re)started injector waits for its first pass before publishing without it.
 FIRST_PASS_LIMIT_SECONDS = 60.0
-API_TIMEOUT_SECONDS = 10.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
 
@@ -82,7 +82,7 @@ class IdentityLearner:
         self._labels: dict[str, str] = {}  # pod uid -> its network label
         self._reported: set[str] = set()  # pod uids whose mismatch is reported
         self._wake = asyncio.Event()
-        self._events = EventRecorder(rest=Rest(api_client), timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=Rest(api_client))
         self.asked = 0  # admin requests sent, for tests and measurements
         self.passes = 0  # passes that asked someone
         self._first_seen: float | None = None  # when the first validators were wanted
@@ -137,10 +137,8 @@ class IdentityLearner:
             self._wake.clear()
             if stop.is_set():
                 return
-            try:
-                await unless_stopped(self.learn_once(), stop)
-            except Exception:  # a bug in one pass must not end learning for good
-                log.exception("identity.pass-crashed")
+            learning = unless_stopped(self.learn_once(), stop)
+            if await guarded(learning, event="identity.pass-crashed", failed=None) is None:
                 await wait_any(stop, seconds=RETRY_BASE_SECONDS)
 
     async def learn_once(self) -> int:

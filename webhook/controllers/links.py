@@ -29,7 +29,8 @@ from typing import Any
 from kubernetes import client, config
 
 from webhook import names
-from webhook.controllers.waiting import unless_stopped, wait_any
+from webhook.controllers.supervision import supervise
+from webhook.controllers.waiting import unless_stopped
 from webhook.core.peerset.links import (
     FORBIDDEN_PROBES,
     Link,
@@ -51,7 +52,6 @@ from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
-API_TIMEOUT_SECONDS = 10.0
 # A link's watch is renewed at least this often, so a silent partition is noticed.
 LINK_WATCH_SECONDS = 60
 # What a link's list and watch raise when the other side fails or sends nonsense.
@@ -87,7 +87,7 @@ class LinkWatcher:
         self.metrics = metrics
         self.changed = asyncio.Event()  # the entries (or the first pass) changed: publish again
         self._rest = Rest(api_client)
-        self._events = EventRecorder(rest=self._rest, timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=self._rest)
         self.states: dict[str, LinkState] = {}  # by Secret name
         self.errors: dict[str, str] = {}  # refused Secrets: why
         self._secrets: dict[str, Mapping[str, Any]] = {}
@@ -113,15 +113,11 @@ class LinkWatcher:
         """Follow the links until `stop` (leader-only: cancelled when the Lease is lost)."""
         self._running = True
         try:
-            attempt = 0
-            while not stop.is_set():
-                try:
-                    await unless_stopped(self._follow_secrets(), stop)
-                    attempt = 0
-                except Exception:
-                    log.exception("links.secrets-failed")
-                    await wait_any(stop, seconds=backoff_delay(attempt))
-                    attempt += 1
+            await supervise(
+                lambda: unless_stopped(self._follow_secrets(), stop),
+                event="links.secrets-failed",
+                stop=stop,
+            )
         finally:
             await self._drop_all()
 

@@ -47,8 +47,8 @@ from webhook.core.publishing.publish_size import (
     notice,
 )
 from webhook.core.publishing.watched import KIND_CONFIGMAP, State, trim
-from webhook.kube.api import FAILURES
-from webhook.kube.events import event_body
+from webhook.kube.api import FAILURES, describe_failure
+from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -68,6 +68,7 @@ class ConfigMapWriter:
         self.settings = settings
         self.metrics = metrics
         self._rest = Rest(api_client)
+        self._events = EventRecorder(rest=self._rest)
         self._last_good: tuple[PeerSet, Layout] | None = None
         self._mode: Mode = "full"  # the layout last published, to say when it changes
         self._warned: set[str] = set()  # uids and hashes already reported in an Event
@@ -223,7 +224,11 @@ class ConfigMapWriter:
             self.metrics.configmap_writes_total.labels(kind=kind, result="error").inc()
             log.warning(
                 "configmap.write-failed",
-                extra={"namespace": step.namespace, "verb": step.verb, "error": repr(exc)[:300]},
+                extra={
+                    "namespace": step.namespace,
+                    "verb": step.verb,
+                    "error": describe_failure(exc),
+                },
             )
             return None
         return 0
@@ -365,25 +370,25 @@ class ConfigMapWriter:
                 event_type=event_type,
             )
         except FAILURES as exc:
-            log.warning("configmap.event-failed", extra={"error": repr(exc)[:300]})
+            log.warning("configmap.event-failed", extra={"error": describe_failure(exc)})
 
     def _event(
         self, *, namespace: str, uid: str, reason: str, message: str, event_type: str = "Warning"
     ) -> None:
-        body = event_body(
-            kind="ConfigMap",
-            name=names.CONFIGMAP_NAME,
-            namespace=namespace,
-            uid=uid,
-            reason=reason,
-            message=message,
-            event_type=event_type,
-        )
         try:
-            self._rest.create(path("v1", "events", namespace=namespace), body)
+            self._events.record_now(
+                key=reason,
+                kind="ConfigMap",
+                name=names.CONFIGMAP_NAME,
+                namespace=namespace,
+                uid=uid,
+                reason=reason,
+                message=message,
+                event_type=event_type,
+            )
         except FAILURES as exc:
             log.warning(
-                "configmap.event-failed", extra={"reason": reason, "error": repr(exc)[:300]}
+                "configmap.event-failed", extra={"reason": reason, "error": describe_failure(exc)}
             )
 
 

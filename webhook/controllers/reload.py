@@ -47,6 +47,7 @@ from kubernetes import client
 
 from webhook.controllers.reload_report import ReloadReporter
 from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, Rollout
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core import admin_protocol
 from webhook.core.admin_protocol import Outcome, Result
@@ -145,11 +146,12 @@ class ReloadController:
                 return
             last_start = time.monotonic()
             snapshot, self._pending = self._latest, False
-            try:
-                behind = await unless_stopped(self.reconcile(snapshot), stop)
-            except Exception:  # a bug in one round must not end reloading for good
-                log.exception("reload.round-crashed", extra={"hash": snapshot.peers.hash})
-                behind = len(snapshot.validators)
+            behind = await guarded(
+                unless_stopped(self.reconcile(snapshot), stop),
+                event="reload.round-crashed",
+                failed=len(snapshot.validators),
+                extra={"hash": snapshot.peers.hash},
+            )
             if behind is None:
                 return
             if behind:

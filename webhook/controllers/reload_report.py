@@ -18,18 +18,17 @@ from kubernetes.client.exceptions import ApiException
 from webhook import names
 from webhook.core.reload import connection
 from webhook.core.reload.reload_plan import NodePlan
+from webhook.kube.api import CALL_TIMEOUT_SECONDS
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest, path
 
 log = logging.getLogger(__name__)
 
-API_TIMEOUT_SECONDS = 10.0
-
 
 class ReloadReporter:
     def __init__(self, *, rest: Rest) -> None:
         self._rest = rest
-        self._events = EventRecorder(rest=rest, timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=rest)
 
     def forget(self, keep: Callable[[str], bool]) -> None:
         """Drop the Event counts of pods that are gone (`keep` answers by pod uid)."""
@@ -55,7 +54,7 @@ class ReloadReporter:
                 self._rest.patch,
                 path("v1", "pods", namespace=plan.namespace, name=plan.name),
                 body,
-                timeout=API_TIMEOUT_SECONDS,
+                timeout=CALL_TIMEOUT_SECONDS,
             )
         except ApiException as exc:
             log.warning("reload.annotate-failed", extra={"pod": plan.name, "status": exc.status})

@@ -32,6 +32,7 @@ from webhook.controllers.configmaps import Fold
 from webhook.controllers.following import SourceFollower, spawn
 from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.links import LinkWatcher
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import wait_any
 from webhook.core.peerset.peers import Peer, PeerSet, dialable_static_peers
 from webhook.core.publishing.watched import (
@@ -140,7 +141,7 @@ class PeerWatcher:
 
     def _publish(self) -> None:
         state = self._state
-        enabled = enabled_namespaces(state)
+        enabled = enabled_namespaces(state, settings=self.settings)
         self.on_enabled(enabled)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
@@ -181,10 +182,12 @@ class PeerWatcher:
     async def _notify(self, snapshot: Snapshot) -> None:
         if self.on_change is None:
             return
-        try:
-            await self.on_change(snapshot)
-        except Exception:  # a listener's bug must not stop publishing
-            log.exception("watcher.on-change-failed", extra={"hash": snapshot.hash})
+        await guarded(  # a listener's bug must not stop publishing
+            self.on_change(snapshot),
+            event="watcher.on-change-failed",
+            failed=None,
+            extra={"hash": snapshot.hash},
+        )
 
 
 def _static_peers(settings: Settings) -> tuple[Peer, ...]:

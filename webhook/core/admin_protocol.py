@@ -192,10 +192,6 @@ class NodeInfo:
     network: str  # the NETWORK_PASSPHRASE
     node: str  # its key's first 5 characters (`quorum?fullkeys=true` has the full key)
 
-    @property
-    def past_booting(self) -> bool:
-        return self.state in PAST_BOOTING
-
 
 def parse_info(body: str) -> NodeInfo:
     """`info`'s state, network and key; AnswerError if the body is not an `info` answer."""
@@ -302,9 +298,14 @@ def command_verdict(stdout: str, stderr: str = "") -> tuple[Result | None, str]:
     return classify_answer(200, parsed.body), parsed.body
 
 
-def command_answer(stdout: str) -> str:
-    """The admin answer inside what `stellar-core http-command` wrote on stdout ("" if none)."""
-    return parse_http_command_output(stdout).body
+def bounded_function(seconds: int) -> str:
+    """The sh function `bounded CMD [ARG...]`: CMD, killed after `seconds`, the shell's
+    `Terminated` kept out of the output. `http-command` has no timeout and a starting node
+    may accept and never answer; the one watchdog, for the postStart hook and exec reloads."""
+    return (
+        f'bounded() {{ "$@" & c=$!; ( sleep {int(seconds)}; kill "$c" ) >/dev/null 2>&1 & d=$!; '
+        '{ wait "$c"; } 2>/dev/null; kill "$d" 2>/dev/null; }'
+    )
 
 
 # URLs

@@ -20,6 +20,7 @@ import re
 from typing import Final
 
 from webhook import names
+from webhook.address import DNS_LABEL_PATTERN
 from webhook.core.injection import additions, hook
 from webhook.settings import Settings
 
@@ -66,7 +67,7 @@ _CONTAINER_RE: Final = lit(r'"container"\s*:\s*"[^"]*"')
 _OBJECT_RE: Final = lit(r"^\s*\{[\s\S]*\}\s*$")
 _POST_RE: Final = lit(r'"postStart"\s*:\s*true')
 _LABEL_RE: Final = lit(r'"label"\s*:\s*true')
-_NETWORK_RE: Final = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_NETWORK_RE: Final = f"^{DNS_LABEL_PATTERN}$"
 
 
 def _old_list(key: str) -> str:
@@ -297,6 +298,21 @@ def _variables(settings: Settings) -> list[tuple[str, str]]:
             " + ']}'",
         ),
     ]
+
+
+def validator_condition(settings: Settings) -> str:
+    """`variables.validator` as a match condition, on the object alone (conditions see no
+    variables): a pod that is no validator skips the policy before any variable or the
+    mutation is evaluated, e.g. every other pod of an enabled namespace."""
+    node_type = lit(names.NODE_TYPE_LABEL)
+    labels = "object.metadata.labels"
+    repo = "(n.lastIndexOf(':') > n.lastIndexOf('/') ? n.substring(0, n.lastIndexOf(':')) : n)"
+    return (
+        f"(has({labels}) && {node_type} in {labels}"
+        f" && {labels}[{node_type}].lowerAscii() == 'validator')"
+        " || (has(object.spec.containers) && object.spec.containers.exists(c, has(c.image)"
+        f" && [c.image.split('@')[0]].exists(n, {repo}.matches({lit(settings.image_pattern)}))))"
+    )
 
 
 def _value_same(value: str) -> str:

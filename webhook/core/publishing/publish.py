@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from webhook import names
+from webhook.address import DNS_LABEL_PATTERN
 from webhook.core.peerset import networks
 from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import as_dict
@@ -26,7 +27,7 @@ BINARY_KEYS = (names.KEY_JSON_GZ,)
 # The per-network keys (`peers-testnet.txt`, ...), one pattern for all of them.
 _NETWORK_KEY = re.compile(
     "|".join(
-        re.escape(template).replace(re.escape("{}"), "[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+        re.escape(template).replace(re.escape("{}"), DNS_LABEL_PATTERN)
         for template in (
             names.KEY_NETWORK_TXT,
             names.KEY_NETWORK_CSV,
