@@ -14,6 +14,7 @@ from contextlib import ExitStack
 
 from kubernetes import client
 
+from tests.e2e.conftest import injector_apart
 from tests.e2e.test_reload import loopback_block, start_node
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
@@ -43,9 +44,11 @@ def test_a_deposed_leader_stops_its_reload_round_at_once(
         reload_timeout_seconds=3.0,
         reload_connect_wait_seconds=5.0,
     )
-    label_enabled(core, namespace, settings)
     block = loopback_block()
     with ExitStack() as stack:
+        # The validators' namespace is not the injector's own (which is never enabled).
+        settings = stack.enter_context(injector_apart(core, settings))
+        label_enabled(core, namespace, settings)
         # Every admin answer takes a second: a round over four nodes lasts several.
         standins = [
             start_node(stack, core, kubelet, namespace, f"v{i}", f"{block}{i + 2}", delay_seconds=1)
