@@ -4,7 +4,9 @@ The watcher folds on every replica and offers each new fold here (`offer`,
 never blocking); only the Lease holder runs `run`: started when the Lease is
 won (it then writes the newest fold at once), cancelled when it is lost, so a
 deposed leader stops writing mid-round. A round that failed is retried with
-backoff; a newer fold replaces an older one not written yet.
+backoff; a newer fold replaces an older one not written yet, and a round whose
+peer set a newer fold changed starts no more writes: the newest canonical
+ConfigMap is written at once, then the mirrors of the newest set.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from webhook.controllers.exposure import ExposureReport
@@ -71,8 +74,26 @@ class ConfigMapPublisher:
         try:
             await self.exposure.report(fold.state, enabled=fold.enabled)
             return await self.writer.reconcile(
-                peers=fold.peers, state=fold.state, enabled=fold.enabled
+                peers=fold.peers,
+                state=fold.state,
+                enabled=fold.enabled,
+                superseded=self._superseded(fold),
             )
         except Exception:  # a bug in one round must not end publishing: retry with backoff
             log.exception("watcher.publish-failed", extra={"hash": fold.peers.hash})
             return False
+
+    def _superseded(self, fold: Fold) -> Callable[[], bool]:
+        """Whether a newer fold with another peer set waits: writes of `fold` not yet
+        started are stale then. A newer fold with the same set is no reason to stop."""
+        judged: list[tuple[Fold, bool]] = []  # the newest fold compared, and the answer
+
+        def superseded() -> bool:
+            latest = self._latest
+            if latest is None or latest is fold:
+                return False
+            if not judged or judged[0][0] is not latest:
+                judged[:] = [(latest, latest.peers != fold.peers)]
+            return judged[0][1]
+
+        return superseded

@@ -4,7 +4,9 @@ Owns a publish *round*: which ConfigMaps to create, update or delete (`plan`,
 pure), the canonical one first, then the mirrors eight at a time, each write on
 a thread of its own (`webhook.controllers.configmap_write` carries out one).
 Writes are compare-then-write: a ConfigMap whose data and hash annotation
-already match is never touched. Which keys go where follows their sizes
+already match is never touched. A round whose set a newer one has made stale
+starts no more writes (`superseded`): the newer set's round writes its canonical
+at once, then its mirrors. Which keys go where follows their sizes
 (`webhook.core.publish_size`): mirrors without `peers.json` past 512 KiB, the
 canonical one with it gzipped past 1 MiB, each change said in an Event; a set
 that does not fit even then is not written: the last good one stays.
@@ -16,7 +18,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,6 +41,12 @@ log = logging.getLogger(__name__)
 WRITE_CONCURRENCY = 8
 # A round waits this long for one write; one still hanging then finishes alone.
 ROUND_WAIT_SECONDS = 2.0
+
+SKIPPED = -1  # a step a newer set made stale: not started, not failed
+
+
+def _never() -> bool:
+    return False
 
 
 class ConfigMapWriter:
@@ -89,8 +97,13 @@ class ConfigMapWriter:
         peers: PeerSet,
         state: State,
         enabled: Iterable[str],
+        superseded: Callable[[], bool] = _never,
     ) -> bool:
-        """Bring every `stellar-peers` ConfigMap in line; False when some call failed."""
+        """Bring every `stellar-peers` ConfigMap in line; False when some call failed.
+
+        Once `superseded()` says a newer set waits, no further write starts (those
+        under way finish): the caller's next round publishes the newer set.
+        """
         fitted, warning = self.fit(peers)
         if warning:
             await asyncio.to_thread(self._canonical_event, "PeerSetTooLarge", warning, "Warning")
@@ -112,14 +125,15 @@ class ConfigMapWriter:
             canonical=canonical,
         )
         started = time.monotonic()
-        results = await self._carry_out(steps, bodies, digests)
+        results = await self._carry_out(steps, bodies, digests, superseded=superseded)
         if steps:
             log.info(
                 "configmap.round",
                 extra={
                     "hash": published.hash,
                     "steps": len(steps),
-                    "bytes": sum(r or 0 for r in results),
+                    "skipped": results.count(SKIPPED),
+                    "bytes": sum(r for r in results if r is not None and r > 0),
                     "mode": shaped.mode,
                     "seconds": round(time.monotonic() - started, 3),
                 },
@@ -135,9 +149,11 @@ class ConfigMapWriter:
         steps: list[Step],
         bodies: Mapping[str, dict[str, Any]],
         digests: Mapping[str, str],
+        *,
+        superseded: Callable[[], bool],
     ) -> list[int | None]:
-        """Each step's bytes sent (None: failed): the canonical ConfigMap first, then the
-        mirrors `WRITE_CONCURRENCY` at a time."""
+        """Each step's bytes sent (None: failed; `SKIPPED`: made stale before it started):
+        the canonical ConfigMap first, then the mirrors `WRITE_CONCURRENCY` at a time."""
         gate = asyncio.Semaphore(WRITE_CONCURRENCY)
         loop = asyncio.get_running_loop()
 
@@ -145,6 +161,8 @@ class ConfigMapWriter:
             if step.namespace in self._in_flight:
                 return None  # the previous write there is still hanging: a later round
             async with gate:
+                if superseded():
+                    return SKIPPED
                 kind = self._writes.kind(step.namespace)
                 call = functools.partial(self._writes.carry_out, step, bodies[kind], digests[kind])
                 return await self._bounded(
