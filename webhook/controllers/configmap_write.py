@@ -5,7 +5,8 @@ first, the mirrors eight at a time) hands each step here; this carries it out on
 a thread of its own. An update carries the resourceVersion last seen, so a
 concurrent writer makes us read again (409) instead of being overwritten; a
 ConfigMap without our owner labels is someone else's: left alone, counted, said
-once in a Warning Event. Labels, annotations and data keys others added stay.
+once in a Warning Event (`webhook.controllers.configmap_notices`). Labels,
+annotations and data keys others added stay.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import orjson
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
+from webhook.controllers.configmap_notices import (
+    ConfigMapNotices,
+    configmap_path,
+    read_configmap,
+)
 from webhook.core.publish import merged
 from webhook.core.publish_plan import Step, Written, canonical_ref, is_ours, observed_digest
 from webhook.core.watched import KIND_CONFIGMAP, trim
 from webhook.kube.api import FAILURES
-from webhook.kube.events import event_body
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -36,11 +41,13 @@ class ConfigMapWrites:
     """Carries out the publish plan's steps, one ConfigMap at a time (thread-safe per
     namespace: the round runs at most one write per namespace)."""
 
-    def __init__(self, *, settings: Settings, rest: Rest, metrics: Metrics) -> None:
+    def __init__(
+        self, *, settings: Settings, rest: Rest, metrics: Metrics, notices: ConfigMapNotices
+    ) -> None:
         self._settings = settings
         self._rest = rest
         self._metrics = metrics
-        self._warned: set[str] = set()  # uids of others' ConfigMaps already reported
+        self._notices = notices
         # namespace -> our last replace there, until the watch shows it
         self.written: dict[str, Written] = {}
 
@@ -52,7 +59,7 @@ class ConfigMapWrites:
         kind = self.kind(step.namespace)
         try:
             if step.verb == "conflict":
-                self._conflict(namespace=step.namespace, uid=step.uid)
+                self._notices.not_ours(namespace=step.namespace, uid=step.uid)
             elif step.verb == "delete":
                 self._delete(namespace=step.namespace, uid=step.uid, kind=kind)
             else:
@@ -67,14 +74,6 @@ class ConfigMapWrites:
             )
             return None
         return 0
-
-    def read(self, namespace: str) -> dict[str, Any] | None:
-        try:
-            return self._rest.get(_configmap(namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
 
     def write(
         self,
@@ -94,11 +93,12 @@ class ConfigMapWrites:
         sent = 0
         for attempt in range(CONFLICT_RETRIES):
             if attempt:
-                current = self.read(namespace)
+                current = read_configmap(self._rest, namespace)
             if current is not None and not is_ours(
                 current, canonical=canonical_ref(self._settings)
             ):
-                self._conflict(namespace=namespace, uid=str(current["metadata"].get("uid") or ""))
+                uid = str(current["metadata"].get("uid") or "")
+                self._notices.not_ours(namespace=namespace, uid=uid)
                 return sent
             if current is not None and observed_digest(current) == digest:
                 return sent
@@ -117,7 +117,7 @@ class ConfigMapWrites:
     def _send(self, wanted: dict[str, Any], *, namespace: str, replace: bool) -> dict[str, Any]:
         if replace:
             return self._rest.replace(
-                _configmap(namespace), wanted, field_manager=names.FIELD_MANAGER
+                configmap_path(namespace), wanted, field_manager=names.FIELD_MANAGER
             )
         return self._rest.create(
             path("v1", "configmaps", namespace=namespace), wanted, field_manager=names.FIELD_MANAGER
@@ -156,7 +156,7 @@ class ConfigMapWrites:
     def _delete(self, *, namespace: str, uid: str, kind: str) -> None:
         options = {"preconditions": {"uid": uid}} if uid else None
         try:
-            self._rest.delete(_configmap(namespace), options)
+            self._rest.delete(configmap_path(namespace), options)
         except ApiException as exc:
             if exc.status not in (404, 409):  # gone already, or replaced by someone else's
                 raise
@@ -165,44 +165,6 @@ class ConfigMapWrites:
         log.info(
             "configmap.deleted", extra={"namespace": namespace, "reason": "namespace-disabled"}
         )
-
-    def _conflict(self, *, namespace: str, uid: str) -> None:
-        """Someone else's `stellar-peers`: never touched; reported once per object."""
-        if uid in self._warned:
-            return
-        self._warned.add(uid)
-        self._metrics.configmap_conflicts_total.inc()
-        log.warning(
-            "configmap.conflict",
-            extra={"namespace": namespace, "configmap": names.CONFIGMAP_NAME, "uid": uid},
-        )
-        self.event(
-            namespace=namespace,
-            uid=uid,
-            reason="NotOwned",
-            message="a ConfigMap named stellar-peers that this peer injector does not own "
-            "(no owner labels, or another installation's mirror) exists here; "
-            "it is left untouched",
-        )
-
-    def event(
-        self, *, namespace: str, uid: str, reason: str, message: str, event_type: str = "Warning"
-    ) -> None:
-        body = event_body(
-            kind="ConfigMap",
-            name=names.CONFIGMAP_NAME,
-            namespace=namespace,
-            uid=uid,
-            reason=reason,
-            message=message,
-            event_type=event_type,
-        )
-        try:
-            self._rest.create(path("v1", "events", namespace=namespace), body)
-        except FAILURES as exc:
-            log.warning(
-                "configmap.event-failed", extra={"reason": reason, "error": repr(exc)[:300]}
-            )
 
 
 def _wanted(
@@ -226,7 +188,3 @@ def _wanted(
     if content["binaryData"]:
         wanted["binaryData"] = content["binaryData"]
     return wanted
-
-
-def _configmap(namespace: str) -> str:
-    return path("v1", "configmaps", namespace=namespace, name=names.CONFIGMAP_NAME)

@@ -24,14 +24,13 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook import names
+from webhook.controllers.configmap_notices import ConfigMapNotices
 from webhook.controllers.configmap_write import ConfigMapWrites
 from webhook.core.peers import PeerSet
 from webhook.core.publish import content_digest, render
 from webhook.core.publish_plan import Step, canonical_ref, plan, with_own_writes
-from webhook.core.publish_size import Layout, Mode, Notice, configmap_bodies, layout, notice
+from webhook.core.publish_size import Layout, Mode, configmap_bodies, layout, notice
 from webhook.core.watched import State
-from webhook.kube.api import FAILURES
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -55,10 +54,13 @@ class ConfigMapWriter:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self._writes = ConfigMapWrites(settings=settings, rest=Rest(api_client), metrics=metrics)
+        rest = Rest(api_client)
+        self._notices = ConfigMapNotices(settings=settings, rest=rest, metrics=metrics)
+        self._writes = ConfigMapWrites(
+            settings=settings, rest=rest, metrics=metrics, notices=self._notices
+        )
         self._last_good: tuple[PeerSet, Layout] | None = None
         self._mode: Mode = "full"  # the layout last published, to say when it changes
-        self._warned: set[str] = set()  # hashes of sets too large, already reported
         # Writes of their own threads: a hung one never takes a thread others need.
         self._executor = ThreadPoolExecutor(WRITE_CONCURRENCY * 2, thread_name_prefix="cm-write")
         self._in_flight: dict[str, asyncio.Future[int | None]] = {}  # namespace -> its write
@@ -70,25 +72,8 @@ class ConfigMapWriter:
         if shaped.canonical is not None:
             self._last_good = (peers, shaped)
             return self._last_good, ""
-        if peers.hash in self._warned:
-            return self._last_good, ""
-        self._warned.add(peers.hash)
-        self.metrics.configmap_oversize_total.inc()
-        log.error(
-            "configmap.oversize",
-            extra={
-                "bytes": shaped.compressed_bytes,
-                "plain_bytes": shaped.full_bytes,
-                "limit": names.CONFIGMAP_MAX_BYTES,
-                "peers": len(peers.peers),
-                "keeping": self._last_good[0].hash if self._last_good else None,
-            },
-        )
-        warning = (
-            f"{len(peers.peers)} peers need {shaped.compressed_bytes} bytes even with "
-            f"peers.json gzip-compressed ({shaped.full_bytes} in plain text), over the "
-            f"ConfigMap limit of {names.CONFIGMAP_MAX_BYTES}; keeping the last peer set that fit"
-        )
+        keeping = self._last_good[0].hash if self._last_good else None
+        warning = self._notices.too_large(peers, shaped, keeping=keeping)
         return self._last_good, warning
 
     async def reconcile(
@@ -106,24 +91,21 @@ class ConfigMapWriter:
         """
         fitted, warning = self.fit(peers)
         if warning:
-            await asyncio.to_thread(self._canonical_event, "PeerSetTooLarge", warning, "Warning")
+            await asyncio.to_thread(
+                functools.partial(
+                    self._notices.canonical_event,
+                    reason="PeerSetTooLarge",
+                    message=warning,
+                    event_type="Warning",
+                )
+            )
         if fitted is None:
             return True
         published, shaped = fitted
         canonical = canonical_ref(self.settings)
         bodies = configmap_bodies(published, shaped, canonical=canonical)
         digests = {kind: content_digest(body) for kind, body in bodies.items()}
-        state, applied = with_own_writes(state, dict(self._writes.written))
-        for namespace in set(self._writes.written) - applied:  # the watch caught up there
-            self._writes.written.pop(namespace, None)
-        steps = plan(
-            state,
-            desired_digest=digests["canonical"],
-            mirror_digest=digests["mirror"],
-            system_namespace=self.settings.namespace,
-            enabled=enabled,
-            canonical=canonical,
-        )
+        steps = self._steps(state, digests=digests, enabled=enabled)
         started = time.monotonic()
         results = await self._carry_out(steps, bodies, digests, superseded=superseded)
         if steps:
@@ -141,8 +123,24 @@ class ConfigMapWriter:
         said = notice(self._mode, shaped, canonical=canonical)
         self._mode = shaped.mode
         if said is not None:
-            await asyncio.to_thread(self._announce, said, shaped)
+            await asyncio.to_thread(self._notices.layout_changed, said, shaped)
         return all(r is not None for r in results)
+
+    def _steps(
+        self, state: State, *, digests: Mapping[str, str], enabled: Iterable[str]
+    ) -> list[Step]:
+        """The plan, from the watched state with our own writes it does not show yet."""
+        state, applied = with_own_writes(state, dict(self._writes.written))
+        for namespace in set(self._writes.written) - applied:  # the watch caught up there
+            self._writes.written.pop(namespace, None)
+        return plan(
+            state,
+            desired_digest=digests["canonical"],
+            mirror_digest=digests["mirror"],
+            system_namespace=self.settings.namespace,
+            enabled=enabled,
+            canonical=canonical_ref(self.settings),
+        )
 
     async def _carry_out(
         self,
@@ -183,22 +181,6 @@ class ConfigMapWriter:
             raise
         return results
 
-    def _announce(self, said: Notice, shaped: Layout) -> None:
-        """The layout changed: a log line and an Event on the canonical ConfigMap."""
-        log.log(
-            logging.WARNING if said.event_type == "Warning" else logging.INFO,
-            "configmap.layout",
-            extra={
-                "mode": shaped.mode,
-                "reason": said.reason,
-                "json_bytes": shaped.json_bytes,
-                "plain_bytes": shaped.full_bytes,
-                "compressed_bytes": shaped.compressed_bytes,
-                "says": said.message,
-            },
-        )
-        self._canonical_event(said.reason, said.message, said.event_type)
-
     async def _bounded(self, namespace: str, write: asyncio.Future[int | None]) -> int | None:
         """The write's result, but one still hanging `ROUND_WAIT_SECONDS` after it
         started is left to finish on its own thread (bounded by the call timeout) and
@@ -212,19 +194,3 @@ class ConfigMapWriter:
             log.warning("configmap.write-slow", extra={"namespace": namespace})
             return None
         return write.result()
-
-    def _canonical_event(self, reason: str, message: str, event_type: str) -> None:
-        """An Event on the canonical ConfigMap: the place an operator looks first."""
-        namespace = self.settings.namespace
-        try:
-            current = self._writes.read(namespace)
-            uid = str((current or {}).get("metadata", {}).get("uid") or "")
-            self._writes.event(
-                namespace=namespace,
-                uid=uid,
-                reason=reason,
-                message=message,
-                event_type=event_type,
-            )
-        except FAILURES as exc:
-            log.warning("configmap.event-failed", extra={"error": repr(exc)[:300]})
