@@ -23,6 +23,7 @@ from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 
 log = logging.getLogger(__name__)
+round_log = logging.getLogger("webhook.controllers.reload")  # a node's outcome: the round's line
 
 API_TIMEOUT_SECONDS = 10.0
 
@@ -48,7 +49,7 @@ class ReloadReporter:
             mode=plan.mode, result="success" if result.ok else "failed"
         ).inc()
         if not result.ok:
-            log.warning(
+            round_log.warning(
                 "reload.failed",
                 extra={
                     "namespace": plan.namespace,
