@@ -6,7 +6,10 @@ won (it then writes the newest fold at once), cancelled when it is lost, so a
 deposed leader stops writing mid-round. A round that failed is retried with
 backoff; a newer fold replaces an older one not written yet, and a round whose
 peer set a newer fold changed starts no more writes: the newest canonical
-ConfigMap is written at once, then the mirrors of the newest set.
+ConfigMap is written at once, then the mirrors of the newest set. While sets
+keep coming faster than a round ends (a rolling update), rounds are paced
+(`CHURN_ROUNDS` per `CHURN_WINDOW_SECONDS`) so the canonical one is not
+rewritten for every fold.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +29,11 @@ from webhook.core.watched import State
 from webhook.kube.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
+
+# While each round's set goes stale before its mirrors are written (a rolling
+# update), rounds are paced: at most this many start in this window.
+CHURN_ROUNDS = 2
+CHURN_WINDOW_SECONDS = 4.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class ConfigMapPublisher:
         self.exposure = exposure
         self._latest: Fold | None = None
         self._wake = asyncio.Event()
+        self._starts: deque[float] = deque(maxlen=CHURN_ROUNDS)  # the last rounds' starts
 
     def offer(self, fold: Fold) -> None:
         """Keep only the newest fold; the run loop writes it. Never blocks."""
@@ -51,6 +61,7 @@ class ConfigMapPublisher:
     async def run(self, stop: asyncio.Event) -> None:
         """Write each new fold until `stop` is set (leader only: cancelled on loss)."""
         written: Fold | None = None
+        churn = False  # the last round's set went stale while it ran
         attempt = 0
         retry_at: float | None = None
         while not stop.is_set():
@@ -61,23 +72,32 @@ class ConfigMapPublisher:
                 self._wake.clear()
                 await wait_any(self._wake, stop, seconds=timeout)
                 continue
+            if churn and await wait_any(stop, seconds=self._pace()):
+                return
             retry_at = None
-            if await self._publish(fold):
+            self._starts.append(time.monotonic())
+            superseded = self._superseded(fold)
+            if await self._publish(fold, superseded):
                 attempt = 0
             else:
                 retry_at = time.monotonic() + backoff_delay(attempt)
                 attempt += 1
-            written = fold
+            written, churn = fold, superseded()
 
-    async def _publish(self, fold: Fold) -> bool:
+    def _pace(self) -> float:
+        """Seconds to wait before a round while sets keep coming: at most
+        `CHURN_ROUNDS` rounds start in `CHURN_WINDOW_SECONDS`, so a rolling update
+        costs a few canonical writes, not one per fold."""
+        if len(self._starts) < CHURN_ROUNDS:
+            return 0.0
+        return max(0.0, self._starts[0] + CHURN_WINDOW_SECONDS - time.monotonic())
+
+    async def _publish(self, fold: Fold, superseded: Callable[[], bool]) -> bool:
         """One round; False when some call failed (retried with backoff)."""
         try:
             await self.exposure.report(fold.state, enabled=fold.enabled)
             return await self.writer.reconcile(
-                peers=fold.peers,
-                state=fold.state,
-                enabled=fold.enabled,
-                superseded=self._superseded(fold),
+                peers=fold.peers, state=fold.state, enabled=fold.enabled, superseded=superseded
             )
         except Exception:  # a bug in one round must not end publishing: retry with backoff
             log.exception("watcher.publish-failed", extra={"hash": fold.peers.hash})

@@ -64,6 +64,7 @@ class ConfigMapWriter:
         # Writes of their own threads: a hung one never takes a thread others need.
         self._executor = ThreadPoolExecutor(WRITE_CONCURRENCY * 2, thread_name_prefix="cm-write")
         self._in_flight: dict[str, asyncio.Future[int | None]] = {}  # namespace -> its write
+        self._last_written: dict[str, float] = {}  # namespace -> when a step there last ran
 
     def fit(self, peers: PeerSet) -> tuple[tuple[PeerSet, Layout] | None, str]:
         """The set to publish with its layout (`peers` if it fits, else the last good
@@ -105,7 +106,13 @@ class ConfigMapWriter:
         canonical = canonical_ref(self.settings)
         bodies = configmap_bodies(published, shaped, canonical=canonical)
         digests = {kind: content_digest(body) for kind, body in bodies.items()}
+        enabled = frozenset(enabled)
         steps = self._steps(state, digests=digests, enabled=enabled)
+        self._last_written = {
+            ns: at
+            for ns, at in self._last_written.items()
+            if ns in enabled or ns == self.settings.namespace
+        }
         started = time.monotonic()
         results = await self._carry_out(steps, bodies, digests, superseded=superseded)
         if steps:
@@ -163,6 +170,7 @@ class ConfigMapWriter:
                     return SKIPPED
                 kind = self._writes.kind(step.namespace)
                 call = functools.partial(self._writes.carry_out, step, bodies[kind], digests[kind])
+                self._last_written[step.namespace] = time.monotonic()
                 return await self._bounded(
                     step.namespace, loop.run_in_executor(self._executor, call)
                 )
@@ -171,7 +179,12 @@ class ConfigMapWriter:
         # and operators look at, and with a hundred mirrors it would otherwise
         # wait behind them all.
         first = [step for step in steps if step.namespace == self.settings.namespace]
-        rest = [step for step in steps if step.namespace != self.settings.namespace]
+        # The mirrors written longest ago first: when newer sets keep cutting rounds
+        # short, none is left behind round after round.
+        rest = sorted(
+            (step for step in steps if step.namespace != self.settings.namespace),
+            key=lambda step: self._last_written.get(step.namespace, 0.0),
+        )
         try:
             results = [await run(step) for step in first]
             results += await asyncio.gather(*(run(step) for step in rest))
