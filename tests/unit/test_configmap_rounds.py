@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from webhook import names
-from webhook.controllers.configmaps import ConfigMapPublisher, Fold
+from webhook.controllers.configmaps import CHURN_WINDOW_SECONDS, ConfigMapPublisher, Fold
 from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.publisher import WRITE_CONCURRENCY, ConfigMapWriter
 from webhook.core.peers import Peer, PeerSet
@@ -49,6 +50,7 @@ class ConfigMapServer(client.ApiClient):
         self.lock = threading.Lock()
         self.objects: dict[str, dict[str, Any]] = {}  # namespace -> its ConfigMap
         self.writes: list[tuple[str, str]] = []  # (namespace, peers hash), in order
+        self.canonical_at: list[tuple[str, float]] = []  # (peers hash, monotonic time)
         self.held = 0
         self.hold = threading.Event()
         self.release = threading.Event()
@@ -80,6 +82,8 @@ class ConfigMapServer(client.ApiClient):
             self.objects[namespace] = stored
             hash_ = stored["metadata"]["annotations"][names.PEERS_HASH_ANNOTATION]
             self.writes.append((namespace, hash_))
+            if namespace == names.SYSTEM_NAMESPACE:
+                self.canonical_at.append((hash_, time.monotonic()))
         return Answer(200 if method == "PUT" else 201, stored)
 
     def holding(self, namespace: str) -> str | None:
@@ -158,3 +162,37 @@ def test_the_mirrors_a_cut_short_round_skipped_go_first_in_the_next(
     newer = [ns for ns, digest in server.writes if digest == new.hash and ns in MIRRORS]
     skipped = len(MIRRORS) - WRITE_CONCURRENCY
     assert not written_old & set(newer[:skipped]), newer
+
+
+def test_rounds_cut_short_one_after_another_are_paced(server: ConfigMapServer) -> None:
+    """While each set goes stale before its round ends (a rolling update), a third round
+    starts no sooner than `CHURN_WINDOW_SECONDS` after the first, and then with the
+    newest set: the canonical ConfigMap is not rewritten for every fold."""
+    settings = Settings.from_env({}, [])
+    writer = ConfigMapWriter(settings=settings, api_client=server, metrics=Metrics())
+    publisher = ConfigMapPublisher(writer=writer, exposure=ExposureReport(api_client=server))
+    a, b, c, d = (peers(*(f"10.0.0.{i}" for i in range(1, n + 1))) for n in (1, 2, 3, 4))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(publisher.run(stop))
+        server.hold.set()
+        publisher.offer(fold(a))
+        await until(lambda: server.held == WRITE_CONCURRENCY)
+        publisher.offer(fold(b))
+        first, server.release = server.release, threading.Event()
+        first.set()  # a's writes under way finish; b's round starts and is held in turn
+        await until(lambda: server.held == 2 * WRITE_CONCURRENCY)
+        publisher.offer(fold(c))
+        server.hold.clear()
+        server.release.set()  # b's round ends cut short: the next one waits
+        await asyncio.sleep(0.5)
+        publisher.offer(fold(d))  # in the pause: the round after it writes this one
+        await until(lambda: all(server.holding(ns) == d.hash for ns in MIRRORS))
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    assert [digest for digest, _ in server.canonical_at] == [a.hash, b.hash, d.hash]
+    waited = server.canonical_at[2][1] - server.canonical_at[0][1]
+    assert waited >= CHURN_WINDOW_SECONDS - 0.5, waited

@@ -72,8 +72,11 @@ class ConfigMapPublisher:
                 self._wake.clear()
                 await wait_any(self._wake, stop, seconds=timeout)
                 continue
-            if churn and await wait_any(stop, seconds=self._pace()):
-                return
+            pause = self._pace() if churn else 0.0
+            if pause > 0:
+                if await wait_any(stop, seconds=pause):
+                    return
+                continue  # then the newest fold, whichever came in the pause
             retry_at = None
             self._starts.append(time.monotonic())
             superseded = self._superseded(fold)
