@@ -25,6 +25,13 @@ command -v go >/dev/null || { echo "error: Go 1.26+ is required to build helm" >
 
 work="$CACHE_ROOT/helm-$HELM_VERSION/src"
 mkdir -p "$work" "$OUT"
+# Two setups at once (two checkouts) share this cache: one builds, the other waits for it.
+exec 9>"$CACHE_ROOT/helm-$HELM_VERSION/build.lock"
+flock 9
+if [[ -x "$OUT/helm" ]]; then
+  echo "helm $HELM_VERSION built meanwhile in $OUT"
+  exit 0
+fi
 cd "$work"
 
 export GOFLAGS="-mod=mod"
@@ -59,6 +66,6 @@ for pkg in pkg/lint/rules pkg/chartutil; do
   ldflags+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$k8s_minor"
 done
 echo "building helm $HELM_VERSION (client-go $client_go)..."
-go build -tags tools -trimpath -ldflags "$ldflags" -o "$OUT/helm.tmp" helm.sh/helm/v3/cmd/helm
-mv "$OUT/helm.tmp" "$OUT/helm"
+go build -tags tools -trimpath -ldflags "$ldflags" -o "$OUT/helm.tmp.$$" helm.sh/helm/v3/cmd/helm
+mv -f "$OUT/helm.tmp.$$" "$OUT/helm"
 echo "helm $HELM_VERSION built in $OUT"

@@ -27,6 +27,13 @@ command -v go >/dev/null || { echo "error: Go 1.26+ is required to build kube-ap
 staging_version="v0.${K8S_VERSION#v1.}"
 work="$CACHE_ROOT/k8s-$K8S_VERSION/src"
 mkdir -p "$work" "$OUT"
+# Two setups at once (two checkouts) share this cache: one builds, the other waits for it.
+exec 9>"$CACHE_ROOT/k8s-$K8S_VERSION/build.lock"
+flock 9
+if have_all; then
+  echo "k8s $K8S_VERSION binaries built meanwhile in $OUT"
+  exit 0
+fi
 cd "$work"
 
 export GOFLAGS="-mod=mod"
@@ -67,8 +74,8 @@ go mod tidy -e >/dev/null 2>&1 || true
 for b in "${BINARIES[@]}"; do
   if [[ ! -x "$OUT/$b" ]]; then
     echo "building $b $K8S_VERSION (GOEXPERIMENT=$GOEXPERIMENT)..."
-    go build -tags tools -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b"
-    mv "$OUT/$b.tmp" "$OUT/$b"
+    go build -tags tools -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" -o "$OUT/$b.tmp.$$" "k8s.io/kubernetes/cmd/$b"
+    mv -f "$OUT/$b.tmp.$$" "$OUT/$b"
   fi
 done
 echo "k8s $K8S_VERSION binaries built in $OUT"

@@ -116,9 +116,9 @@ for pod in $(k get pods -n "$NS" -l "$INJECTED" -o jsonpath='{.items[*].metadata
         stellar-core http-command peers --conf /var/lib/stellar/stellar-core.cfg 2>/dev/null \
       | .venv/bin/python -c '
 import sys
-from webhook.core import stellar_admin
-answer = stellar_admin.parse_http_command_output(sys.stdin.read())
-print(" ".join(sorted(stellar_admin.authenticated_addresses(answer.body))))' \
+from webhook.core import admin_protocol
+answer = admin_protocol.parse_http_command_output(sys.stdin.read())
+print(" ".join(sorted(admin_protocol.authenticated_addresses(answer.body))))' \
       2>/dev/null || true)"
     [[ "$(wc -w <<<"$authenticated")" -ge "$others" ]] && break; sleep 1
   done

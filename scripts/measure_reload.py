@@ -35,7 +35,7 @@ from tests.polling import wait_until  # noqa: E402
 from tests.standin import StellarCoreStandIn  # noqa: E402
 from webhook import names  # noqa: E402
 from webhook.controllers.reload import ReloadController  # noqa: E402
-from webhook.core.peers import Peer, PeerSet  # noqa: E402
+from webhook.core.peerset.peers import Peer, PeerSet  # noqa: E402
 from webhook.metrics import Metrics  # noqa: E402
 from webhook.settings import Settings  # noqa: E402
 

@@ -1,16 +1,36 @@
-"""Addresses as text: TCP port numbers and the static peer grammar (`host:port`).
+"""Addresses and names as text: TCP port numbers, DNS labels and names, and the static
+peer grammar (`host:port`).
 
-At the bottom because settings validate `--static-peers` with the same grammar
-the peer set is built from; it needs nothing but the standard library.
+At the bottom because settings validate `--static-peers`, namespaces, cluster and
+network names with the same grammar the peer set and links use; it needs nothing but
+the standard library.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import Any, Final
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+# An RFC 1123 label as Kubernetes writes names (namespaces, Services, a link's cluster)
+# and as users write network names (`pubnet`): lower case, digits, '-', at most 63.
+DNS_LABEL_PATTERN: Final = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
+
+
+def is_dns_label(text: Any) -> bool:
+    """A lower-case RFC 1123 label (`stellar-system`, `pubnet`): the one check."""
+    return isinstance(text, str) and _DNS_LABEL.fullmatch(text) is not None
+
+
+def is_dns_name(text: Any) -> bool:
+    """Lower-case RFC 1123 labels joined by dots, at most 253 characters: a Lease's or a
+    webhook configuration's name, a home domain."""
+    return (
+        isinstance(text, str)
+        and 0 < len(text) <= 253
+        and all(is_dns_label(label) for label in text.split("."))
+    )
 
 
 def port_number(value: Any) -> int | None:
@@ -58,7 +78,7 @@ def _static_host(text: str, host: str) -> str:
             return str(ipaddress.IPv4Address(host))
         except ValueError as exc:
             raise ValueError(f"static peer {text!r}: {host!r} is not an IPv4 address") from exc
-    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+    if not is_dns_name(host.lower()):
         raise ValueError(
             f"static peer {text!r}: {host!r} is neither an IPv4 address nor a DNS name"
         )
@@ -69,23 +89,15 @@ def static_peer_text(text: str) -> tuple[str, str]:
     """(`host:port`, network) from `host:port` or `host:port@network`, or raise ValueError.
 
     The network is a DNS label (`pubnet`, `testnet`, a private network's name);
-    without one the peer's network is decided by the peer set (`webhook.core.networks`).
+    without one the peer's network is decided by the peer set (`webhook.core.peerset.networks`).
     """
     if not isinstance(text, str):
         raise ValueError("static peer: expected host:port[@network]")
     address, sep, network = text.partition("@")
-    if sep and not is_network_name(network):
+    if sep and not is_dns_label(network):
         raise ValueError(
             f"static peer {text!r}: network {network!r} must be a DNS label "
             "(lower-case letters, digits and '-', at most 63)"
         )
     static_address(address)
     return address, network
-
-
-_NETWORK = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-
-
-def is_network_name(text: Any) -> bool:
-    """A network's name as users write it: a lower-case DNS label (`pubnet`, `testnet`)."""
-    return isinstance(text, str) and _NETWORK.fullmatch(text) is not None

@@ -15,6 +15,8 @@ DEFAULT_NAMESPACE_SELECTOR: Final = f"{ENABLE_LABEL}={ENABLE_VALUE}"
 SYSTEM_NAMESPACE: Final = "stellar-system"
 
 # Pods
+# The default `image_pattern`: a container image repository matching it is a validator's
+DEFAULT_IMAGE_PATTERN: Final = r"(^|/)stellar-core$"
 NODE_TYPE_LABEL: Final = "stellar.org/node-type"
 INJECTED_LABEL: Final = "stellar.org/peers-injected"
 INJECT_ANNOTATION: Final = "stellar.org/inject-peers"
@@ -41,7 +43,7 @@ KEY_CSV: Final = "peers.csv"
 KEY_COUNT: Final = "peer_count"
 KEY_KNOWN_PEERS: Final = "known_peers.cfg"
 # Per network (`peers-testnet.txt`, ...): the unqualified keys above hold the whole
-# set only while the cluster has one network (webhook.core.networks).
+# set only while the cluster has one network (webhook.core.peerset.networks).
 KEY_NETWORK_TXT: Final = "peers-{}.txt"
 KEY_NETWORK_CSV: Final = "peers-{}.csv"
 KEY_NETWORK_COUNT: Final = "peer_count-{}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from webhook import names
-from webhook.address import is_network_name, static_peer_text
+from webhook.address import is_dns_label, is_dns_name, static_peer_text
 
 ReloadMode = Literal["http", "exec", "rollout", "none"]
 RELOAD_MODES: tuple[str, ...] = get_args(ReloadMode)
@@ -31,11 +31,6 @@ class SettingsError(ValueError):
 
 
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# A DNS-1123 label (namespaces) and subdomain (Lease, Service, webhook configuration names).
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
 
 # Numeric limits: (lowest, highest, lowest allowed itself?, why the bound). None: no bound.
 _LIMITS: dict[str, tuple[float | None, float | None, bool, str]] = {
@@ -143,7 +138,7 @@ class Settings:
     # Namespaces whose pods are injected and get a mirror ConfigMap.
     namespace_selector: str = names.DEFAULT_NAMESPACE_SELECTOR
     # A container image repository matching this makes a pod a validator.
-    image_pattern: str = r"(^|/)stellar-core$"
+    image_pattern: str = names.DEFAULT_IMAGE_PATTERN
     # Peers outside the cluster (`host:port` or `host:port@network`), e.g. other
     # organisations' validators.
     static_peers: tuple[str, ...] = ()
@@ -244,29 +239,29 @@ class Settings:
             raise SettingsError(
                 f"--log-level {self.log_level!r}: allowed one of {', '.join(LOG_LEVELS)} (any case)"
             )
-        if not _DNS_LABEL.match(self.namespace):
+        if not is_dns_label(self.namespace):
             raise SettingsError(
                 f"--namespace {self.namespace!r}: allowed a namespace name "
                 "(lower-case letters, digits and '-', at most 63)"
             )
-        if not _DNS_LABEL.match(self.service_name):
+        if not is_dns_label(self.service_name):
             raise SettingsError(
                 f"--service-name {self.service_name!r}: allowed a Service name "
                 "(lower-case letters, digits and '-', at most 63)"
             )
         for name in ("lease_name", "webhook_config_name"):
             value = getattr(self, name)
-            if not _DNS_SUBDOMAIN.match(value):
+            if not is_dns_name(value):
                 raise SettingsError(
                     f"{_flag(name)} {value!r}: allowed an object name "
                     "(lower-case letters, digits, '-' and '.', at most 253)"
                 )
-        if not _DNS_LABEL.match(self.cluster_name):
+        if not is_dns_label(self.cluster_name):
             raise SettingsError(
                 f"--cluster-name {self.cluster_name!r}: allowed a cluster name "
                 "(lower-case letters, digits and '-', at most 63)"
             )
-        if self.default_network and not is_network_name(self.default_network):
+        if self.default_network and not is_dns_label(self.default_network):
             raise SettingsError(
                 f"--default-network {self.default_network!r}: allowed a network name "
                 "(lower-case letters, digits and '-', at most 63)"
@@ -282,7 +277,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], argv: Sequence[str] = ()) -> Settings:
-        """Build settings from `STELLAR_INJECTOR_*` variables, then flags over them."""
+        """Build settings from `STELLAR_INJECTOR_*` variables, then flags over them: a seam
+        for benchmark drivers and tests (the CLI parses its own flags: `from_namespace`)."""
         parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
         add_arguments(parser)
         args = parser.parse_args(list(argv))

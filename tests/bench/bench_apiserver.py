@@ -45,7 +45,7 @@ from tests.bench.report import Row, emit, percentile
 from webhook import names
 from webhook.cli.registration import register, unregister, webhook_configuration
 from webhook.controllers import admission_policy
-from webhook.core import injection, patch
+from webhook.core.injection import mutation, patch
 from webhook.kube.rest import Rest
 from webhook.settings import Settings
 
@@ -186,7 +186,7 @@ def injected_patch(
     stored.pop("status", None)
     for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
         stored["metadata"].pop(key, None)
-    decision, ops = injection.patch_for(stored, settings=Settings())
+    decision, ops = mutation.patch_for(stored, settings=Settings())
     if not decision.inject or not ops:
         raise RuntimeError(f"our webhook would not patch the bench pod: {decision.reason}")
     return ops, patch.apply(patch.clone(stored), ops)

@@ -1,4 +1,4 @@
-"""Mutation compute: `injection.patch_for` alone, beside what any handler must at least do.
+"""Mutation compute: `mutation.patch_for` alone, beside what any handler must at least do.
 
 Baselines from the same run: `copy.deepcopy` of the same pod, and
 `orjson.loads(orjson.dumps(pod))`. Each figure is the best of several timeit
@@ -18,7 +18,7 @@ import orjson
 
 from tests.bench import pods
 from tests.bench.report import Row, emit
-from webhook.core import injection
+from webhook.core.injection import mutation
 from webhook.settings import Settings
 
 TARGET_TYPICAL_US = 100.0
@@ -51,12 +51,12 @@ def measure(*, quick: bool) -> list[Row]:
     repeat, min_seconds = (5, 0.05) if quick else (9, 0.1)
     rows: list[Row] = []
     for label, pod in (("typical", pods.validator_pod()), ("large", pods.large_pod())):
-        decision, ops = injection.patch_for(pod, settings=settings)
+        decision, ops = mutation.patch_for(pod, settings=settings)
         if not decision.inject or not ops:
             raise SystemExit(f"bench_mutation: the {label} pod was not injected: {decision}")
 
         def ours(pod: dict[str, Any] = pod) -> object:
-            return injection.patch_for(pod, settings=settings)
+            return mutation.patch_for(pod, settings=settings)
 
         def deep(pod: dict[str, Any] = pod) -> object:
             return copy.deepcopy(pod)

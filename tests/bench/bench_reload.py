@@ -37,13 +37,13 @@ import uvloop
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests import admin_client
 from tests.bench import pods, procs
 from tests.bench.cluster import api_client, private_cluster
 from tests.bench.fleet import RawClient, ready_status
 from tests.bench.report import Row, emit, not_run
 from webhook import names
-from webhook.core import stellar_admin
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -166,16 +166,16 @@ async def naive(validators: Sequence[dict[str, Any]], joiner: str, *, ask: bool)
     for pod in validators:
         ip = pod["status"]["podIP"]
         if ask:
-            listed, _ = await stellar_admin.peers(ip=ip, port=ADMIN_PORT, time_limit=2.0)
+            listed, _ = await admin_client.peers(ip=ip, port=ADMIN_PORT, time_limit=2.0)
             if not listed.ok:
                 raise RuntimeError(f"naive peers of {ip} failed: {listed}")
-        result = await stellar_admin.connect(
+        result = await admin_client.connect(
             ip=ip, port=ADMIN_PORT, peer_host=joiner, peer_port=PEER_PORT, time_limit=2.0
         )
         if not result.ok:
             raise RuntimeError(f"naive connect to {ip} failed: {result}")
         if ask:
-            listed, _ = await stellar_admin.peers(ip=ip, port=ADMIN_PORT, time_limit=2.0)
+            listed, _ = await admin_client.peers(ip=ip, port=ADMIN_PORT, time_limit=2.0)
             if not listed.ok:
                 raise RuntimeError(f"naive peers of {ip} failed: {listed}")
 

@@ -7,6 +7,7 @@ STELLAR_KEEP_CLUSTER=1.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -113,6 +114,17 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     name = make_namespace(core)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@contextlib.contextmanager
+def injector_apart(core: client.CoreV1Api, settings: Settings) -> Iterator[Settings]:
+    """`settings` with a fresh namespace of the injector's own: it never serves that one
+    (`webhook.core.selector.is_enabled`), so validators live in the test's `namespace`."""
+    own = make_namespace(core, "injector")
+    try:
+        yield dataclasses.replace(settings, namespace=own)
+    finally:
+        core.delete_namespace(own, propagation_policy="Background")
 
 
 @pytest.fixture

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from kubernetes import client
 
+from tests.e2e.conftest import injector_apart
 from tests.e2e.test_reload import loopback_block, run_injector, validator
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
@@ -33,9 +35,10 @@ from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
 from tests.standin_keys import public_key_of, random_seed
 from tests.standin_quorum import QuorumSet
-from webhook.core import stellar_admin
+from webhook.core import admin_protocol
 from webhook.metrics import Metrics
 from webhook.settings import Settings
+from webhook.stellar import admin
 
 PRIVATE = "Bootstrap Test Network ; December 2026"
 WINDOW = 3.0  # the stand-in's start window here (the real binary: about 35 s)
@@ -73,11 +76,9 @@ class Probe:
 
 def state_of(node: StellarCoreStandIn) -> str:
     try:
-        _, body = asyncio.run(
-            stellar_admin.get(ip=node.host, port=node.port, path="/info", time_limit=2)
-        )
-        return stellar_admin.node_state(body)
-    except (OSError, TimeoutError, stellar_admin.AnswerError):
+        _, body = asyncio.run(admin.get(ip=node.host, port=node.port, path="/info", time_limit=2))
+        return admin_protocol.node_state(body)
+    except (OSError, TimeoutError, admin_protocol.AnswerError):
         return "?"
 
 
@@ -145,6 +146,13 @@ def all_synced_past_the_window(
     )
 
 
+@pytest.fixture
+def settings(settings: Settings, core: client.CoreV1Api) -> Iterator[Settings]:
+    """The injector apart from the validators' namespace (it never serves its own)."""
+    with injector_apart(core, settings) as apart:
+        yield apart
+
+
 def test_validators_that_are_not_ready_meet_and_sync_cold_start_and_cold_restart(
     cluster: Any,
     core: client.CoreV1Api,
@@ -196,7 +204,7 @@ def test_validators_that_are_not_ready_meet_and_sync_cold_start_and_cold_restart
 def authenticated_keys(node: StellarCoreStandIn) -> set[str]:
     """The full keys of the peers the node authenticated, either way (`peers?fullkeys=true`)."""
     _, body = asyncio.run(
-        stellar_admin.get(ip=node.host, port=node.port, path="/peers?fullkeys=true", time_limit=2)
+        admin.get(ip=node.host, port=node.port, path="/peers?fullkeys=true", time_limit=2)
     )
     groups = orjson.loads(body)["authenticated_peers"]
     return {p["id"] for way in ("inbound", "outbound") for p in groups.get(way) or ()}

@@ -27,7 +27,8 @@ from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
 from webhook import names
 from webhook.cli import check
-from webhook.core import peers, publish
+from webhook.core.peerset import peers
+from webhook.core.publishing import publish
 from webhook.settings import Settings
 
 

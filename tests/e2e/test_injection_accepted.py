@@ -16,13 +16,11 @@ from kubernetes import client
 
 from tests.unit.test_golden import cases, input_pod
 from webhook import names
-from webhook.core import injection
+from webhook.core.injection import mutation
 from webhook.settings import Settings
 
 SETTINGS = Settings()
-INJECTING = [
-    case for case in cases() if injection.decide(input_pod(case), settings=SETTINGS).inject
-]
+INJECTING = [case for case in cases() if mutation.decide(input_pod(case), settings=SETTINGS).inject]
 
 
 def test_some_golden_cases_inject() -> None:
@@ -40,7 +38,7 @@ def _create_dry_run(core: client.CoreV1Api, namespace: str, pod: dict[str, Any])
 def test_injected_golden_pod_is_accepted(case: str, core: client.CoreV1Api, namespace: str) -> None:
     pod = input_pod(case)
     pod["metadata"]["namespace"] = namespace
-    decision, ops = injection.patch_for(pod, settings=SETTINGS)
+    decision, ops = mutation.patch_for(pod, settings=SETTINGS)
     assert ops, f"{case} injects but produced no ops"
     patched = jsonpatch.apply_patch(pod, ops)
 
@@ -78,7 +76,7 @@ def test_injected_golden_pod_is_accepted(case: str, core: client.CoreV1Api, name
         assert post_start == patched_container(pod, decision.container)["lifecycle"]["postStart"]
 
     # Injecting what the server returns changes nothing: the live pod is already current.
-    assert injection.patch_for(created, settings=SETTINGS)[1] == []
+    assert mutation.patch_for(created, settings=SETTINGS)[1] == []
 
 
 def patched_container(pod: dict[str, Any], name: str | None) -> dict[str, Any]:

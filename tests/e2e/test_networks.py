@@ -20,6 +20,7 @@ import orjson
 import pytest
 from kubernetes import client
 
+from tests.e2e.conftest import injector_apart
 from tests.e2e.test_reload import IMAGE, events, loopback_block, observed, run_injector
 from tests.e2e.test_watcher import ensure_crd, stellar_node
 from tests.kube import label_enabled
@@ -28,7 +29,7 @@ from tests.polling import wait_until
 from tests.standin import PUBNET, TESTNET, StellarCoreStandIn
 from webhook import names
 from webhook.cli import status
-from webhook.core import networks
+from webhook.core.peerset import networks
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -112,6 +113,13 @@ def writes(metrics: Metrics) -> float:
         )
         total += value or 0.0
     return total
+
+
+@pytest.fixture
+def settings(settings: Settings, core: client.CoreV1Api) -> Iterator[Settings]:
+    """The injector apart from the validators' namespace (it never serves its own)."""
+    with injector_apart(core, settings) as apart:
+        yield apart
 
 
 @pytest.fixture

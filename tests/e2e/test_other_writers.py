@@ -14,6 +14,7 @@ from tests.polling import wait_until
 from webhook import names
 from webhook.controllers.audit import UninjectedAudit
 from webhook.kube import api as kube
+from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -66,7 +67,7 @@ def test_the_audit_goes_on_after_a_round_fails(
     api_client = kube.api_client(settings)
     audit = UninjectedAudit(
         settings=settings,
-        core=client.CoreV1Api(api_client),
+        rest=Rest(api_client),
         metrics=metrics,
         is_leader=lambda: True,
         interval_seconds=0.2,

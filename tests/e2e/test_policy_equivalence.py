@@ -33,7 +33,7 @@ from tests.unit.test_golden import cases, input_pod
 from tests.unit.test_pod_ports import helm_chart_pod
 from webhook import __version__, names
 from webhook.cli.registration import webhook_configuration
-from webhook.core import injection, policy
+from webhook.core.injection import mutation, policy
 from webhook.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,7 +232,7 @@ def test_policy_pod_equals_webhook_pod(pair: Pair, case: str) -> None:
     by_policy = created(pair.core, pair.policy_ns, body)
     assert "refused" not in by_webhook, by_webhook
     assert comparable(by_policy) == comparable(by_webhook)
-    if injection.decide(body, settings=pair.settings).inject:
+    if mutation.decide(body, settings=pair.settings).inject:
         status = by_policy["metadata"]["annotations"][names.STATUS_ANNOTATION]
         assert json.loads(status)["version"] == __version__
 

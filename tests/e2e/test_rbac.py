@@ -563,7 +563,7 @@ def test_rbac_policy_mode_keeps_only_its_own_policy(installed: Installed) -> Non
     """As the ServiceAccount: the keeper's whole pass in policy mode, then in webhook mode;
     a policy of another name can be neither read, changed nor deleted."""
     from webhook.controllers.admission_policy import sync_once
-    from webhook.core import policy
+    from webhook.core.injection import policy
     from webhook.kube.rest import Rest, path
     from webhook.settings import Settings
 

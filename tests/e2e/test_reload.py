@@ -24,6 +24,7 @@ import pytest
 from kubernetes import client
 
 from tests.background import Background
+from tests.e2e.conftest import injector_apart
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
@@ -32,9 +33,9 @@ from tests.standin import PUBNET, StellarCoreStandIn
 from webhook import names
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
-from webhook.core import connection
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import is_running
+from webhook.core.reload import connection
 from webhook.kube.leader import LeaderElector, Runnable, micro_time, now_utc, start
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -570,6 +571,7 @@ def test_reload_driven_by_the_peer_watcher(
     nodes: ExitStack,
     metrics: Metrics,
 ) -> None:
+    settings = nodes.enter_context(injector_apart(core, settings))
     label_enabled(core, namespace, settings)
     block = loopback_block()
     three = [

@@ -36,9 +36,10 @@ from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn, random_seed
 from webhook import names
 from webhook.cli import status
-from webhook.core import stellar_admin
+from webhook.core import admin_protocol
 from webhook.metrics import Metrics
 from webhook.settings import Settings
+from webhook.stellar import admin
 
 ONE_SLOT = {names.TARGET_PEER_CONNECTIONS_ANNOTATION: "1"}
 SEED = random_seed()
@@ -47,7 +48,7 @@ SEED = random_seed()
 def connect(node: StellarCoreStandIn, other: StellarCoreStandIn) -> None:
     """Tell `node` of `other` by hand, as an operator would, before the injector does."""
     code, body = asyncio.run(
-        stellar_admin.get(
+        admin.get(
             ip=node.host, port=node.port, path=f"/connect?peer={other.host}&port=11625",
             time_limit=5,
         )
@@ -121,7 +122,7 @@ def test_full_slots_drop_a_sibling_and_status_names_it_until_its_key_is_preferre
             row = rows[0]
             assert f"slots-full: {sibling.host}:11625" in row, table
             # The keys the node's config can include at start, as the mirror holds them.
-            network = stellar_admin.network_name(full_passphrase(full))
+            network = admin_protocol.network_name(full_passphrase(full))
             wait_until(
                 lambda: (
                     sibling.public_key

@@ -25,9 +25,9 @@ from webhook import names
 from webhook.cli.wiring import Service
 from webhook.controllers.sources import CRD_NAME
 from webhook.controllers.watcher import PeerWatcher, Snapshot
-from webhook.core.peers import PeerSet, static_peer
-from webhook.core.publish import render
-from webhook.core.publish_size import layout
+from webhook.core.peerset.peers import PeerSet, static_peer
+from webhook.core.publishing.publish import render
+from webhook.core.publishing.publish_size import layout
 from webhook.kube.leader import micro_time, now_utc
 from webhook.settings import Settings
 
@@ -176,6 +176,34 @@ def test_namespace_label_creates_and_removes_mirror(
             wait_for_peers(core, settings.namespace, [])
     finally:
         core.delete_namespace(other, propagation_policy="Background")
+
+
+def test_labeled_kube_system_and_own_namespace_are_never_enabled(
+    core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
+) -> None:
+    """The webhook's namespaceSelector never serves kube-system or our own namespace, so
+    the watcher neither mirrors into them nor counts their pods, whatever their labels."""
+    drop_configmap(core, "kube-system")  # an earlier run's, whatever its version
+    add_validator(core, kubelet, app_namespace, "v", "127.0.0.45")
+    own = settings.namespace
+    add_validator(core, kubelet, "kube-system", "stray-45", "127.0.0.46")
+    label_enabled(core, "kube-system", settings)
+    label_enabled(core, own, settings)
+    try:
+        with running(settings):
+            wait_for_peers(core, app_namespace, ["127.0.0.45:11625"])
+            wait_for_peers(core, own, ["127.0.0.45:11625"])
+            assert peers_txt(core, "kube-system") is None
+    finally:
+        unlabel_enabled(core, "kube-system", settings)
+        unlabel_enabled(core, own, settings)
+        core.delete_namespaced_pod("stray-45", "kube-system", grace_period_seconds=0)
+        drop_configmap(core, "kube-system")
+
+
+def drop_configmap(core: client.CoreV1Api, namespace: str) -> None:
+    with contextlib.suppress(ApiException):
+        core.delete_namespaced_config_map(names.CONFIGMAP_NAME, namespace)
 
 
 def test_deleted_or_tampered_configmap_is_restored(

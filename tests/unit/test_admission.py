@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from webhook import names
 from webhook.admission.app import FAIL_OPEN_WARNING, build_app
-from webhook.core import injection
+from webhook.core.injection import mutation
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -218,7 +218,7 @@ def test_mutate_injection_bug_fails_open_with_warning(
     def broken(pod: Any, *, settings: Settings) -> Any:
         raise KeyError("spec")
 
-    monkeypatch.setattr(injection, "patch_for", broken)
+    monkeypatch.setattr(mutation, "patch_for", broken)
     answer = post(client, review_body())
     assert answer.status_code == 200
     response = answer.json()["response"]

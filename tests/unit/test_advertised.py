@@ -8,9 +8,15 @@ import orjson
 
 from tests.kubelet import container_statuses
 from webhook import names
-from webhook.core import publish
-from webhook.core.advertised import Exposure, exposure, node_address, trim_node, trim_service
-from webhook.core.watched import KIND_NAMESPACE, KIND_POD, peer_set, trim
+from webhook.core.peerset.advertised import (
+    Exposure,
+    exposure,
+    node_address,
+    trim_node,
+    trim_service,
+)
+from webhook.core.publishing import publish
+from webhook.core.publishing.watched import KIND_NAMESPACE, KIND_POD, peer_set, trim
 
 PEER = 11625
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests import binaries
-from webhook.cli.registration import namespace_selector
+from webhook.core.selector import namespace_selector
 from webhook.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

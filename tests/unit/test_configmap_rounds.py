@@ -17,7 +17,7 @@ from webhook import names
 from webhook.controllers.configmaps import CHURN_WINDOW_SECONDS, ConfigMapPublisher, Fold
 from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.publisher import WRITE_CONCURRENCY, ConfigMapWriter
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 

@@ -6,9 +6,9 @@ import orjson
 
 from tests.standin import PUBNET, TESTNET, StellarCoreStandIn
 from webhook import names
-from webhook.core import connection
-from webhook.core.connection import Limits, PeersSeen, limits, read_peers, verdict
-from webhook.core.stellar_admin import ASKED, Outcome, Result
+from webhook.core.admin_protocol import ASKED, Outcome, Result
+from webhook.core.reload import connection
+from webhook.core.reload.connection import Limits, PeersSeen, limits, read_peers, verdict
 
 A, B, C = "10.0.0.2:11625", "10.0.0.3:11625", "10.0.0.4:11625"
 

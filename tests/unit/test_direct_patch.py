@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.unit.test_fuzz_admission import VALIDATOR, corrupted_pods, pod_like
 from tests.unit.test_injection import ODD_PODS
 from webhook import __version__, names
-from webhook.core import injection, patch
+from webhook.core.injection import mutation, patch
 from webhook.settings import Settings
 
 SETTINGS = Settings()
@@ -25,12 +25,12 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 def check_same_as_diff(pod: Any) -> list[dict[str, Any]]:
     """Assert the two ways agree; return the direct ops."""
     before = copy.deepcopy(pod)
-    decision, ops = injection.patch_for(pod, settings=SETTINGS)
+    decision, ops = mutation.patch_for(pod, settings=SETTINGS)
     assert patch.equal(pod, before), "patch_for changed its input"
     if not decision.inject:
         assert ops == []
         return ops
-    oracle = injection.patch_by_diff(pod, decision, settings=SETTINGS)
+    oracle = mutation.patch_by_diff(pod, decision, settings=SETTINGS)
     assert patch.equal(patch.apply(pod, ops), patch.apply(pod, oracle)), (ops, oracle)
     assert bool(ops) == bool(oracle)
     return ops
@@ -51,8 +51,8 @@ def test_golden_pod_direct_patch_equals_the_diff(name: str, pod: Any) -> None:
 
 def test_direct_patch_is_the_diff_op_for_op_on_a_typical_validator() -> None:
     """Not only the same result: the same ops (the diff's order aside)."""
-    decision, ops = injection.patch_for(VALIDATOR, settings=SETTINGS)
-    oracle = injection.patch_by_diff(VALIDATOR, decision, settings=SETTINGS)
+    decision, ops = mutation.patch_for(VALIDATOR, settings=SETTINGS)
+    oracle = mutation.patch_by_diff(VALIDATOR, decision, settings=SETTINGS)
     assert sorted(ops, key=lambda op: op["path"]) == sorted(oracle, key=lambda op: op["path"])
 
 

@@ -13,7 +13,7 @@ import yaml
 from webhook import names
 from webhook.cli import main as cli
 from webhook.cli import offline as documents
-from webhook.core import injection
+from webhook.core.injection import mutation
 from webhook.settings import Settings
 
 SETTINGS = Settings()
@@ -55,7 +55,7 @@ def inject(*docs: Any) -> list[Any]:
 
 def webhook_result(p: dict[str, Any]) -> dict[str, Any]:
     """What the API server stores after applying the webhook's ops with a real JSONPatch."""
-    _, ops = injection.patch_for(p, settings=SETTINGS)
+    _, ops = mutation.patch_for(p, settings=SETTINGS)
     result: dict[str, Any] = jsonpatch.apply_patch(p, ops)
     return result
 

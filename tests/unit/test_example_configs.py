@@ -19,8 +19,8 @@ import yaml
 
 from tests import standin_config as rules
 from tests.standin import database_path, public_key, random_seed
-from webhook.core import networks
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "standin.py"

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.standin import StellarCoreStandIn, random_seed, validator_config
-from webhook.core import connection, stellar_admin
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Outcome, connect_command
 from webhook.core.pod import core_conf
-from webhook.core.reload_plan import connect_exec_command, exec_command
-from webhook.core.stellar_admin import Outcome
+from webhook.core.reload import connection
+from webhook.core.reload.reload_plan import exec_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,17 +61,19 @@ def test_exec_peers_and_connect_read_from_real_http_command_output(
         )
         assert "Content-Type: application/json" in output[0]
         assert "Config from" in output[1]
-        verdict, body = stellar_admin.command_verdict(*output)
+        verdict, body = admin_protocol.command_verdict(*output)
         assert verdict is None
         seen = connection.read_peers(body)
         assert seen.authenticated == frozenset()
         assert seen.outbound_authenticated == 0
 
-        argv = connect_exec_command(host="127.0.0.9", port=11625, conf=str(conf), seconds=5)
-        verdict, body = stellar_admin.command_verdict(*run_in_container(argv, bin_dir, tmp_path))
+        argv = exec_command(
+            connect_command(host="127.0.0.9", port=11625), conf=str(conf), seconds=5
+        )
+        verdict, body = admin_protocol.command_verdict(*run_in_container(argv, bin_dir, tmp_path))
         assert verdict is None
-        result = stellar_admin.classify_connect(200, body, host="127.0.0.9", port=11625)
-        assert result == stellar_admin.ASKED
+        result = admin_protocol.classify_connect(200, body, host="127.0.0.9", port=11625)
+        assert result == admin_protocol.ASKED
         assert node.connects() == ["127.0.0.9:11625"]
 
 
@@ -82,9 +85,9 @@ def test_exec_without_conf_uses_the_working_directory_default(
             validator_config(random_seed(), http_port=node.port)
         )
         output = run_in_container(exec_command("info", conf="", seconds=5), bin_dir, tmp_path)
-        verdict, body = stellar_admin.command_verdict(*output)
+        verdict, body = admin_protocol.command_verdict(*output)
         assert verdict is None
-        assert stellar_admin.parse_info(body).state == "Synced!"
+        assert admin_protocol.parse_info(body).state == "Synced!"
 
 
 def test_exec_refused_is_retry_later(tmp_path: Path, bin_dir: Path) -> None:
@@ -92,7 +95,7 @@ def test_exec_refused_is_retry_later(tmp_path: Path, bin_dir: Path) -> None:
         port = node.port
     conf = config(tmp_path, port)  # nothing listens there any more
     output = run_in_container(exec_command("peers", conf=str(conf), seconds=5), bin_dir, tmp_path)
-    verdict, _ = stellar_admin.command_verdict(*output)
+    verdict, _ = admin_protocol.command_verdict(*output)
     assert verdict is not None
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "refused")
 
@@ -106,7 +109,7 @@ def test_exec_a_node_that_accepts_and_hangs_is_cut_by_the_watchdog(
         output = run_in_container(
             exec_command("peers", conf=str(conf), seconds=1), bin_dir, tmp_path
         )
-    verdict, _ = stellar_admin.command_verdict(*output)
+    verdict, _ = admin_protocol.command_verdict(*output)
     assert verdict is not None
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "no-answer")
 
@@ -117,13 +120,15 @@ def test_exec_booting_node_is_retry_later(tmp_path: Path, bin_dir: Path) -> None
         output = run_in_container(
             exec_command("peers", conf=str(conf), seconds=5), bin_dir, tmp_path
         )
-    verdict, _ = stellar_admin.command_verdict(*output)
+    verdict, _ = admin_protocol.command_verdict(*output)
     assert verdict is not None
     assert (verdict.outcome, verdict.reason) == (Outcome.TRANSIENT, "booting")
 
 
 def test_exec_argv_passes_values_as_parameters_not_code() -> None:
-    argv = connect_exec_command(host="10.0.0.2", port=11625, conf="/config/x.cfg", seconds=3)
+    argv = exec_command(
+        connect_command(host="10.0.0.2", port=11625), conf="/config/x.cfg", seconds=3
+    )
     assert argv[:2] == ["sh", "-c"]
     assert argv[3:] == ["sh", "--conf", "/config/x.cfg", "connect?peer=10.0.0.2&port=11625"]
     assert "10.0.0.2" not in argv[2]

@@ -1,4 +1,4 @@
-"""Fuzzing `POST /mutate` and `injection.patch_for`: never a 5xx, an exception or a hang.
+"""Fuzzing `POST /mutate` and `mutation.patch_for`: never a 5xx, an exception or a hang.
 
 Every answer is either a valid AdmissionReview (echoing the uid when the body
 carried a readable one) or a 4xx JSON error. Corruptions start from a valid
@@ -30,7 +30,7 @@ from starlette.testclient import TestClient
 
 from webhook import names
 from webhook.admission.app import FAIL_OPEN_WARNING, build_app
-from webhook.core import injection
+from webhook.core.injection import mutation
 from webhook.log import JsonFormatter
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -408,7 +408,7 @@ def test_mutate_resource_of_wrong_type_is_not_an_injection_failure(
 
 def check_patch_for(pod: Any) -> None:
     before = copy.deepcopy(pod)
-    decision, ops = injection.patch_for(pod, settings=SETTINGS)
+    decision, ops = mutation.patch_for(pod, settings=SETTINGS)
     assert pod == before, "patch_for changed its input"
     if not ops:
         return
@@ -416,7 +416,7 @@ def check_patch_for(pod: Any) -> None:
     patched = jsonpatch.apply_patch(pod, ops)
     assert isinstance(patched, dict)
     # Re-invocation (reinvocationPolicy IfNeeded) must not inject twice.
-    again, more = injection.patch_for(patched, settings=SETTINGS)
+    again, more = mutation.patch_for(patched, settings=SETTINGS)
     assert not again.inject
     assert more == []
 
@@ -541,7 +541,7 @@ def ops_outside(ops: list[dict[str, Any]], prefix: str) -> bool:
 def test_patch_for_deeply_nested_field_does_not_raise(depth: int) -> None:
     """Past orjson's 254 levels copies and diffs fall back to Python: no recursion limit."""
     pod = with_value(VALIDATOR, ("metadata", "annotations", DEEP), nested(depth, 1, as_list=False))
-    decision, ops = injection.patch_for(pod, settings=SETTINGS)
+    decision, ops = mutation.patch_for(pod, settings=SETTINGS)
     assert decision.inject
     assert ops_outside(ops, f"/metadata/annotations/{DEEP}")
     # The deep value is untouched, so the ops apply the same to the pod without it.

@@ -16,7 +16,7 @@ import yaml
 
 from webhook import __version__
 from webhook.cli import offline as documents
-from webhook.core import injection
+from webhook.core.injection import mutation
 from webhook.settings import Settings
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -59,7 +59,7 @@ def test_golden_injects_as_expected(case: str, request: pytest.FixtureRequest) -
 
 @pytest.mark.parametrize("case", cases())
 def test_golden_decision_is_the_one_the_case_is_about(case: str) -> None:
-    decision = injection.decide(input_pod(case), settings=SETTINGS)
+    decision = mutation.decide(input_pod(case), settings=SETTINGS)
     assert decision.reason == expected_reason(case)
 
 

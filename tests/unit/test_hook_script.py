@@ -14,8 +14,8 @@ import pytest
 
 from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn, random_seed, validator_config
-from webhook.core.hook import poststart_command
-from webhook.core.stellar_admin import network_name
+from webhook.core.admin_protocol import network_name
+from webhook.core.injection.hook import poststart_command
 
 # `stellar-core` is the stand-in's command line (tests/standin.py), which does what
 # `http-command` does: port from HTTP_PORT in the config file, host always 127.0.0.1, every

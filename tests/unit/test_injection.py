@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from webhook import __version__, names
-from webhook.core import hook, injection, patch
+from webhook.core.injection import hook, mutation, patch
 from webhook.core.pod import image_repository
 from webhook.settings import Settings
 
@@ -53,17 +53,17 @@ def status(mutated: dict[str, Any]) -> dict[str, Any]:
 
 
 def injected(p: dict[str, Any], settings: Settings = SETTINGS) -> dict[str, Any]:
-    decision = injection.decide(p, settings=settings)
+    decision = mutation.decide(p, settings=settings)
     assert decision.inject, decision
-    return injection.mutate(p, decision, settings=settings)
+    return mutation.mutate(p, decision, settings=settings)
 
 
 # decide: who is a validator
 
 
 def test_decide_validator_by_image() -> None:
-    decision = injection.decide(pod(), settings=SETTINGS)
-    assert decision == injection.Decision(
+    decision = mutation.decide(pod(), settings=SETTINGS)
+    assert decision == mutation.Decision(
         inject=True,
         reason="validator-image",
         container="stellar-core",
@@ -77,7 +77,7 @@ def test_decide_validator_by_label_any_case(value: str) -> None:
     p = pod(
         containers=[container("node", "example/other:1")], labels={names.NODE_TYPE_LABEL: value}
     )
-    decision = injection.decide(p, settings=SETTINGS)
+    decision = mutation.decide(p, settings=SETTINGS)
     assert (decision.inject, decision.reason, decision.container) == (
         True,
         "validator-label",
@@ -89,7 +89,7 @@ def test_decide_label_watcher_is_not_a_validator() -> None:
     p = pod(
         containers=[container("node", "example/other:1")], labels={names.NODE_TYPE_LABEL: "watcher"}
     )
-    assert injection.decide(p, settings=SETTINGS).reason == "not-a-validator"
+    assert mutation.decide(p, settings=SETTINGS).reason == "not-a-validator"
 
 
 @pytest.mark.parametrize(
@@ -124,20 +124,20 @@ def test_image_repository_strips_tag_and_digest_keeps_registry_port(
     ],
 )
 def test_decide_matches_image_repository_not_tag(image: str, validator: bool) -> None:
-    decision = injection.decide(pod(containers=[container("c", image)]), settings=SETTINGS)
+    decision = mutation.decide(pod(containers=[container("c", image)]), settings=SETTINGS)
     assert decision.inject is validator
 
 
 def test_decide_image_pattern_is_configurable() -> None:
     custom = Settings(image_pattern=r"(^|/)my-core$")
     p = pod(containers=[container("c", "example/my-core:1")])
-    assert injection.decide(p, settings=custom).reason == "validator-image"
-    assert injection.decide(pod(), settings=custom).reason == "not-a-validator"
+    assert mutation.decide(p, settings=custom).reason == "validator-image"
+    assert mutation.decide(pod(), settings=custom).reason == "not-a-validator"
 
 
 def test_decide_init_container_image_does_not_make_a_validator() -> None:
     p = pod(containers=[container("app", "busybox")], initContainers=[container("init", IMAGE)])
-    assert injection.decide(p, settings=SETTINGS).reason == "not-a-validator"
+    assert mutation.decide(p, settings=SETTINGS).reason == "not-a-validator"
 
 
 # decide: order of precedence
@@ -148,41 +148,41 @@ def test_decide_opted_out(value: str) -> None:
     p = pod(
         labels={names.NODE_TYPE_LABEL: "validator"}, annotations={names.INJECT_ANNOTATION: value}
     )
-    assert injection.decide(p, settings=SETTINGS).reason == "opted-out"
+    assert mutation.decide(p, settings=SETTINGS).reason == "opted-out"
 
 
 def test_decide_opt_in_annotation_does_not_force_a_non_validator() -> None:
     p = pod(containers=[container("c", "busybox")], annotations={names.INJECT_ANNOTATION: "true"})
-    assert injection.decide(p, settings=SETTINGS).reason == "not-a-validator"
+    assert mutation.decide(p, settings=SETTINGS).reason == "not-a-validator"
 
 
 def test_decide_opted_out_wins_over_already_injected() -> None:
     done = injected(pod())
     done["metadata"]["annotations"][names.INJECT_ANNOTATION] = "false"
-    assert injection.decide(done, settings=SETTINGS).reason == "opted-out"
+    assert mutation.decide(done, settings=SETTINGS).reason == "opted-out"
 
 
 def test_decide_already_injected_at_this_version() -> None:
     done = injected(pod())
-    assert injection.decide(done, settings=SETTINGS).reason == "already-injected"
-    assert injection.patch_for(done, settings=SETTINGS)[1] == []
+    assert mutation.decide(done, settings=SETTINGS).reason == "already-injected"
+    assert mutation.patch_for(done, settings=SETTINGS)[1] == []
 
 
 def test_decide_not_a_pod() -> None:
-    assert injection.decide({"kind": "Service"}, settings=SETTINGS).reason == "not-a-pod"
-    assert injection.decide([], settings=SETTINGS).reason == "not-a-pod"  # type: ignore[arg-type]
+    assert mutation.decide({"kind": "Service"}, settings=SETTINGS).reason == "not-a-pod"
+    assert mutation.decide([], settings=SETTINGS).reason == "not-a-pod"  # type: ignore[arg-type]
 
 
 def test_decide_template_without_kind_counts_as_pod() -> None:
     template = pod()
     del template["kind"], template["apiVersion"]
-    assert injection.decide(template, settings=SETTINGS).inject
+    assert mutation.decide(template, settings=SETTINGS).inject
 
 
 @pytest.mark.parametrize("spec", [{}, {"containers": []}, {"containers": None}, None])
 def test_decide_no_containers(spec: Any) -> None:
     p = {"kind": "Pod", "metadata": {"labels": {names.NODE_TYPE_LABEL: "validator"}}, "spec": spec}
-    assert injection.decide(p, settings=SETTINGS).reason == "no-containers"
+    assert mutation.decide(p, settings=SETTINGS).reason == "no-containers"
 
 
 def test_decide_inject_container_annotation_picks_target() -> None:
@@ -190,27 +190,27 @@ def test_decide_inject_container_annotation_picks_target() -> None:
         containers=[container("stellar-core"), container("sidecar", "busybox")],
         annotations={names.CONTAINER_ANNOTATION: "sidecar"},
     )
-    assert injection.decide(p, settings=SETTINGS).container == "sidecar"
+    assert mutation.decide(p, settings=SETTINGS).container == "sidecar"
 
 
 def test_decide_inject_container_annotation_naming_nothing_skips() -> None:
     p = pod(annotations={names.CONTAINER_ANNOTATION: "nope"})
-    assert injection.decide(p, settings=SETTINGS).reason == "container-not-found"
+    assert mutation.decide(p, settings=SETTINGS).reason == "container-not-found"
 
 
 def test_decide_inject_container_annotation_cannot_name_init_container() -> None:
     p = pod(initContainers=[container("init")], annotations={names.CONTAINER_ANNOTATION: "init"})
-    assert injection.decide(p, settings=SETTINGS).reason == "container-not-found"
+    assert mutation.decide(p, settings=SETTINGS).reason == "container-not-found"
 
 
 def test_decide_targets_first_matching_container_then_first_container() -> None:
     matching = pod(containers=[container("exporter", "prom/exporter"), container("core")])
-    assert injection.decide(matching, settings=SETTINGS).container == "core"
+    assert mutation.decide(matching, settings=SETTINGS).container == "core"
     by_label = pod(
         containers=[container("a", "busybox"), container("b", "busybox")],
         labels={names.NODE_TYPE_LABEL: "validator"},
     )
-    assert injection.decide(by_label, settings=SETTINGS).container == "a"
+    assert mutation.decide(by_label, settings=SETTINGS).container == "a"
 
 
 # decide: ports
@@ -222,13 +222,13 @@ def test_decide_named_ports_of_target_container() -> None:
         {"name": "peer", "containerPort": 12000},
     ]
     p = pod(containers=[container(ports=ports)], annotations={names.PEER_PORT_ANNOTATION: "1"})
-    decision = injection.decide(p, settings=SETTINGS)
+    decision = mutation.decide(p, settings=SETTINGS)
     assert (decision.peer_port, decision.http_port) == (12000, 8080)
 
 
 def test_decide_ports_of_other_containers_are_ignored() -> None:
     other = container("exporter", "busybox", ports=[{"name": "peer", "containerPort": 1}])
-    decision = injection.decide(pod(containers=[container(), other]), settings=SETTINGS)
+    decision = mutation.decide(pod(containers=[container(), other]), settings=SETTINGS)
     assert decision.peer_port == 11625
 
 
@@ -249,13 +249,13 @@ def test_decide_ports_of_other_containers_are_ignored() -> None:
 )
 def test_decide_peer_port_annotation_validated(value: Any, port: int) -> None:
     p = pod(annotations={names.PEER_PORT_ANNOTATION: value})
-    assert injection.decide(p, settings=SETTINGS).peer_port == port
+    assert mutation.decide(p, settings=SETTINGS).peer_port == port
 
 
 def test_decide_invalid_named_port_falls_back() -> None:
     ports = [{"name": "peer", "containerPort": "x"}, {"name": "http", "containerPort": 70000}]
     p = pod(containers=[container(ports=ports)], annotations={names.PEER_PORT_ANNOTATION: "11700"})
-    decision = injection.decide(p, settings=SETTINGS)
+    decision = mutation.decide(p, settings=SETTINGS)
     assert (decision.peer_port, decision.http_port) == (11700, 11626)
 
 
@@ -279,7 +279,7 @@ def test_decide_invalid_named_port_falls_back() -> None:
     ],
 )
 def test_decide_malformed_pods(odd: dict[str, Any]) -> None:
-    decision, ops = injection.patch_for(odd, settings=SETTINGS)
+    decision, ops = mutation.patch_for(odd, settings=SETTINGS)
     assert (decision.inject, decision.reason, ops) == (False, "malformed-pod", [])
 
 
@@ -391,16 +391,16 @@ ODD_PODS = st.fixed_dictionaries(
 @given(odd=ODD_PODS)
 def test_patch_for_never_raises_and_its_ops_apply(odd: dict[str, Any]) -> None:
     before = patch.clone(odd)
-    decision, ops = injection.patch_for(odd, settings=SETTINGS)
+    decision, ops = mutation.patch_for(odd, settings=SETTINGS)
     event(decision.reason)
     assert patch.equal(odd, before), "the input must not be changed"
     if not decision.inject:
         assert ops == []
         return
     result = jsonpatch.apply_patch(odd, ops)
-    assert patch.equal(result, injection.mutate(odd, decision, settings=SETTINGS))
+    assert patch.equal(result, mutation.mutate(odd, decision, settings=SETTINGS))
     assert result["metadata"]["labels"][names.INJECTED_LABEL] == "true"
-    assert injection.decide(result, settings=SETTINGS).reason in ("already-injected", "opted-out")
+    assert mutation.decide(result, settings=SETTINGS).reason in ("already-injected", "opted-out")
 
 
 # mutate: what is added
@@ -479,8 +479,8 @@ def test_mutate_leaves_input_untouched_and_returns_a_deep_copy() -> None:
 
 def test_mutate_with_skip_decision_changes_nothing() -> None:
     p = pod()
-    skip = injection.Decision(inject=False, reason="opted-out")
-    assert injection.mutate(p, skip, settings=SETTINGS) == p
+    skip = mutation.Decision(inject=False, reason="opted-out")
+    assert mutation.mutate(p, skip, settings=SETTINGS) == p
 
 
 def test_mutate_keeps_existing_items_and_appends_ours() -> None:
@@ -636,9 +636,9 @@ def test_mutate_label_already_true_is_not_recorded_as_added() -> None:
 
 
 def test_patch_for_twice_is_a_no_op() -> None:
-    _, ops = injection.patch_for(pod(), settings=SETTINGS)
+    _, ops = mutation.patch_for(pod(), settings=SETTINGS)
     once = jsonpatch.apply_patch(pod(), ops)
-    decision, again = injection.patch_for(once, settings=SETTINGS)
+    decision, again = mutation.patch_for(once, settings=SETTINGS)
     assert ops
     assert again == []
     assert decision.reason == "already-injected"
@@ -656,9 +656,9 @@ def test_old_version_is_stripped_and_reinjected() -> None:
     fresh = injected(original)
     stale = old_version(injected(original))
     target(stale)["lifecycle"]["postStart"]["exec"]["command"] = ["old", "hook"]
-    decision = injection.decide(stale, settings=SETTINGS)
+    decision = mutation.decide(stale, settings=SETTINGS)
     assert decision.inject
-    assert injection.mutate(stale, decision, settings=SETTINGS) == fresh
+    assert mutation.mutate(stale, decision, settings=SETTINGS) == fresh
 
 
 def test_old_version_with_moved_target_container_is_cleaned() -> None:
@@ -703,8 +703,8 @@ def test_patch_for_ops_turn_request_into_mutated_pod() -> None:
         annotations={"a/b": "c"},
         volumes=[{"name": "data", "emptyDir": {}}],
     )
-    decision, ops = injection.patch_for(p, settings=SETTINGS)
-    assert jsonpatch.apply_patch(p, ops) == injection.mutate(p, decision, settings=SETTINGS)
+    decision, ops = mutation.patch_for(p, settings=SETTINGS)
+    assert jsonpatch.apply_patch(p, ops) == mutation.mutate(p, decision, settings=SETTINGS)
     assert {
         "op": "add",
         "path": "/metadata/labels/stellar.org~1peers-injected",
@@ -714,7 +714,7 @@ def test_patch_for_ops_turn_request_into_mutated_pod() -> None:
 
 def test_patch_for_skip_has_no_ops() -> None:
     p = pod(containers=[container("c", "busybox")])
-    decision, ops = injection.patch_for(p, settings=SETTINGS)
+    decision, ops = mutation.patch_for(p, settings=SETTINGS)
     assert (decision.inject, ops) == (False, [])
 
 
@@ -723,7 +723,7 @@ def test_patch_for_pod_with_a_deeply_nested_field() -> None:
     for _ in range(2000):
         deep = {"x": deep}
     p = pod(annotations={"odd": deep})
-    decision, ops = injection.patch_for(p, settings=SETTINGS)
+    decision, ops = mutation.patch_for(p, settings=SETTINGS)
     assert decision.inject
     result = patch.apply(p, ops)
     assert result["metadata"]["labels"][names.INJECTED_LABEL] == "true"
@@ -738,7 +738,7 @@ def test_patch_for_old_version_leaves_request_untouched() -> None:
     stale = old_version(injected(original))
     stale["metadata"]["annotations"][names.CONTAINER_ANNOTATION] = "b"
     snapshot = patch.clone(stale)
-    decision, ops = injection.patch_for(stale, settings=SETTINGS)
+    decision, ops = mutation.patch_for(stale, settings=SETTINGS)
     assert patch.equal(stale, snapshot)
-    assert jsonpatch.apply_patch(stale, ops) == injection.mutate(stale, decision, settings=SETTINGS)
+    assert jsonpatch.apply_patch(stale, ops) == mutation.mutate(stale, decision, settings=SETTINGS)
     assert decision.container == "b"

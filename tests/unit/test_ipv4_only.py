@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from tests.kubelet import container_statuses
-from webhook.core import watched
-from webhook.core.peers import dialable_static_peers, pod_peer, stellarnode_peer
+from webhook import names
+from webhook.core.peerset import advertised, links
+from webhook.core.peerset.peers import dialable_static_peers, pod_peer, stellarnode_peer
 from webhook.core.pod import pod_ip
+from webhook.core.publishing import watched
 
 
 def pod(status: dict[str, Any]) -> dict[str, Any]:
@@ -59,3 +61,22 @@ def test_ipv6_static_peers_are_left_out_and_named() -> None:
     )
     assert [p.peer_string for p in kept] == ["core1.example.org:11625", "192.0.2.7:11625"]
     assert left_out == ("[2001:db8::1]:11625",)
+
+
+def test_an_ipv6_advertised_address_or_remote_entry_is_never_dialled() -> None:
+    """One rule (`admin_protocol.is_peer_host`) for the annotation and linked clusters."""
+    pod = {
+        "metadata": {
+            "name": "v",
+            "namespace": "ns",
+            "annotations": {names.ADVERTISED_ADDRESS_ANNOTATION: "[2001:db8::1]:11625"},
+        },
+        "spec": {"containers": [{"name": "core", "image": "stellar/stellar-core"}]},
+    }
+    found = advertised.exposure(pod, peer_port=11625)
+    assert (found.address, "IPv4" in found.problem) == ("", True)
+    entries = [
+        {"name": "a", "advertised": "[2001:db8::1]:11625", "source": "pod"},
+        {"name": "b", "advertised": "203.0.113.7:11625", "source": "pod"},
+    ]
+    assert [p.name for p in links.remote_peers(entries, cluster="east")] == ["b"]

@@ -88,3 +88,19 @@ def test_takeover_counts_a_transition_and_renew_keeps_acquire_time() -> None:
     kept = lease_spec({"spec": taken}, action="renew", identity="me", now=NOW, duration_seconds=15)
     assert kept["acquireTime"] == taken["acquireTime"]
     assert kept["leaseTransitions"] == 3
+
+
+def test_api_timestamps_are_read_by_one_parser() -> None:
+    """`parse_time` reads the Lease's MicroTime and an Event's plain Time alike (`status`'s
+    link rows once parsed only the latter)."""
+    import datetime as dt
+
+    from webhook.cli.link_status import _ago
+    from webhook.core.lease import micro_time, parse_time
+
+    moment = dt.datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=dt.UTC)
+    assert parse_time(micro_time(moment)) == moment
+    assert parse_time("2026-01-01T00:00:00Z") == moment.replace(microsecond=0)
+    assert parse_time("yesterday") is None
+    later = moment + dt.timedelta(seconds=10)
+    assert _ago("2026-01-01T00:00:00.500000Z", later) == "10s ago"

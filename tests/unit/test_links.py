@@ -14,8 +14,7 @@ import yaml
 from webhook import names
 from webhook.cli.link import link_secret, objects
 from webhook.cli.link_status import connected_remote, link_rows
-from webhook.core import publish
-from webhook.core.links import (
+from webhook.core.peerset.links import (
     LinkError,
     choose,
     configmap_entries,
@@ -23,8 +22,9 @@ from webhook.core.links import (
     parse_link,
     remote_peers,
 )
-from webhook.core.peers import Peer, PeerSet
-from webhook.core.watched import peer_set
+from webhook.core.peerset.peers import Peer, PeerSet
+from webhook.core.publishing import publish
+from webhook.core.publishing.watched import peer_set
 
 KUBECONFIG = {
     "apiVersion": "v1",

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from webhook import names
-from webhook.cli.registration import label_selector, namespace_selector, webhook_configuration
+from webhook.cli.registration import webhook_configuration
+from webhook.core.selector import label_selector, namespace_selector
 from webhook.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

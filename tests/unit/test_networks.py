@@ -10,14 +10,14 @@ import pytest
 
 from tests.kubelet import container_statuses
 from webhook import names
-from webhook.core import networks
-from webhook.core.additions import env_vars as env_for
-from webhook.core.networks import Identity
-from webhook.core.peers import PeerSet, static_peer, stellarnode_peer
-from webhook.core.publish import render
-from webhook.core.reload_plan import handed, missing_peers, plan_round
-from webhook.core.stellar_admin import network_name
-from webhook.core.watched import KIND_NAMESPACE, KIND_POD, peer_set, trim
+from webhook.core.admin_protocol import network_name
+from webhook.core.injection.additions import env_vars as env_for
+from webhook.core.peerset import networks
+from webhook.core.peerset.networks import Identity
+from webhook.core.peerset.peers import PeerSet, static_peer, stellarnode_peer
+from webhook.core.publishing.publish import render
+from webhook.core.publishing.watched import KIND_NAMESPACE, KIND_POD, peer_set, trim
+from webhook.core.reload.reload_plan import handed, missing_peers, plan_round
 from webhook.settings import Settings, SettingsError
 
 READY = [{"type": "Ready", "status": "True"}]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhook.core import patch
+from webhook.core.injection import patch
 
 KEYS = st.sampled_from(["a", "b", "c/d", "e~f", "~1", "/", "", "0", "-", "stellar.org/x"])
 SCALARS = (

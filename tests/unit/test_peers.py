@@ -11,10 +11,17 @@ import pytest
 
 from tests.kubelet import container_statuses, crashed_statuses
 from webhook import names
-from webhook.core.peers import Peer, PeerSet, pod_peer, static_peer, stellarnode_peer
+from webhook.core.peerset.peers import (
+    Peer,
+    PeerSet,
+    pod_peer,
+    static_peer,
+    stellarnode_peer,
+    text_hash,
+)
 from webhook.core.pod import image_repository
-from webhook.core.publish import configmap_body, content_digest, encoded_size, render
-from webhook.core.watched import (
+from webhook.core.publishing.publish import configmap_body, content_digest, encoded_size, render
+from webhook.core.publishing.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,
@@ -28,6 +35,7 @@ from webhook.core.watched import (
     trim,
     validators,
 )
+from webhook.settings import Settings
 
 
 def fold(state: State, event: Mapping[str, Any]) -> State:
@@ -452,7 +460,7 @@ def test_peer_set_pods_only_from_enabled_namespaces() -> None:
             ("ADDED", pod("b", "off", ip="10.0.0.2")),
         )
     )
-    enabled = enabled_namespaces(state)
+    enabled = enabled_namespaces(state, settings=Settings())
     assert enabled == frozenset({"on"})
     assert peer_set(state, enabled_namespaces=enabled).strings == ("10.0.0.1:11625",)
 
@@ -505,7 +513,7 @@ def test_peer_set_stellarnodes_resolve_through_pods_and_services() -> None:
             ("ADDED", trim(node("other", "elsewhere"), kind=KIND_STELLARNODE)),
         )
     )
-    result = peer_set(state, enabled_namespaces=enabled_namespaces(state))
+    result = peer_set(state, enabled_namespaces=enabled_namespaces(state, settings=Settings()))
     assert [(p.name, p.ip, p.source) for p in result.peers] == [
         ("n0", "10.2.0.1", "stellarnode"),
         ("n1", "10.96.0.7", "stellarnode"),
@@ -589,6 +597,7 @@ def test_hash_is_sha256_of_peers_txt() -> None:
     peers = two_peers()
     expected = hashlib.sha256(render(peers)["peers.txt"].encode()).hexdigest()
     assert peers.hash == f"sha256:{expected}"
+    assert text_hash(render(peers)["peers.txt"]) == peers.hash  # what `check` compares
 
 
 def test_configmap_body_has_owner_labels_hash_and_data() -> None:

@@ -10,11 +10,11 @@ import yaml
 
 from tests.kubelet import container_statuses
 from webhook import names
-from webhook.core import injection
-from webhook.core.peers import PeerSet, pod_peer
+from webhook.core.injection import mutation
+from webhook.core.peerset.peers import PeerSet, pod_peer
 from webhook.core.pod import admin_port, core_conf, peer_port
-from webhook.core.reload_plan import plan_round
-from webhook.core.watched import trim
+from webhook.core.publishing.watched import trim
+from webhook.core.reload.reload_plan import plan_round
 from webhook.settings import Settings
 
 SETTINGS = Settings()
@@ -60,7 +60,7 @@ class Snap:
 
 
 def test_helm_chart_ports_are_read_by_the_webhook() -> None:
-    decision = injection.decide(helm_chart_pod(), settings=SETTINGS)
+    decision = mutation.decide(helm_chart_pod(), settings=SETTINGS)
     assert decision.inject
     assert (decision.http_port, decision.peer_port) == (11726, 11725)
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from webhook import names
-from webhook.core import hook, policy, policy_cel, policy_ops
+from webhook.core.injection import hook, policy, policy_cel, policy_ops
 from webhook.settings import Settings, SettingsError
 
 SETTINGS = Settings()
@@ -125,13 +125,14 @@ def test_same_spec_ignores_server_defaults_but_not_our_fields() -> None:
 def test_a_refused_policy_is_reported_with_the_api_servers_message() -> None:
     from kubernetes.client.exceptions import ApiException
 
-    from webhook.controllers.admission_policy import _describe
+    from webhook.kube.api import describe_failure
 
     refused = ApiException(status=422, reason="Unprocessable Entity")
     refused.body = b'{"message": "spec.variables[8].expression: invalid matches argument"}'
-    assert _describe(refused) == "422 spec.variables[8].expression: invalid matches argument"
-    assert _describe(ApiException(status=500, reason="Internal")) == "500 Internal"
-    assert _describe(OSError("refused")) == "OSError: refused"
+    expected = "HTTP 422: spec.variables[8].expression: invalid matches argument"
+    assert describe_failure(refused) == expected
+    assert describe_failure(ApiException(status=500, reason="Internal")) == "HTTP 500: Internal"
+    assert describe_failure(OSError("refused")) == "OSError: refused"
 
 
 class _Answers:

@@ -11,11 +11,17 @@ from typing import Any
 import orjson
 
 from webhook import names
-from webhook.core.peers import Peer, PeerSet
-from webhook.core.publish import configmap_body, content_digest, is_our_key, merged, render
-from webhook.core.publish_plan import plan, with_own_writes
-from webhook.core.publish_size import Layout, layout, notice
-from webhook.core.watched import KIND_CONFIGMAP, trim
+from webhook.core.peerset.peers import Peer, PeerSet
+from webhook.core.publishing.publish import (
+    configmap_body,
+    content_digest,
+    is_our_key,
+    merged,
+    render,
+)
+from webhook.core.publishing.publish_plan import plan, with_own_writes
+from webhook.core.publishing.publish_size import Layout, layout, notice
+from webhook.core.publishing.watched import KIND_CONFIGMAP, trim
 
 CANONICAL = "stellar-system/stellar-peers"
 

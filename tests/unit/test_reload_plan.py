@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook import names
-from webhook.core.peers import Peer, PeerSet
-from webhook.core.reload_plan import exec_command, missing_peers, plan_round, reload_mode
+from webhook.core.peerset.peers import Peer, PeerSet
+from webhook.core.reload.reload_plan import exec_command, missing_peers, plan_round, reload_mode
 from webhook.settings import Settings
 
 SETTINGS = Settings()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from webhook.core import connection
-from webhook.core.connection import PeersSeen
-from webhook.core.peers import PeerSet
-from webhook.core.reload_plan import NodeOutcome, NodePlan, Observation
-from webhook.core.reload_state import ReloadState
-from webhook.core.stellar_admin import Outcome, Result
+from webhook.core.admin_protocol import Outcome, Result
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.reload import connection
+from webhook.core.reload.connection import PeersSeen
+from webhook.core.reload.reload_plan import NodeOutcome, NodePlan, Observation
+from webhook.core.reload.reload_state import ReloadState
 
 PUBNET = "Public Global Stellar Network ; September 2015"
 TESTNET = "Test SDF Network ; September 2015"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from webhook.kube.rest import path, query_name
 
 
@@ -40,3 +42,22 @@ def test_query_names_as_the_api_spells_them() -> None:
     assert query_name("_continue") == "continue"
     assert query_name("watch") == "watch"
     assert query_name("limit") == "limit"
+
+
+def test_every_call_without_a_timeout_gets_the_one_call_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes import client
+
+    from webhook.kube.api import CALL_TIMEOUT_SECONDS, TimedApiClient
+
+    seen: list[object] = []
+    monkeypatch.setattr(
+        client.ApiClient,
+        "call_api",
+        lambda self, *a, _request_timeout=None, **k: seen.append(_request_timeout),
+    )
+    api = TimedApiClient()
+    api.call_api("GET", "/api/v1/pods")
+    api.call_api("GET", "/api/v1/pods", _request_timeout=3)
+    assert seen == [CALL_TIMEOUT_SECONDS, 3]

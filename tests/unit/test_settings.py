@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from webhook.cli import main
-from webhook.core import hook
+from webhook.core.injection import hook
 from webhook.settings import Settings, SettingsError
 
 

@@ -3,7 +3,7 @@
 Three places turn peer strings into something executable or dialled: the
 ConfigMap writer (`peers.static_peer`, `pod_peer`, `render`), the postStart
 hook script (run here for real under /bin/sh), and the reload controller's
-URLs and exec argv (`stellar_admin`, `reload`).
+URLs and exec argv (`admin_port`, `reload`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests import admin_client
 from tests.kubelet import container_statuses
 from tests.polling import wait_until
 from tests.standin import StellarCoreStandIn
@@ -27,10 +28,14 @@ from tests.unit.test_hook_script import (
     write_peers,
 )
 from webhook import names
-from webhook.core import peers, publish, reload_plan, stellar_admin, watched
-from webhook.core.peers import Peer, PeerSet
+from webhook.core import admin_protocol
+from webhook.core.peerset import peers
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import port_number
+from webhook.core.publishing import publish, watched
+from webhook.core.reload import reload_plan
 from webhook.settings import Settings, SettingsError
+from webhook.stellar import admin
 
 SMUGGLED = [
     "1.2.3.4:11625; rm -rf /",
@@ -300,16 +305,19 @@ def test_hook_with_a_smuggled_own_pod_ip_changes_nothing(tmp_path: Path) -> None
 )
 def test_connect_path_and_exec_command_refuse_a_smuggled_host(host: str) -> None:
     with pytest.raises(ValueError, match="not a peer host"):
-        stellar_admin.connect_path(host=host, port=11625)
+        admin_protocol.connect_path(host=host, port=11625)
     with pytest.raises(ValueError, match="not a peer host"):
-        reload_plan.connect_exec_command(host=host, port=11625, conf="", seconds=2)
+        reload_plan.exec_command(
+            admin_protocol.connect_command(host=host, port=11625), conf="", seconds=2
+        )
 
 
 @settings(max_examples=600, derandomize=True, database=None)
 @given(host=st.text(max_size=30), port=st.integers(min_value=1, max_value=65535))
 def test_exec_command_is_one_argv_word_of_safe_characters(host: str, port: int) -> None:
     try:
-        argv = reload_plan.connect_exec_command(host=host, port=port, conf="", seconds=2)
+        command = admin_protocol.connect_command(host=host, port=port)
+        argv = reload_plan.exec_command(command, conf="", seconds=2)
     except ValueError:
         return
     # The script is fixed text; the command is one positional parameter after it.
@@ -320,7 +328,7 @@ def test_exec_command_is_one_argv_word_of_safe_characters(host: str, port: int) 
 
 
 async def _get(ip: str) -> None:
-    await stellar_admin.get(ip=ip, port=11626, path="/peers", time_limit=1)
+    await admin.get(ip=ip, port=11626, path="/peers", time_limit=1)
 
 
 @pytest.mark.parametrize(
@@ -338,7 +346,7 @@ def test_admin_get_refuses_a_path_that_could_split_the_request(path: str) -> Non
     import asyncio
 
     with pytest.raises(ValueError, match="request path"):
-        asyncio.run(stellar_admin.get(ip="127.0.0.1", port=1, path=path, time_limit=1))
+        asyncio.run(admin.get(ip="127.0.0.1", port=1, path=path, time_limit=1))
 
 
 class _Snapshot:
@@ -371,7 +379,7 @@ def test_reload_connect_to_a_standin_sends_only_the_validated_peer() -> None:
 
     with StellarCoreStandIn(host="127.0.0.54", port=0) as node:
         result = asyncio.run(
-            stellar_admin.connect(
+            admin_client.connect(
                 ip=node.host,
                 port=node.port,
                 peer_host="validator-3.example.org",

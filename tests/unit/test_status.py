@@ -12,8 +12,8 @@ from tests.kubelet import container_statuses, crashed_statuses
 from tests.standin import StellarCoreStandIn
 from webhook import names
 from webhook.cli import status
-from webhook.core import publish
-from webhook.core.peers import Peer, PeerSet
+from webhook.core.peerset.peers import Peer, PeerSet
+from webhook.core.publishing import publish
 from webhook.settings import Settings
 
 SETTINGS = Settings()

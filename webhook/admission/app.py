@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.admission import review
-from webhook.core import injection
+from webhook.core.injection import mutation
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -83,7 +83,7 @@ def answer(request: review.Request, *, settings: Settings) -> tuple[review.Revie
     if not isinstance(pod, dict):
         message = "a CREATE of pods must carry the pod as an object"
         return review.errored(uid, message, 400), "invalid", "no-object"
-    decision, ops = injection.patch_for(pod, settings=settings)
+    decision, ops = mutation.patch_for(pod, settings=settings)
     if not decision.inject:
         return review.allowed(uid), "skipped", decision.reason
     if not ops:

@@ -21,11 +21,9 @@ dry-run create, which stores nothing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ssl
 import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -37,15 +35,16 @@ from certs import authority, install
 from webhook import names
 from webhook.cli import check_admission, serving_certificate
 from webhook.cli import check_beyond as beyond
+from webhook.core.peerset.peers import text_hash
+from webhook.core.selector import is_enabled
 from webhook.kube import api as kube
 from webhook.kube import leader
+from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
-REQUEST_TIMEOUT_SECONDS: Final = 10.0
 # A serving certificate closer to expiry than this fails the check: rotation
 # renews 30 days ahead, so reaching this means rotation is not running.
 MIN_CERT_VALIDITY: Final = dt.timedelta(days=7)
-NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 # The API's failures, and answers that do not parse.
 FAILURES: Final[tuple[type[BaseException], ...]] = (*kube.FAILURES, ValueError)
 
@@ -61,26 +60,22 @@ class Result:
         return f"{'PASS' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
-def _read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    return kube.read_json(call, *args, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
-
-
 def _not_found(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and exc.status == 404
 
 
-def enabled_namespaces(core: client.CoreV1Api, settings: Settings) -> list[str]:
-    """Namespaces the webhook and the watcher act in: the selector's, less the excluded ones."""
-    listed = _read_json(core.list_namespace, label_selector=settings.namespace_selector)
-    excluded = {settings.namespace, "kube-system"}
-    found = []
-    for item in listed.get("items") or ():
-        metadata = item.get("metadata") or {}
-        name = metadata.get("name")
-        if not isinstance(name, str) or name in excluded or metadata.get("deletionTimestamp"):
-            continue
-        found.append(name)
-    return sorted(found)
+def enabled_namespaces(rest: Rest, settings: Settings) -> list[str]:
+    """Namespaces the webhook and the watcher act in: the selector's, as `is_enabled` says."""
+    listed = rest.get(
+        path("v1", "namespaces"),
+        timeout=kube.CALL_TIMEOUT_SECONDS,
+        label_selector=settings.namespace_selector,
+    )
+    return sorted(
+        item["metadata"]["name"]
+        for item in listed.get("items") or ()
+        if is_enabled(item, settings=settings)
+    )
 
 
 # --- webhook ----------------------------------------------------------------
@@ -130,9 +125,13 @@ def injected(pod: dict[str, Any]) -> str | None:
 
 def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
     name = "webhook"
-    admreg = client.AdmissionregistrationV1Api(api)
+    configuration = path(
+        "admissionregistration.k8s.io/v1",
+        "mutatingwebhookconfigurations",
+        name=settings.webhook_config_name,
+    )
     try:
-        _read_json(admreg.read_mutating_webhook_configuration, settings.webhook_config_name)
+        Rest(api).get(configuration, timeout=kube.CALL_TIMEOUT_SECONDS)
     except FAILURES as exc:
         if _not_found(exc):
             return Result(
@@ -149,9 +148,9 @@ def check_webhook(api: client.ApiClient, settings: Settings) -> Result:
 def dry_run_probe(api: client.ApiClient, settings: Settings, *, name: str, by: str) -> Result:
     """A server-side dry-run create of a validator pod in the first enabled namespace:
     injected means the API server applied `by`'s mutation."""
-    core = client.CoreV1Api(api)
+    rest = Rest(api)
     try:
-        namespaces = enabled_namespaces(core, settings)
+        namespaces = enabled_namespaces(rest, settings)
     except FAILURES as exc:
         return Result(name, False, f"cannot list namespaces: {kube.describe_failure(exc)}")
     if not namespaces:
@@ -164,7 +163,12 @@ def dry_run_probe(api: client.ApiClient, settings: Settings, *, name: str, by: s
     namespace = namespaces[0]
     pod_name = f"stellar-peers-check-{uuid.uuid4().hex[:8]}"
     try:
-        pod = _read_json(core.create_namespaced_pod, namespace, probe_pod(pod_name), dry_run="All")
+        pod = rest.create(
+            path("v1", "pods", namespace=namespace),
+            probe_pod(pod_name),
+            timeout=kube.CALL_TIMEOUT_SECONDS,
+            dry_run="All",
+        )
     except FAILURES as exc:
         return Result(
             name, False, f"dry-run create in {namespace} failed: {kube.describe_failure(exc)}"
@@ -188,7 +192,7 @@ def check_certificate(
 ) -> Result:
     name = "certificate"
     try:
-        found = serving_certificate.find(api, settings, timeout=REQUEST_TIMEOUT_SECONDS)
+        found = serving_certificate.find(api, settings, timeout=kube.CALL_TIMEOUT_SECONDS)
     except FAILURES as exc:
         return Result(
             name, False, f"cannot get the serving certificate: {kube.describe_failure(exc)}"
@@ -230,10 +234,14 @@ def check_lease(
     if not settings.leader_election:
         return Result(name, True, "leader election is off: this replica always writes")
     try:
-        lease = _read_json(
-            client.CoordinationV1Api(api).read_namespaced_lease,
-            settings.lease_name,
-            settings.namespace,
+        lease = Rest(api).get(
+            path(
+                "coordination.k8s.io/v1",
+                "leases",
+                namespace=settings.namespace,
+                name=settings.lease_name,
+            ),
+            timeout=kube.CALL_TIMEOUT_SECONDS,
         )
     except FAILURES as exc:
         if _not_found(exc):
@@ -265,9 +273,12 @@ def check_lease(
 # --- configmaps -------------------------------------------------------------
 
 
-def _configmap(core: client.CoreV1Api, namespace: str) -> dict[str, Any] | None:
+def _configmap(rest: Rest, namespace: str) -> dict[str, Any] | None:
     try:
-        return _read_json(core.read_namespaced_config_map, names.CONFIGMAP_NAME, namespace)
+        return rest.get(
+            path("v1", "configmaps", namespace=namespace, name=names.CONFIGMAP_NAME),
+            timeout=kube.CALL_TIMEOUT_SECONDS,
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -282,12 +293,12 @@ def _hash_of(configmap: dict[str, Any]) -> str | None:
 
 def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
     name = "configmaps"
-    core = client.CoreV1Api(api)
+    rest = Rest(api)
     where = f"{settings.namespace}/{names.CONFIGMAP_NAME}"
     try:
-        canonical = _configmap(core, settings.namespace)
-        namespaces = enabled_namespaces(core, settings)
-        mirrors = {namespace: _configmap(core, namespace) for namespace in namespaces}
+        canonical = _configmap(rest, settings.namespace)
+        namespaces = enabled_namespaces(rest, settings)
+        mirrors = {namespace: _configmap(rest, namespace) for namespace in namespaces}
     except FAILURES as exc:
         return Result(name, False, f"cannot read ConfigMaps: {kube.describe_failure(exc)}")
     if canonical is None:
@@ -297,7 +308,7 @@ def check_configmaps(api: client.ApiClient, settings: Settings) -> Result:
     recorded = _hash_of(canonical)
     if text is None:
         return Result(name, False, f"{where} has no {names.KEY_TXT}")
-    actual = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    actual = text_hash(text)
     if recorded != actual:
         return Result(
             name,
@@ -330,7 +341,7 @@ def checks(api: client.ApiClient, settings: Settings) -> list[Result]:
     """The mode in force first; policy mode proves its policy instead of the webhook and
     needs no certificate."""
     try:
-        namespaces = enabled_namespaces(client.CoreV1Api(api), settings)
+        namespaces = enabled_namespaces(Rest(api), settings)
     except FAILURES:
         namespaces = []  # check_configmaps says why
     mode, why = check_admission.mode(api, settings)

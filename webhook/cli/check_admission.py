@@ -10,7 +10,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook.controllers import admission_policy
-from webhook.core import policy
+from webhook.core.injection import policy
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
@@ -72,3 +72,63 @@ def line(settings: Settings, api: client.ApiClient | None) -> str:
         return f"admission: {settings.admission_mode} mode (admission_mode); the pod is the same"
     chosen, why = mode(api, settings)
     return f"admission: {chosen} mode ({why})"
+
+
+def installed_line(settings: Settings, api: client.ApiClient) -> str:
+    """`status`'s line: the mode of what is installed, which the settings this CLI was run
+    with need not share (an overlay picks the mode, `status` runs with defaults)."""
+    chosen, why = mode(api, settings)
+    found = installed(Rest(api), settings.webhook_config_name)
+    return describe_installed(settings.webhook_config_name, found, chosen=chosen, why=why)
+
+
+def installed(rest: Rest, name: str) -> dict[str, bool | str]:
+    """For our webhook configuration, policy and binding of `name`: there or not, or why
+    it cannot be told. A resource the API server does not serve counts as absent."""
+    api_version = f"{policy.GROUP}/v1"
+    found: dict[str, bool | str] = {}
+    for plural in (admission_policy.WEBHOOKS, policy.POLICY_RESOURCE, policy.BINDING_RESOURCE):
+        try:
+            rest.get(path(api_version, plural, name=name))
+            found[plural] = True
+        except _FAILURES as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
+                found[plural] = False
+            else:
+                found[plural] = kube.describe_failure(exc)
+    return found
+
+
+def describe_installed(
+    name: str, found: dict[str, bool | str], *, chosen: policy.Mode, why: str
+) -> str:
+    """The admission line from what is installed; the settings' choice where they agree."""
+    unreadable = [f"{plural}: {v}" for plural, v in found.items() if isinstance(v, str)]
+    if unreadable:
+        return (
+            f"admission: {chosen} mode by these settings ({why}); cannot read what is "
+            f"installed ({'; '.join(unreadable)})"
+        )
+    webhook = found[admission_policy.WEBHOOKS] is True
+    in_policy = found[policy.POLICY_RESOURCE] is True and found[policy.BINDING_RESOURCE] is True
+    if webhook and in_policy:
+        return (
+            f"admission: switching modes (MutatingWebhookConfiguration and "
+            f"MutatingAdmissionPolicy {name} both installed; the leader removes the one its "
+            f"mode does not use)"
+        )
+    if not webhook and not in_policy:
+        return (
+            f"admission: none in force (no MutatingWebhookConfiguration or "
+            f"MutatingAdmissionPolicy with binding named {name}): validator pods are admitted "
+            f"uninjected; is an injector replica leading?"
+        )
+    actual: policy.Mode = "policy" if in_policy else "webhook"
+    what = (
+        f"MutatingAdmissionPolicy {name} and its binding installed"
+        if in_policy
+        else f"MutatingWebhookConfiguration {name} installed"
+    )
+    if actual == chosen:
+        return f"admission: {actual} mode ({why}; {what})"
+    return f"admission: {actual} mode ({what}; these settings would pick {chosen}: {why})"

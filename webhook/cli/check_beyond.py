@@ -1,7 +1,7 @@
 """`stellar-peers check`, beyond one cluster: advertised addresses and links.
 
 `advertised` decides every validator's exposure afresh from the live pods,
-Services and Nodes with the watcher's own rule (`webhook.core.advertised`) and
+Services and Nodes with the watcher's own rule (`webhook.core.peerset.advertised`) and
 fails on each one that exists but cannot be used (a port other than PEER_PORT,
 several Services, a pending LoadBalancer). `links` fails on a link Secret the
 injector refuses or a linked cluster that does not answer its credential.
@@ -17,11 +17,11 @@ from kubernetes import client
 
 from webhook import names
 from webhook.cli.link_status import reach
-from webhook.core.advertised import exposures, trim_node, trim_service
-from webhook.core.links import choose
-from webhook.core.peers import pod_peer
+from webhook.core.peerset.advertised import exposures, trim_node, trim_service
+from webhook.core.peerset.links import choose
+from webhook.core.peerset.peers import pod_peer
 from webhook.core.pod import as_dict, as_str
-from webhook.core.watched import KIND_POD, trim
+from webhook.core.publishing.watched import KIND_POD, trim
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings

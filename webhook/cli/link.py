@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.core.links import KEY_NAMESPACE
+from webhook.core.peerset.links import KEY_NAMESPACE
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings

@@ -20,8 +20,9 @@ from typing import Any, Final
 import orjson
 
 from webhook import names
-from webhook.core.links import LinkError, configmap_entries, parse_link, remote_peers
-from webhook.core.peers import PeerSet
+from webhook.core.lease import parse_time
+from webhook.core.peerset.links import LinkError, configmap_entries, parse_link, remote_peers
+from webhook.core.peerset.peers import PeerSet
 from webhook.core.pod import as_dict, as_list, as_str
 from webhook.kube import api as kube
 from webhook.kube.remote import read_named, remote_client
@@ -76,9 +77,8 @@ def link_rows(
 
 
 def _ago(when: str, now: dt.datetime) -> str:
-    try:
-        then = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-    except ValueError:
+    then = parse_time(when)
+    if then is None:
         return ""
     return f"{int((now - then).total_seconds())}s ago"
 

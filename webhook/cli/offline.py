@@ -1,7 +1,7 @@
 """Manifests offline: `stellar-peers inject -f` and `explain -f`.
 
 Owns reading multi-document YAML, finding the pods and pod templates in it, and
-printing them back. Every pod goes through `injection.patch_for` and then
+printing them back. Every pod goes through `mutation.patch_for` and then
 `patch.apply`: the very ops the webhook would send, applied here.
 """
 
@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
-from webhook.core import injection, networks, patch
-from webhook.core.peers import Peer
-from webhook.core.pod import label_network
+from webhook.core.injection import mutation, patch
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer
+from webhook.core.pod import label_network, read_status
 from webhook.settings import Settings
 
 # Where each workload keeps the pod template its pods are made from.
@@ -60,7 +61,7 @@ def explain_pod(pod: dict[str, Any], *, settings: Settings, published: Peer | No
 def describe(pod: dict[str, Any], *, settings: Settings, label: str) -> str:
     """`Kind/name: inject (reason) into container "c", peer port P, admin port H`,
     with the items left alone, or `Kind/name: skip (reason)`."""
-    decision = injection.decide(pod, settings=settings)
+    decision = mutation.decide(pod, settings=settings)
     if not decision.inject:
         return f"{label}: skip ({decision.reason})"
     network = label_network(pod)
@@ -70,8 +71,8 @@ def describe(pod: dict[str, Any], *, settings: Settings, label: str) -> str:
     )
     if network:  # unlabeled: the network its node reports, learned once it runs
         line += f", network {network} (label)"
-    mutated = injection.mutate(pod, decision, settings=settings)
-    status = injection.read_status(mutated["metadata"]["annotations"]) or {}
+    mutated = mutation.mutate(pod, decision, settings=settings)
+    status = read_status(mutated["metadata"]["annotations"]) or {}
     skipped = [f"{s['item']} ({s['reason']})" for s in status.get("skipped", [])]
     if skipped:
         line += "; leaves " + ", ".join(skipped)
@@ -112,13 +113,13 @@ def _inject(doc: Any, *, settings: Settings, kind: Any = None) -> Any:
         ]
         return result
     if kind == "Pod":
-        _, ops = injection.patch_for(doc, settings=settings)
+        _, ops = mutation.patch_for(doc, settings=settings)
         return patch.apply(doc, ops) if ops else doc
     path = TEMPLATE_PATHS.get(kind) if isinstance(kind, str) else None
     template = _get(doc, path) if path else None
     if path is None or not isinstance(template, dict):
         return doc
-    _, ops = injection.patch_for(template, settings=settings)
+    _, ops = mutation.patch_for(template, settings=settings)
     if not ops:
         return doc
     pointer = "".join(f"/{patch.escape(part)}" for part in path)

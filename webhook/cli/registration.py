@@ -12,21 +12,12 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.core.selector import (
-    NAMESPACE_NAME_LABEL,
-    SelectorError,
-    label_selector,
-    namespace_selector,
-)
+from webhook.core.selector import namespace_selector
 from webhook.settings import Settings
 
 __all__ = [
-    "NAMESPACE_NAME_LABEL",
     "TIMEOUT_SECONDS",
     "WEBHOOK_NAME",
-    "SelectorError",
-    "label_selector",
-    "namespace_selector",
     "register",
     "unregister",
     "webhook_configuration",

@@ -25,14 +25,10 @@ from certs import authority, files
 from webhook import log as logs
 from webhook.admission import server
 from webhook.cli import startup, wiring
-from webhook.cli.registration import (
-    SelectorError,
-    register,
-    unregister,
-    webhook_configuration,
-)
+from webhook.cli.registration import register, unregister, webhook_configuration
 from webhook.controllers import admission_policy, certificates
-from webhook.core import policy
+from webhook.core.injection import policy
+from webhook.core.selector import SelectorError
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics

@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from certs import install
-from webhook.kube import api as kube
+from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
 
@@ -39,13 +39,14 @@ def served(url: str, ca_bundle: bytes, *, timeout: float) -> bytes:
     return ssl.DER_cert_to_PEM_cert(der).encode("ascii")
 
 
-def _from_webhook(
-    admreg: client.AdmissionregistrationV1Api, settings: Settings, *, timeout: float
-) -> tuple[bytes, str] | None:
-    configuration = kube.read_json(
-        admreg.read_mutating_webhook_configuration,
-        settings.webhook_config_name,
-        _request_timeout=timeout,
+def _from_webhook(rest: Rest, settings: Settings, *, timeout: float) -> tuple[bytes, str] | None:
+    configuration = rest.get(
+        path(
+            "admissionregistration.k8s.io/v1",
+            "mutatingwebhookconfigurations",
+            name=settings.webhook_config_name,
+        ),
+        timeout=timeout,
     )
     for hook in configuration.get("webhooks") or ():
         client_config = hook.get("clientConfig") or {}
@@ -61,13 +62,11 @@ def _from_webhook(
 
 def find(api: client.ApiClient, settings: Settings, *, timeout: float) -> tuple[bytes, str] | None:
     """(PEM, where it came from): the Secret, else the file, else what the webhook URL serves."""
-    core = client.CoreV1Api(api)
+    rest = Rest(api)
+    name = install.secret_name(settings.service_name)
     try:
-        secret = kube.read_json(
-            core.read_namespaced_secret,
-            install.secret_name(settings.service_name),
-            settings.namespace,
-            _request_timeout=timeout,
+        secret = rest.get(
+            path("v1", "secrets", namespace=settings.namespace, name=name), timeout=timeout
         )
         encoded = (secret.get("data") or {}).get("tls.crt")
         if encoded:
@@ -81,4 +80,4 @@ def find(api: client.ApiClient, settings: Settings, *, timeout: float) -> tuple[
             return handle.read(), f"file {settings.cert_file}"
     except FileNotFoundError:
         pass
-    return _from_webhook(client.AdmissionregistrationV1Api(api), settings, timeout=timeout)
+    return _from_webhook(rest, settings, timeout=timeout)

@@ -39,15 +39,16 @@ from kubernetes import client
 from webhook import names
 from webhook.cli.check import enabled_namespaces
 from webhook.cli.link_status import read_links
-from webhook.controllers import node_admin
-from webhook.core import networks, stellar_admin
-from webhook.core.peers import Peer, PeerSet
+from webhook.core import admin_protocol
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import as_dict, as_list, is_ready, is_running, pod_ip
-from webhook.core.reload_plan import NodePlan, plan_round, reload_mode
+from webhook.core.reload.reload_plan import NodePlan, plan_round, reload_mode
 from webhook.kube import api as kube
+from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
+from webhook.stellar import admin
 
-REQUEST_TIMEOUT_SECONDS: Final = 10.0
 NODE_TIME_LIMIT_SECONDS: Final = 3.0  # per node asked for its state
 NODE_CONCURRENCY: Final = 16
 SOURCES: Final = ("pod", "stellarnode", "static", "remote")
@@ -242,18 +243,18 @@ def table(found: Sequence[Row], *, peers: PeerSet) -> str:
     return text
 
 
+def _canonical(rest: Rest, settings: Settings) -> dict[str, Any]:
+    where = path("v1", "configmaps", namespace=settings.namespace, name=names.CONFIGMAP_NAME)
+    return rest.get(where, timeout=kube.CALL_TIMEOUT_SECONDS)
+
+
 def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
     """The canonical set and the injected pods of the enabled namespaces."""
     api = kube.api_client(settings)
-    core = client.CoreV1Api(api)
+    rest = Rest(api)
     try:
         try:
-            configmap = kube.read_json(
-                core.read_namespaced_config_map,
-                names.CONFIGMAP_NAME,
-                settings.namespace,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
+            configmap = _canonical(rest, settings)
         except kube.FAILURES as exc:
             raise StatusError(
                 f"cannot read ConfigMap {settings.namespace}/{names.CONFIGMAP_NAME} "
@@ -262,12 +263,11 @@ def read_cluster(settings: Settings) -> tuple[PeerSet, list[dict[str, Any]]]:
             ) from exc
         pods: list[dict[str, Any]] = []
         try:
-            for namespace in enabled_namespaces(core, settings):
-                listed = kube.read_json(
-                    core.list_namespaced_pod,
-                    namespace,
+            for namespace in enabled_namespaces(rest, settings):
+                listed = rest.get(
+                    path("v1", "pods", namespace=namespace),
+                    timeout=kube.CALL_TIMEOUT_SECONDS,
                     label_selector=f"{names.INJECTED_LABEL}=true",
-                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
                 )
                 pods.extend(dict(as_dict(item)) for item in as_list(listed.get("items")))
         except kube.FAILURES as exc:
@@ -281,12 +281,7 @@ def published_peer(settings: Settings, *, namespace: str, name: str) -> Peer | N
     """The pod's entry in the canonical `peers.json`, or None (not published, or unreadable)."""
     api = kube.api_client(settings)
     try:
-        configmap = kube.read_json(
-            client.CoreV1Api(api).read_namespaced_config_map,
-            names.CONFIGMAP_NAME,
-            settings.namespace,
-            _request_timeout=REQUEST_TIMEOUT_SECONDS,
-        )
+        configmap = _canonical(Rest(api), settings)
         peers = peer_set(configmap)
     except kube.FAILURES:
         return None
@@ -312,14 +307,14 @@ async def ask_states(
 
     async def one(plan: NodePlan) -> tuple[tuple[str, str], str]:
         async with semaphore:
-            verdict, body = await node_admin.ask(
+            verdict, body = await admin.ask(
                 plan, "info", api_client=api, time_limit=NODE_TIME_LIMIT_SECONDS
             )
         if verdict is not None:
             return (plan.namespace, plan.name), f"?{verdict.reason}"
         try:
-            return (plan.namespace, plan.name), stellar_admin.node_state(body)
-        except stellar_admin.AnswerError as exc:
+            return (plan.namespace, plan.name), admin_protocol.node_state(body)
+        except admin_protocol.AnswerError as exc:
             return (plan.namespace, plan.name), f"?{exc.result.reason}"
 
     try:
@@ -345,13 +340,13 @@ def run(settings: Settings, *, out: TextIO = sys.stdout) -> int:
 
 
 def _admission_line(settings: Settings) -> str:
-    """Which admission mode is in force and why (`check_admission.line`)."""
+    """Which admission mode is in force, read from what is installed (`check_admission`)."""
     from kubernetes.config import ConfigException
 
     from webhook.cli import check_admission
 
     try:
         with kube.api_client(settings) as api:
-            return check_admission.line(settings, api)
+            return check_admission.installed_line(settings, api)
     except (ConfigException, *kube.FAILURES) as exc:
         return f"admission: unknown (cannot ask the API server: {exc})"

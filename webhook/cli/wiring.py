@@ -22,7 +22,7 @@ from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.publisher import ConfigMapWriter
 from webhook.controllers.reload import ReloadController
 from webhook.controllers.watcher import PeerWatcher
-from webhook.core import policy
+from webhook.core.injection import policy
 from webhook.kube.leader import LeaderElector, Runnable, start
 from webhook.metrics import Metrics
 from webhook.settings import Settings

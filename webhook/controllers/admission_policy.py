@@ -12,11 +12,10 @@ import contextlib
 import logging
 from typing import Any
 
-import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.core import policy
+from webhook.core.injection import policy
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
@@ -159,7 +158,7 @@ class AdmissionKeeper:
         try:
             done = await asyncio.to_thread(sync_once, self.rest, self.settings, self.mode)
         except kube.FAILURES as exc:
-            self.last_error = _describe(exc)
+            self.last_error = kube.describe_failure(exc)
             log.warning(
                 "admission.sync_failed", extra={"mode": self.mode, "error": self.last_error}
             )
@@ -168,15 +167,3 @@ class AdmissionKeeper:
         self.in_place.set()
         if done:
             log.info("admission.synced", extra={"mode": self.mode, "changed": done})
-
-
-def _describe(exc: BaseException) -> str:
-    """The API server's own message where it gave one (a 422 names the CEL expression it
-    refused, e.g. an --image-pattern RE2 cannot compile), else the exception."""
-    if isinstance(exc, ApiException):
-        try:
-            message = orjson.loads(exc.body or b"{}").get("message")
-        except (orjson.JSONDecodeError, AttributeError):
-            message = None
-        return f"{exc.status} {message or exc.reason}"
-    return f"{type(exc).__name__}: {exc}"

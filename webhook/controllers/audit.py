@@ -12,10 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client
-
 from webhook import names
-from webhook.core.peers import admitted_uninjected
+from webhook.controllers.supervision import guarded
+from webhook.core.peerset.peers import admitted_uninjected
+from webhook.core.pod import controller_owner
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
@@ -31,7 +31,7 @@ class UninjectedAudit:
         self,
         *,
         settings: Settings,
-        core: client.CoreV1Api | Rest,
+        rest: Rest,
         metrics: Metrics,
         is_leader: Callable[[], bool],
         interval_seconds: float = AUDIT_INTERVAL_SECONDS,
@@ -40,8 +40,7 @@ class UninjectedAudit:
         self.metrics = metrics
         self.is_leader = is_leader
         self.interval_seconds = interval_seconds
-        # Only its ApiClient is used: the calls go raw, never through CoreV1Api.
-        self._rest = Rest(core.api_client)
+        self._rest = rest
 
     async def run(self, namespaces: Callable[[], list[str]]) -> None:
         """Every interval, count (and report once each) validators admitted uninjected.
@@ -53,17 +52,18 @@ class UninjectedAudit:
         """
         reported: set[str] = set()
         while True:
-            try:
-                reported = await self._round(namespaces, reported)
-            except FAILURES as exc:
-                log.warning("audit.failed", extra={"error": describe_failure(exc)})
-            except Exception:  # supervised: a bug in one round must not end the audit
-                log.exception("audit.round-crashed")
+            reported = await guarded(
+                self._round(namespaces, reported), event="audit.round-crashed", failed=reported
+            )
             await asyncio.sleep(self.interval_seconds)
 
     async def _round(self, namespaces: Callable[[], list[str]], reported: set[str]) -> set[str]:
         """One audit round; the uids reported so far."""
-        found = await asyncio.to_thread(self._find_uninjected, namespaces())
+        try:
+            found = await asyncio.to_thread(self._find_uninjected, namespaces())
+        except FAILURES as exc:
+            log.warning("audit.failed", extra={"error": describe_failure(exc)})
+            return reported
         self.metrics.uninjected_validators.set(len(found))
         for pod in found:
             metadata = pod["metadata"]
@@ -100,8 +100,7 @@ class UninjectedAudit:
         """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
         for pod in pods:
             metadata = pod["metadata"]
-            owners = metadata.get("ownerReferences") or []
-            if not any(ref.get("controller") for ref in owners):
+            if controller_owner(metadata) is None:
                 continue
             name, namespace = metadata["name"], metadata["namespace"]
             body = {
@@ -118,5 +117,5 @@ class UninjectedAudit:
             except FAILURES as exc:  # 429: a PodDisruptionBudget says not now; next round
                 log.warning(
                     "audit.evict-failed",
-                    extra={"namespace": namespace, "pod": name, "error": repr(exc)[:300]},
+                    extra={"namespace": namespace, "pod": name, "error": describe_failure(exc)},
                 )

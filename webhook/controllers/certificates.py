@@ -22,7 +22,7 @@ from typing import Final
 from kubernetes import client
 
 from certs import authority, bootstrap, files, install
-from webhook.kube.api import FAILURES
+from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest
 from webhook.settings import Settings
 
@@ -111,7 +111,7 @@ class CertificateController:
             try:
                 outcome = await asyncio.to_thread(self.sync_once)
             except _SYNC_FAILURES as exc:  # the API, a lost 409, the disk, a bad PEM
-                self.last_error = str(exc)[:300]
+                self.last_error = describe_failure(exc)
                 log.warning("certs.sync_failed", extra={"error": self.last_error})
             else:
                 if outcome != "waiting":

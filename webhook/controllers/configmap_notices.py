@@ -14,10 +14,10 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.core.peers import PeerSet
-from webhook.core.publish_size import Layout, Notice
-from webhook.kube.api import FAILURES
-from webhook.kube.events import event_body
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.publishing.publish_size import Layout, Notice
+from webhook.kube.api import FAILURES, describe_failure
+from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -45,6 +45,7 @@ class ConfigMapNotices:
         self._rest = rest
         self._metrics = metrics
         self._warned: set[str] = set()  # uids and set hashes already reported
+        self._events = EventRecorder(rest=rest)
 
     def too_large(self, peers: PeerSet, shaped: Layout, *, keeping: str | None) -> str:
         """A set that does not fit even compressed: logged and counted once; the
@@ -118,23 +119,23 @@ class ConfigMapNotices:
                 event_type=event_type,
             )
         except FAILURES as exc:
-            log.warning("configmap.event-failed", extra={"error": repr(exc)[:300]})
+            log.warning("configmap.event-failed", extra={"error": describe_failure(exc)})
 
     def _event(
         self, *, namespace: str, uid: str, reason: str, message: str, event_type: str = "Warning"
     ) -> None:
-        body = event_body(
-            kind="ConfigMap",
-            name=names.CONFIGMAP_NAME,
-            namespace=namespace,
-            uid=uid,
-            reason=reason,
-            message=message,
-            event_type=event_type,
-        )
         try:
-            self._rest.create(path("v1", "events", namespace=namespace), body)
+            self._events.record_now(
+                key=reason,
+                kind="ConfigMap",
+                name=names.CONFIGMAP_NAME,
+                namespace=namespace,
+                uid=uid,
+                reason=reason,
+                message=message,
+                event_type=event_type,
+            )
         except FAILURES as exc:
             log.warning(
-                "configmap.event-failed", extra={"reason": reason, "error": repr(exc)[:300]}
+                "configmap.event-failed", extra={"reason": reason, "error": describe_failure(exc)}
             )

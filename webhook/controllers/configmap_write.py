@@ -24,10 +24,16 @@ from webhook.controllers.configmap_notices import (
     configmap_path,
     read_configmap,
 )
-from webhook.core.publish import merged
-from webhook.core.publish_plan import Step, Written, canonical_ref, is_ours, observed_digest
-from webhook.core.watched import KIND_CONFIGMAP, trim
-from webhook.kube.api import FAILURES
+from webhook.core.publishing.publish import merged
+from webhook.core.publishing.publish_plan import (
+    Step,
+    Written,
+    canonical_ref,
+    is_ours,
+    observed_digest,
+)
+from webhook.core.publishing.watched import KIND_CONFIGMAP, trim
+from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -70,7 +76,11 @@ class ConfigMapWrites:
             self._metrics.configmap_writes_total.labels(kind=kind, result="error").inc()
             log.warning(
                 "configmap.write-failed",
-                extra={"namespace": step.namespace, "verb": step.verb, "error": repr(exc)[:300]},
+                extra={
+                    "namespace": step.namespace,
+                    "verb": step.verb,
+                    "error": describe_failure(exc),
+                },
             )
             return None
         return 0

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 from webhook.controllers.exposure import ExposureReport
 from webhook.controllers.publisher import ConfigMapWriter
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import wait_any
-from webhook.core.peers import PeerSet
-from webhook.core.watched import State
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.publishing.watched import State
 from webhook.kube.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,18 @@ class ConfigMapPublisher:
 
     async def _publish(self, fold: Fold, superseded: Callable[[], bool]) -> bool:
         """One round; False when some call failed (retried with backoff)."""
-        try:
-            await self.exposure.report(fold.state, enabled=fold.enabled)
-            return await self.writer.reconcile(
-                peers=fold.peers, state=fold.state, enabled=fold.enabled, superseded=superseded
-            )
-        except Exception:  # a bug in one round must not end publishing: retry with backoff
-            log.exception("watcher.publish-failed", extra={"hash": fold.peers.hash})
-            return False
+        return await guarded(
+            self._round(fold, superseded),
+            event="watcher.publish-failed",
+            failed=False,
+            extra={"hash": fold.peers.hash},
+        )
+
+    async def _round(self, fold: Fold, superseded: Callable[[], bool]) -> bool:
+        await self.exposure.report(fold.state, enabled=fold.enabled)
+        return await self.writer.reconcile(
+            peers=fold.peers, state=fold.state, enabled=fold.enabled, superseded=superseded
+        )
 
     def _superseded(self, fold: Fold) -> Callable[[], bool]:
         """Whether a newer fold with another peer set waits: writes of `fold` not yet

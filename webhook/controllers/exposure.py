@@ -1,6 +1,6 @@
 """Reporting advertised-address problems: a log line and a Warning Event per pod.
 
-The decision is `webhook.core.advertised`; this only says, once per pod and
+The decision is `webhook.core.peerset.advertised`; this only says, once per pod and
 problem, what it found wrong (a Service port that is not PEER_PORT, several
 Services for one pod, a LoadBalancer still pending), so nothing is guessed
 silently. Run by the leader-only ConfigMap publisher (`controllers.configmaps`),
@@ -14,13 +14,12 @@ import logging
 from kubernetes import client
 
 from webhook.core.pod import as_dict, as_str
-from webhook.core.watched import KIND_POD, State, exposures_of
+from webhook.core.publishing.watched import KIND_POD, State, exposures_of
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest
 
 log = logging.getLogger(__name__)
 
-API_TIMEOUT_SECONDS = 10.0
 REASON = "AdvertisedAddress"
 
 
@@ -28,7 +27,7 @@ class ExposureReport:
     """Says each new advertised-address problem once; forgets pods that are fixed or gone."""
 
     def __init__(self, *, api_client: client.ApiClient) -> None:
-        self._events = EventRecorder(rest=Rest(api_client), timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=Rest(api_client))
         self._said: dict[tuple[str, str], str] = {}  # (namespace, name) -> problem, as Event
         self._logged: dict[tuple[str, str], str] = {}  # the same, as a log line
         self.problems: dict[tuple[str, str], str] = {}

@@ -32,17 +32,19 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.controllers import node_admin
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import wait_any
-from webhook.core import networks, stellar_admin
-from webhook.core.networks import Identity
-from webhook.core.peers import PeerSet
+from webhook.core import admin_protocol
+from webhook.core.peerset import networks
+from webhook.core.peerset.networks import Identity
+from webhook.core.peerset.peers import PeerSet
 from webhook.core.pod import label_network
-from webhook.core.reload_plan import NodePlan, plan_round
+from webhook.core.reload.reload_plan import NodePlan, plan_round
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest
 from webhook.settings import Settings
+from webhook.stellar import admin
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ RETRY_CAP_SECONDS = 120.0
 BOOTING_RETRY_CAP_SECONDS = 10.0  # a booting node answers soon: ask it again soon
 # How long a (re)started injector waits for its first pass before publishing without it.
 FIRST_PASS_LIMIT_SECONDS = 60.0
-API_TIMEOUT_SECONDS = 10.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
 
@@ -81,7 +82,7 @@ class IdentityLearner:
         self._labels: dict[str, str] = {}  # pod uid -> its network label
         self._reported: set[str] = set()  # pod uids whose mismatch is reported
         self._wake = asyncio.Event()
-        self._events = EventRecorder(rest=Rest(api_client), timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=Rest(api_client))
         self.asked = 0  # admin requests sent, for tests and measurements
         self.passes = 0  # passes that asked someone
         self._first_seen: float | None = None  # when the first validators were wanted
@@ -136,10 +137,7 @@ class IdentityLearner:
             self._wake.clear()
             if stop.is_set():
                 return
-            try:
-                await self.learn_once()
-            except Exception:  # a bug in one pass must not end learning for good
-                log.exception("identity.pass-crashed")
+            if await guarded(self.learn_once(), event="identity.pass-crashed", failed=None) is None:
                 await wait_any(stop, seconds=RETRY_BASE_SECONDS)
 
     async def learn_once(self) -> int:
@@ -165,7 +163,7 @@ class IdentityLearner:
 
     async def _ask(self, plan: NodePlan, command: str) -> str | None:
         self.asked += 1
-        verdict, body = await node_admin.ask(
+        verdict, body = await admin.ask(
             plan,
             command,
             api_client=self._api_client,
@@ -185,13 +183,13 @@ class IdentityLearner:
         quorum = await self._ask(plan, "quorum?fullkeys=true") if info is not None else None
         if info is not None and quorum is not None:
             try:
-                passphrase = stellar_admin.parse_info(info).network
-                public_key = stellar_admin.node_key(quorum)
-            except stellar_admin.AnswerError:
+                passphrase = admin_protocol.parse_info(info).network
+                public_key = admin_protocol.node_key(quorum)
+            except admin_protocol.AnswerError:
                 pass
             else:
                 if passphrase and public_key.startswith("G"):
-                    identity = Identity(stellar_admin.network_name(passphrase), public_key)
+                    identity = Identity(admin_protocol.network_name(passphrase), public_key)
         if identity is None:
             attempts = self._retry.get(key, (0, 0.0))[0]
             cap = BOOTING_RETRY_CAP_SECONDS if key in self._booting else RETRY_CAP_SECONDS

@@ -1,7 +1,7 @@
 """Links to other clusters: their Secrets here, one watch on each linked canonical
 ConfigMap there, and the remote entries the peer set takes from them.
 
-The link Secrets (`webhook.core.links`) are listed and watched in the injector's
+The link Secrets (`webhook.core.peerset.links`) are listed and watched in the injector's
 namespace. Each usable link gets one task: it first asks the other API server
 what the credential may do (refused when it may read more than that ConfigMap),
 then lists and watches the one ConfigMap, with timeouts and back-off. An
@@ -25,7 +25,8 @@ from typing import Any
 from kubernetes import client, config
 
 from webhook import names
-from webhook.core.links import (
+from webhook.controllers.supervision import supervise
+from webhook.core.peerset.links import (
     FORBIDDEN_PROBES,
     Link,
     choose,
@@ -33,7 +34,7 @@ from webhook.core.links import (
     excess_rights,
     remote_peers,
 )
-from webhook.core.peers import Peer
+from webhook.core.peerset.peers import Peer
 from webhook.core.pod import as_dict, as_str
 from webhook.kube.api import FAILURES, describe_failure
 from webhook.kube.backoff import backoff_delay
@@ -46,7 +47,6 @@ from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
-API_TIMEOUT_SECONDS = 10.0
 # A link's watch is renewed at least this often, so a silent partition is noticed.
 LINK_WATCH_SECONDS = 60
 # What a link's list and watch raise when the other side fails or sends nonsense.
@@ -87,7 +87,7 @@ class LinkWatcher:
         self.is_leader = is_leader
         self.on_change = on_change
         self._rest = Rest(api_client)
-        self._events = EventRecorder(rest=self._rest, timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=self._rest)
         self.states: dict[str, LinkState] = {}  # by Secret name
         self.errors: dict[str, str] = {}  # refused Secrets: why
         self._secrets: dict[str, Mapping[str, Any]] = {}
@@ -107,15 +107,7 @@ class LinkWatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            attempt = 0
-            while not stop.is_set():
-                try:
-                    await self._follow_secrets()
-                    attempt = 0
-                except Exception:
-                    log.exception("links.secrets-failed")
-                    await asyncio.sleep(backoff_delay(attempt))
-                    attempt += 1
+            await supervise(self._follow_secrets, event="links.secrets-failed", stop=stop)
         finally:
             for _, task in self._tasks.values():
                 task.cancel()

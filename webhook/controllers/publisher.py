@@ -7,7 +7,7 @@ Writes are compare-then-write: a ConfigMap whose data and hash annotation
 already match is never touched. A round whose set a newer one has made stale
 starts no more writes (`superseded`): the newer set's round writes its canonical
 at once, then its mirrors. Which keys go where follows their sizes
-(`webhook.core.publish_size`): mirrors without `peers.json` past 512 KiB, the
+(`webhook.core.publishing.publish_size`): mirrors without `peers.json` past 512 KiB, the
 canonical one with it gzipped past 1 MiB, each change said in an Event; a set
 that does not fit even then is not written: the last good one stays.
 """
@@ -26,11 +26,11 @@ from kubernetes import client
 
 from webhook.controllers.configmap_notices import ConfigMapNotices
 from webhook.controllers.configmap_write import ConfigMapWrites
-from webhook.core.peers import PeerSet
-from webhook.core.publish import content_digest, render
-from webhook.core.publish_plan import Step, canonical_ref, plan, with_own_writes
-from webhook.core.publish_size import Layout, Mode, configmap_bodies, layout, notice
-from webhook.core.watched import State
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.publishing.publish import content_digest, render
+from webhook.core.publishing.publish_plan import Step, canonical_ref, plan, with_own_writes
+from webhook.core.publishing.publish_size import Layout, Mode, configmap_bodies, layout, notice
+from webhook.core.publishing.watched import State
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
 from webhook.settings import Settings

@@ -16,7 +16,7 @@ the set's hash, by the pod's `stellar.org/reload-mode` (else the setting):
 
 `Connect to:` only means "asked": after the connects the round reads `peers` again
 (bounded, and no longer than it takes the node's answer to explain every peer still
-out) and `webhook.core.connection` judges which expected peers are not
+out) and `webhook.core.reload.connection` judges which expected peers are not
 authenticated and why. A node is told each peer once in its pod's life: stellar-core
 keeps a peer it was told in its database and re-dials it by itself, and a node with
 full slots would refuse the same peers again every round. Its network (`info`) is
@@ -29,9 +29,9 @@ per peer set.
 Rounds are rate-limited to one per `debounce_seconds`; changes during a round
 collapse into one more round with the latest snapshot. A round with failures
 is retried later with backoff. Only the leader runs rounds. The planning and the
-judging are pure (`webhook.core.reload_plan`, `webhook.core.connection`); this
+judging are pure (`webhook.core.reload.reload_plan`, `webhook.core.reload.connection`); this
 module's class runs the rounds, `webhook.controllers.reload_node` talks to each
-node (through `webhook.controllers.node_admin`), `webhook.core.reload_state` keeps
+node (through `webhook.stellar.admin`), `webhook.core.reload.reload_state` keeps
 what is remembered of each node (one record per pod, pruned in one place) and
 `webhook.controllers.reload_report` writes the annotations and Events.
 """
@@ -47,9 +47,10 @@ from kubernetes import client
 from webhook.controllers.reload_node import NodeDialog
 from webhook.controllers.reload_report import ReloadReporter
 from webhook.controllers.rollout import Rollout
+from webhook.controllers.supervision import guarded
 from webhook.controllers.waiting import unless_stopped, wait_any
-from webhook.core.reload_plan import NodeOutcome, NodePlan, Snapshot, plan_round
-from webhook.core.reload_state import ReloadState
+from webhook.core.reload.reload_plan import NodeOutcome, NodePlan, Snapshot, plan_round
+from webhook.core.reload.reload_state import ReloadState
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.rest import Rest
 from webhook.metrics import Metrics
@@ -126,11 +127,12 @@ class ReloadController:
                 return
             last_start = time.monotonic()
             snapshot, self._pending = self._latest, False
-            try:
-                behind = await unless_stopped(self.reconcile(snapshot), stop)
-            except Exception:  # a bug in one round must not end reloading for good
-                log.exception("reload.round-crashed", extra={"hash": snapshot.peers.hash})
-                behind = len(snapshot.validators)
+            behind = await guarded(
+                unless_stopped(self.reconcile(snapshot), stop),
+                event="reload.round-crashed",
+                failed=len(snapshot.validators),
+                extra={"hash": snapshot.peers.hash},
+            )
             if behind is None:
                 return
             if behind:

@@ -6,7 +6,7 @@ node's answer to explain every peer still out. A node is told each peer once in
 its pod's life (`NodeRecord.told`) and asked its network (`info`) once per pod.
 Transient answers are retried with backoff, unless a newer peer set waits: its
 round asks again at once. What the node said is judged by
-`webhook.core.reload_state`.
+`webhook.core.reload.reload_state`.
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ from collections.abc import Callable, Mapping, Sequence
 
 from kubernetes import client
 
-from webhook.controllers import node_admin
 from webhook.controllers.rollout import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS
 from webhook.controllers.waiting import wait_any
-from webhook.core import connection, stellar_admin
-from webhook.core.connection import PeersSeen
-from webhook.core.peers import Peer, PeerSet
-from webhook.core.reload_plan import NodePlan, Observation, handed, missing_peers
-from webhook.core.reload_state import ReloadState
-from webhook.core.stellar_admin import Outcome, Result
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Outcome, Result
+from webhook.core.peerset.peers import Peer, PeerSet
+from webhook.core.reload import connection
+from webhook.core.reload.connection import PeersSeen
+from webhook.core.reload.reload_plan import NodePlan, Observation, handed, missing_peers
+from webhook.core.reload.reload_state import ReloadState
 from webhook.kube.backoff import backoff_delay
 from webhook.settings import Settings
+from webhook.stellar import admin
 
 
 class NodeDialog:
@@ -93,9 +94,9 @@ class NodeDialog:
         for peer in expected:
             if peer.peer_string in seen.authenticated or peer.peer_string in told:
                 continue
-            command = stellar_admin.connect_command(host=peer.ip, port=peer.port)
+            command = admin_protocol.connect_command(host=peer.ip, port=peer.port)
             verdict, body = await self._retrying(plan, command)
-            result = verdict or stellar_admin.classify_connect(
+            result = verdict or admin_protocol.classify_connect(
                 200, body, host=peer.ip, port=peer.port
             )
             if result.transient:
@@ -140,22 +141,22 @@ class NodeDialog:
             return verdict, None
         try:
             return Result(Outcome.SUCCESS, "listed"), connection.read_peers(body)
-        except stellar_admin.AnswerError as exc:
+        except admin_protocol.AnswerError as exc:
             return exc.result, None
 
     async def _learn_network(self, plan: NodePlan) -> None:
         verdict, body = await self._retrying(plan, "info")
         if verdict is None:
             # An odd `info` tells no network; the verdict goes without.
-            with contextlib.suppress(stellar_admin.AnswerError):
-                self._state.learned(plan, stellar_admin.parse_info(body).network)
+            with contextlib.suppress(admin_protocol.AnswerError):
+                self._state.learned(plan, admin_protocol.parse_info(body).network)
 
-    async def _retrying(self, plan: NodePlan, command: str) -> node_admin.Answer:
+    async def _retrying(self, plan: NodePlan, command: str) -> admin.Answer:
         """Ask again after a capped, jittered backoff while the answer is transient."""
         attempt = 0
         while True:
             async with self._semaphore:
-                answer = await node_admin.ask(
+                answer = await admin.ask(
                     plan,
                     command,
                     api_client=self._api_client,

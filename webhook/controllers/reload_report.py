@@ -16,8 +16,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.core import connection
-from webhook.core.reload_plan import NodeOutcome, NodePlan
+from webhook.core.reload import connection
+from webhook.core.reload.reload_plan import NodeOutcome, NodePlan
+from webhook.kube.api import CALL_TIMEOUT_SECONDS
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest, path
 from webhook.metrics import Metrics
@@ -25,14 +26,12 @@ from webhook.metrics import Metrics
 log = logging.getLogger(__name__)
 round_log = logging.getLogger("webhook.controllers.reload")  # a node's outcome: the round's line
 
-API_TIMEOUT_SECONDS = 10.0
-
 
 class ReloadReporter:
     def __init__(self, *, rest: Rest, metrics: Metrics) -> None:
         self._rest = rest
         self._metrics = metrics
-        self._events = EventRecorder(rest=rest, timeout=API_TIMEOUT_SECONDS)
+        self._events = EventRecorder(rest=rest)
 
     def forget(self, keep: Callable[[str], bool]) -> None:
         """Drop the Event counts of pods that are gone (`keep` answers by pod uid)."""
@@ -101,7 +100,7 @@ class ReloadReporter:
                 self._rest.patch,
                 path("v1", "pods", namespace=plan.namespace, name=plan.name),
                 body,
-                timeout=API_TIMEOUT_SECONDS,
+                timeout=CALL_TIMEOUT_SECONDS,
             )
         except ApiException as exc:
             log.warning("reload.annotate-failed", extra={"pod": plan.name, "status": exc.status})

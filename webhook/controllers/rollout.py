@@ -13,8 +13,9 @@ import logging
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
-from webhook.core.reload_plan import NodeOutcome, NodePlan, controller_owner
-from webhook.core.stellar_admin import Outcome, Result
+from webhook.core.admin_protocol import Outcome, Result
+from webhook.core.pod import controller_owner
+from webhook.core.reload.reload_plan import NodeOutcome, NodePlan
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.rest import Rest, path
 

@@ -15,8 +15,8 @@ from typing import Any
 from kubernetes import client
 
 from webhook import names
-from webhook.core.advertised import KIND_CLUSTER_NODE, KIND_EXPOSED_SERVICE
-from webhook.core.watched import (
+from webhook.core.peerset.advertised import KIND_CLUSTER_NODE, KIND_EXPOSED_SERVICE
+from webhook.core.publishing.watched import (
     KIND_CONFIGMAP,
     KIND_NAMESPACE,
     KIND_NODE_POD,
@@ -73,7 +73,7 @@ def base_sources(api_client: client.ApiClient, settings: Settings) -> list[Sourc
 
 
 def exposure_sources(rest: Rest) -> list[Source]:
-    """Services and Nodes, for advertised addresses (`webhook.core.advertised`). Not
+    """Services and Nodes, for advertised addresses (`webhook.core.peerset.advertised`). Not
     holding: without them validators are only published without an advertised address."""
     return [
         Source("exposed-services", KIND_EXPOSED_SERVICE, rest.lister(path("v1", "services"))),

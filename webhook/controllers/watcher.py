@@ -52,8 +52,9 @@ from webhook.controllers.sources import (
     crd_source,
     node_sources,
 )
-from webhook.core.peers import PeerSet, dialable_static_peers
-from webhook.core.watched import (
+from webhook.controllers.supervision import guarded, supervise
+from webhook.core.peerset.peers import PeerSet, dialable_static_peers
+from webhook.core.publishing.watched import (
     State,
     enabled_namespaces,
     fold_all,
@@ -61,7 +62,6 @@ from webhook.core.watched import (
     trim,
     validators,
 )
-from webhook.kube.backoff import backoff_delay
 from webhook.kube.rest import Rest
 from webhook.kube.watch import watch_events
 from webhook.metrics import Metrics
@@ -135,7 +135,7 @@ class PeerWatcher:
         )
         self.audit = UninjectedAudit(
             settings=settings,
-            core=self._rest,
+            rest=self._rest,
             metrics=metrics,
             is_leader=is_leader,
             interval_seconds=audit_interval_seconds,
@@ -183,7 +183,9 @@ class PeerWatcher:
 
     async def _audit_after_listing(self) -> None:
         await self._folded_once.wait()
-        await self.audit.run(lambda: sorted(enabled_namespaces(self._state)))
+        await self.audit.run(
+            lambda: sorted(enabled_namespaces(self._state, settings=self.settings))
+        )
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         """Queue an event; the publish loop folds the queue once per debounce window."""
@@ -214,19 +216,11 @@ class PeerWatcher:
 
     async def _follow(self, source: Source) -> None:
         """List and watch one source forever, relisting whenever the watch says 410."""
-        await self._supervised(source.name, lambda: self._follow_once(source))
-
-    async def _supervised(self, name: str, once: Callable[[], Awaitable[None]]) -> None:
-        """Run `once` again and again; a bug in it must not leave the state silently stale."""
-        attempt = 0
-        while True:
-            try:
-                await once()
-                attempt = 0
-            except Exception:
-                log.exception("watcher.source-failed", extra={"resource": name})
-                await asyncio.sleep(backoff_delay(attempt))
-                attempt += 1
+        await supervise(
+            lambda: self._follow_once(source),
+            event="watcher.source-failed",
+            extra={"resource": source.name},
+        )
 
     async def _follow_once(self, source: Source) -> None:
         """One list-then-watch cycle: the list replaces this source's objects as a whole."""
@@ -253,7 +247,11 @@ class PeerWatcher:
 
     async def _follow_crd(self) -> None:
         """Watch the StellarNode CRD; run the StellarNode loops only while it exists."""
-        await self._supervised(self._crds.name, self._follow_crd_once)
+        await supervise(
+            self._follow_crd_once,
+            event="watcher.source-failed",
+            extra={"resource": self._crds.name},
+        )
 
     async def _follow_crd_once(self) -> None:
         present = listed = False
@@ -324,7 +322,7 @@ class PeerWatcher:
 
     def _publish(self) -> None:
         state = self._state
-        enabled = enabled_namespaces(state)
+        enabled = enabled_namespaces(state, settings=self.settings)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
         if self.identity.first_pass_pending() or self.links.first_pass_pending():
@@ -362,10 +360,12 @@ class PeerWatcher:
 
     async def _notify(self, snapshot: Snapshot) -> None:
         assert self.on_change is not None
-        try:
-            await self.on_change(snapshot)
-        except Exception:  # a listener's bug must not stop publishing
-            log.exception("watcher.on-change-failed", extra={"hash": snapshot.hash})
+        await guarded(
+            self.on_change(snapshot),
+            event="watcher.on-change-failed",
+            failed=None,
+            extra={"hash": snapshot.hash},
+        )
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

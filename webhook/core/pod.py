@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from webhook import names
-from webhook.address import is_network_name, port_number
+from webhook.address import is_dns_label, port_number
 
 __all__ = [
     "admin_port",
+    "choose_container",
+    "controller_owner",
     "core_conf",
     "image_repository",
     "ip",
@@ -30,6 +32,7 @@ __all__ = [
     "peer_port",
     "pod_ip",
     "port_number",
+    "read_status",
     "target_container",
 ]
 
@@ -199,37 +202,79 @@ def container_states(status: Obj) -> list[dict[str, Any]]:
     return kept
 
 
-def target_container(pod: Obj) -> Mapping[str, Any] | None:
-    """The container the webhook injected (its status annotation says which), else by
-    DESIGN.md's rules: the annotated one, else the first stellar-core one, else the first."""
+# Whether an image repository makes a container a validator's (`Settings.image_matches`).
+ImageMatches = Callable[[str], bool]
+
+_DEFAULT_IMAGE = re.compile(names.DEFAULT_IMAGE_PATTERN)
+
+
+def default_image_matches(repository: str) -> bool:
+    """The default `image_pattern`, for readers that hold no settings (`status`, the peer
+    set): they read injected pods, whose status annotation names the container the
+    user's pattern chose, so it decides only for a pod without one."""
+    return _DEFAULT_IMAGE.search(repository) is not None
+
+
+def choose_container(
+    containers: Sequence[Mapping[str, Any]],
+    annotations: Mapping[str, Any],
+    *,
+    image_matches: ImageMatches,
+) -> Mapping[str, Any] | None:
+    """DESIGN.md "Validator selection", the one copy: the container annotation
+    `stellar.org/inject-container` names (None when it names none), else the first whose
+    image repository matches the image pattern, else the first (None when there is none)."""
+    wanted = annotations.get(names.CONTAINER_ANNOTATION)
+    if wanted not in (None, ""):
+        return next((c for c in containers if c.get("name") == wanted), None)
+    for container in containers:
+        if image_matches(image_repository(container.get("image"))):
+            return container
+    return containers[0] if containers else None
+
+
+def target_container(
+    pod: Obj, *, image_matches: ImageMatches = default_image_matches
+) -> Mapping[str, Any] | None:
+    """The container the webhook injected (its status annotation says which), else the one
+    `choose_container` picks."""
     containers = [as_dict(c) for c in as_list(as_dict(pod.get("spec")).get("containers"))]
-    if not containers:
-        return None
     annotations = as_dict(as_dict(pod.get("metadata")).get("annotations"))
     injected = _injected_container(annotations)
     for container in containers if injected else ():
         if container.get("name") == injected:
             return container
-    wanted = as_str(annotations.get(names.CONTAINER_ANNOTATION))
-    if wanted:
-        # As the webhook decides: a named container that is missing means none.
-        return next((c for c in containers if c.get("name") == wanted), None)
-    for container in containers:
-        if image_repository(container.get("image")).endswith("stellar-core"):
-            return container
-    return containers[0]
+    return choose_container(containers, annotations, image_matches=image_matches)
+
+
+def read_status(annotations: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The parsed status annotation (what the webhook injected, and where), or None when
+    absent or unreadable: the one reader, for admission and everything after it."""
+    raw = annotations.get(names.STATUS_ANNOTATION)
+    if not isinstance(raw, str):
+        return None
+    try:
+        status = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return status if isinstance(status, dict) else None
 
 
 def _injected_container(annotations: Mapping[str, Any]) -> str:
-    try:
-        status = orjson.loads(as_str(annotations.get(names.STATUS_ANNOTATION)) or "{}")
-    except orjson.JSONDecodeError:
-        return ""
-    return as_str(status.get("container")) if isinstance(status, dict) else ""
+    return as_str((read_status(annotations) or {}).get("container"))
+
+
+def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the object's controlling owner, or None: what a rollout restarts
+    and what recreates a pod the audit evicts."""
+    for ref in as_list(metadata.get("ownerReferences")):
+        if isinstance(ref, Mapping) and ref.get("controller"):
+            return str(ref.get("kind")), str(ref.get("name"))
+    return None
 
 
 def label_network(pod: Obj) -> str:
     """The pod's `stellar.org/network` label when it is a network name, else ""."""
     labels = as_dict(as_dict(pod.get("metadata")).get("labels"))
     value = as_str(labels.get(names.NETWORK_LABEL))
-    return value if is_network_name(value) else ""
+    return value if is_dns_label(value) else ""

@@ -1,19 +1,23 @@
-"""Namespace selectors: the `--namespace-selector` string as a Kubernetes LabelSelector.
+"""Which namespaces are enabled: the `--namespace-selector` string as a Kubernetes
+LabelSelector, less the namespaces never served.
 
 Both admission modes scope themselves with it (the webhook configuration's and the
 admission policy's `namespaceSelector`), so a bad one stops the process before
-anything is registered or applied.
+anything is registered or applied; the watcher (mirrors, the peer set, the audit),
+`check` and `status` ask `is_enabled` of what the selector's LIST or watch returns, so
+all of them give the one answer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from webhook.settings import Settings
 
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+KUBE_SYSTEM: Final = "kube-system"
 
 _EQUALITY = re.compile(r"^\s*([^!=\s]+)\s*(==|=|!=)\s*([^\s]*)\s*$")
 _SET = re.compile(r"^\s*([^\s]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
@@ -67,15 +71,31 @@ def label_selector(selector: str) -> dict[str, Any]:
     return result
 
 
-def namespace_selector(settings: Settings) -> dict[str, Any]:
-    """The configured selector, never matching our own namespace or kube-system.
+def excluded_namespaces(settings: Settings) -> frozenset[str]:
+    """Never enabled, whatever their labels: our own namespace (injecting it could block
+    the injector's own pods behind itself) and kube-system (it must never depend on us)."""
+    return frozenset({settings.namespace, KUBE_SYSTEM})
 
-    Injecting into our own namespace could block the injector's own pods behind
-    itself; kube-system must never depend on us.
-    """
+
+def namespace_selector(settings: Settings) -> dict[str, Any]:
+    """The configured selector, never matching an excluded namespace."""
     selector = label_selector(settings.namespace_selector)
-    excluded = sorted({settings.namespace, "kube-system"})
     selector.setdefault("matchExpressions", []).append(
-        {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded}
+        {
+            "key": NAMESPACE_NAME_LABEL,
+            "operator": "NotIn",
+            "values": sorted(excluded_namespaces(settings)),
+        }
     )
     return selector
+
+
+def is_enabled(namespace: Mapping[str, Any], *, settings: Settings) -> bool:
+    """A namespace that matched the selector is enabled unless it is excluded or
+    terminating (nothing can be created there, and its pods are on their way out)."""
+    metadata = namespace.get("metadata") or {}
+    name = metadata.get("name")
+    if not isinstance(name, str) or name in excluded_namespaces(settings):
+        return False
+    terminating = (namespace.get("status") or {}).get("phase") == "Terminating"
+    return not (terminating or metadata.get("deletionTimestamp"))

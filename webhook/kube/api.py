@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,6 +10,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from webhook.kube.rest import Rest, path
 from webhook.settings import Settings
 
 # The watcher holds about seven long-lived watch connections and writes mirrors
@@ -54,13 +54,6 @@ def api_client(settings: Settings) -> client.ApiClient:
     return api
 
 
-def read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Call a client method for its raw answer, parsed as a plain dict (no model objects)."""
-    response = call(*args, _preload_content=False, **kwargs)
-    data: dict[str, Any] = orjson.loads(response.data)
-    return data
-
-
 def describe_failure(exc: BaseException) -> str:
     """One line for a failed call: the API's status and message, else the exception."""
     if isinstance(exc, ApiException):
@@ -72,4 +65,9 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def read_pod(settings: Settings, *, namespace: str, name: str) -> dict[str, Any]:
-    return read_json(client.CoreV1Api(api_client(settings)).read_namespaced_pod, name, namespace)
+    """The pod as a plain dict, for `stellar-peers explain POD`."""
+    api = api_client(settings)
+    try:
+        return Rest(api).get(path("v1", "pods", namespace=namespace, name=name))
+    finally:
+        api.close()

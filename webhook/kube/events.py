@@ -1,5 +1,5 @@
-"""Kubernetes Events: the one shape the publisher and the reload controller write, and
-the reload controller's aggregation (one Event per node and reason, counted)."""
+"""Kubernetes Events: the one shape and the one way every part writes them, aggregated
+(one Event per object and reason, counted, as client-go's EventCorrelator does)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, Literal
 from kubernetes.client.exceptions import ApiException
 
 from webhook import names
+from webhook.kube.api import CALL_TIMEOUT_SECONDS
 from webhook.kube.rest import Rest, path
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,10 @@ def event_name(*, name: str, uid: str, key: str) -> str:
 
 
 class EventRecorder:
-    """Aggregated Events: one per object and key, its `count` raised on each repeat."""
+    """Aggregated Events, the only way the service writes one: one per object and key,
+    its `count` raised on each repeat."""
 
-    def __init__(self, *, rest: Rest, timeout: float) -> None:
+    def __init__(self, *, rest: Rest, timeout: float = CALL_TIMEOUT_SECONDS) -> None:
         self._rest = rest
         self._timeout = timeout
         self._counts: dict[tuple[str, str], int] = {}  # (namespace, event name) -> count
@@ -73,6 +75,13 @@ class EventRecorder:
         self._counts = {k: c for k, c in self._counts.items() if k in self._uids}
 
     async def record(self, *, key: str, **fields: Any) -> None:
+        """`record_now` on a worker thread."""
+        await asyncio.to_thread(self.record_now, key=key, **fields)
+
+    def record_now(self, *, key: str, **fields: Any) -> None:
+        """Create the Event, or count a repeat on it; blocking, for callers already on a
+        worker thread (the ConfigMap writer). A failed call other than the API's answer
+        is raised."""
         body = event_body(**fields)
         namespace, uid = str(fields["namespace"]), str(fields["uid"])
         name = event_name(name=str(fields["name"]), uid=uid, key=key)
@@ -84,25 +93,22 @@ class EventRecorder:
         try:
             if count is None:
                 try:
-                    await asyncio.to_thread(
-                        self._rest.create,
-                        path("v1", "events", namespace=namespace),
-                        body,
-                        timeout=self._timeout,
+                    self._rest.create(
+                        path("v1", "events", namespace=namespace), body, timeout=self._timeout
                     )
                     self._counts[slot] = 1
                     return
                 except ApiException as exc:
                     if exc.status != 409:
                         raise
-                    existing = await asyncio.to_thread(self._rest.get, one, timeout=self._timeout)
+                    existing = self._rest.get(one, timeout=self._timeout)
                     count = int(existing.get("count") or 1)
             patch = {
                 "count": count + 1,
                 "lastTimestamp": body["lastTimestamp"],
                 "message": body["message"],
             }
-            await asyncio.to_thread(self._rest.patch, one, patch, timeout=self._timeout)
+            self._rest.patch(one, patch, timeout=self._timeout)
             self._counts[slot] = count + 1
         except ApiException as exc:
             if exc.status == 404:

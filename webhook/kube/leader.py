@@ -302,4 +302,4 @@ class LeaderElector:
             )
             log.info("leader.released", extra={"identity": self.identity})
         except FAILURES as exc:
-            log.warning("leader.release-failed", extra={"error": repr(exc)[:300]})
+            log.warning("leader.release-failed", extra={"error": describe_failure(exc)})

@@ -27,6 +27,7 @@ import orjson
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from webhook.kube.api import describe_failure
 from webhook.kube.backoff import backoff_delay
 from webhook.metrics import Metrics
 
@@ -160,7 +161,7 @@ async def watch_events(
             reason = "error"
             log.warning(
                 "watch.failed",
-                extra={"resource": resource, "error": repr(exc)[:300], "attempt": attempt},
+                extra={"resource": resource, "error": describe_failure(exc), "attempt": attempt},
             )
         _restarted(metrics, resource, reason)
         if reason == "error":
@@ -194,7 +195,7 @@ async def _list(
         except RETRYABLE as exc:
             log.warning(
                 "watch.list-failed",
-                extra={"resource": resource, "error": repr(exc)[:300], "attempt": attempt},
+                extra={"resource": resource, "error": describe_failure(exc), "attempt": attempt},
             )
             _restarted(metrics, resource, "error")
             if on_failed is not None:

@@ -13,11 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import orjson
-
 from webhook import names
-from webhook.core import additions, patch
 from webhook.core import pod as pod_facts
+from webhook.core.injection import additions, patch
 from webhook.core.pod import image_repository
 from webhook.settings import Settings
 
@@ -77,28 +75,24 @@ def decide(pod: Mapping[str, Any], *, settings: Settings) -> Decision:
         return Decision(inject=False, reason="no-containers")
     if str(annotations.get(names.INJECT_ANNOTATION, "")).strip().lower() == "false":
         return Decision(inject=False, reason="opted-out")
-    status = read_status(annotations)
+    status = pod_facts.read_status(annotations)
     if status is not None and status.get("version") == STATUS_VERSION:
         return Decision(inject=False, reason="already-injected")
 
     node_type = labels.get(names.NODE_TYPE_LABEL)
-    by_image = [c for c in containers if settings.image_matches(image_repository(c.get("image")))]
     reason: Reason
     if isinstance(node_type, str) and node_type.lower() == "validator":
         reason = "validator-label"
-    elif by_image:
+    elif any(settings.image_matches(image_repository(c.get("image"))) for c in containers):
         reason = "validator-image"
     else:
         return Decision(inject=False, reason="not-a-validator")
 
-    wanted = annotations.get(names.CONTAINER_ANNOTATION)
-    if wanted not in (None, ""):
-        named = [c for c in containers if c.get("name") == wanted]
-        if not named:
-            return Decision(inject=False, reason="container-not-found")
-        target = named[0]
-    else:
-        target = by_image[0] if by_image else containers[0]
+    target = pod_facts.choose_container(
+        containers, annotations, image_matches=settings.image_matches
+    )
+    if target is None:
+        return Decision(inject=False, reason="container-not-found")
 
     # An annotation that is no port still injects: the hook needs no peer port of its own.
     peer_port = pod_facts.peer_port(target, annotations) or names.DEFAULT_PEER_PORT
@@ -136,7 +130,7 @@ def patch_for(
     if not decision.inject:
         return decision, []
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    if read_status(annotations) is not None:
+    if pod_facts.read_status(annotations) is not None:
         return decision, patch_by_diff(pod, decision, settings=settings)
     return decision, _ops(pod, decision, settings=settings)
 
@@ -245,7 +239,7 @@ def _injected(pod: Mapping[str, Any], decision: Decision, *, settings: Settings)
     spec = result["spec"] = dict(result["spec"])
     if isinstance(spec.get("volumes"), list):
         spec["volumes"] = list(spec["volumes"])
-    old = read_status(annotations)
+    old = pod_facts.read_status(annotations)
     touched = {decision.container, _text(old.get("container")) if old else None}
     spec["containers"] = [
         _own_container(c) if c.get("name") in touched else c for c in spec["containers"]
@@ -267,18 +261,6 @@ def _injected(pod: Mapping[str, Any], decision: Decision, *, settings: Settings)
         labels[names.INJECTED_LABEL] = "true"
     annotations[names.STATUS_ANNOTATION] = todo.status
     return result
-
-
-def read_status(annotations: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The parsed status annotation, or None when absent or unreadable."""
-    raw = annotations.get(names.STATUS_ANNOTATION)
-    if not isinstance(raw, str):
-        return None
-    try:
-        status = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return status if isinstance(status, dict) else None
 
 
 def _own_container(container: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import re
 from typing import Final
 
 from webhook import names
-from webhook.core import additions, hook
+from webhook.address import DNS_LABEL_PATTERN
+from webhook.core.injection import additions, hook
 from webhook.settings import Settings
 
 # A port no script text holds: the hook's port is spliced in where it stood.
@@ -66,7 +67,7 @@ _CONTAINER_RE: Final = lit(r'"container"\s*:\s*"[^"]*"')
 _OBJECT_RE: Final = lit(r"^\s*\{[\s\S]*\}\s*$")
 _POST_RE: Final = lit(r'"postStart"\s*:\s*true')
 _LABEL_RE: Final = lit(r'"label"\s*:\s*true')
-_NETWORK_RE: Final = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_NETWORK_RE: Final = f"^{DNS_LABEL_PATTERN}$"
 
 
 def _old_list(key: str) -> str:

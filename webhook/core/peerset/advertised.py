@@ -17,11 +17,12 @@ from typing import Any
 
 from webhook import names
 from webhook.address import static_address
+from webhook.core.admin_protocol import is_peer_host
 from webhook.core.pod import as_dict, as_list, as_str, port_number, target_container
 
 Obj = Mapping[str, Any]
 
-# State kinds the watcher keeps for this decision (beside `webhook.core.watched`'s).
+# State kinds the watcher keeps for this decision (beside `webhook.core.publishing.watched`'s).
 KIND_EXPOSED_SERVICE = "ExposedService"  # every Service; only LoadBalancer/NodePort kept whole
 KIND_CLUSTER_NODE = "ClusterNode"  # Nodes, trimmed to their addresses
 EXPOSING_TYPES = ("LoadBalancer", "NodePort")
@@ -174,7 +175,7 @@ def _annotated(text: str) -> Exposure:
             problem=f"annotation {names.ADVERTISED_ADDRESS_ANNOTATION}={text!r} is not "
             f"host:port ({exc}); give an IPv4 address or DNS name and the peer port",
         )
-    if ":" in host:
+    if not is_peer_host(host):
         return Exposure(
             via=via, problem=f"annotation {text!r}: stellar-core dials IPv4 and DNS names only"
         )

@@ -1,7 +1,7 @@
 """Peers as plain values: what a peer is, and how a set of them is ordered and hashed.
 
 A peer comes from an injected pod, a StellarNode or a static `host:port`;
-it carries its network and node key where known (`webhook.core.networks`
+it carries its network and node key where known (`webhook.core.peerset.networks`
 decides them). No I/O here: everything takes and returns dicts.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from webhook import names
-from webhook.address import is_network_name, static_address, static_peer_text
-from webhook.core import injection
+from webhook.address import is_dns_label, is_dns_name, static_address, static_peer_text
+from webhook.core.admin_protocol import is_peer_host, network_name
+from webhook.core.injection import mutation
 from webhook.core.pod import (
     as_dict,
     as_str,
@@ -28,7 +28,6 @@ from webhook.core.pod import (
     port_number,
     target_container,
 )
-from webhook.core.stellar_admin import is_peer_host, network_name
 from webhook.settings import Settings
 
 Source = Literal["pod", "stellarnode", "static", "remote"]
@@ -77,7 +76,7 @@ class PeerSet:
 
     @functools.cached_property
     def hash(self) -> str:
-        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+        return text_hash(self.text)
 
     @functools.cached_property
     def by_network(self) -> dict[str, PeerSet]:
@@ -87,6 +86,11 @@ class PeerSet:
         for peer in self.peers:
             grouped.setdefault(peer.network or names.UNKNOWN_NETWORK, []).append(peer)
         return {network: PeerSet(tuple(members)) for network, members in sorted(grouped.items())}
+
+
+def text_hash(text: str) -> str:
+    """`sha256:<hex>` of a `peers.txt`: the set's hash, its ConfigMap's `stellar.org/peers-hash`."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def pod_peer_port(pod: Obj) -> int | None:
@@ -122,12 +126,8 @@ def pod_peer(pod: Obj) -> Peer | None:
         port=port,
         source="pod",
         network=label_network(pod),
-        home_domain=domain if _HOME_DOMAIN.fullmatch(domain) else "",
+        home_domain=domain if is_dns_name(domain) else "",
     )
-
-
-# A home domain as stellar-core's config takes it; nothing else reaches validators.cfg.
-_HOME_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 def stellarnode_peer(
@@ -161,7 +161,7 @@ def stellarnode_peer(
 def stellarnode_network(spec: Obj) -> str:
     """`spec.network` as a name, or the name of the passphrase it (or `networkPassphrase`) holds."""
     network = as_str(spec.get("network"))
-    if is_network_name(network):
+    if is_dns_label(network):
         return network
     passphrase = network or as_str(spec.get("networkPassphrase"))
     return network_name(passphrase) if passphrase else ""
@@ -185,7 +185,7 @@ def static_peer(text: str) -> Peer:
 
 def dialable_static_peers(texts: Iterable[str]) -> tuple[tuple[Peer, ...], tuple[str, ...]]:
     """(the static peers a node can be told of, the IPv6 ones left out): stellar-core
-    dials IPv4 and names only (`stellar_admin.is_peer_host`), so an IPv6 one is never
+    dials IPv4 and names only (`admin_protocol.is_peer_host`), so an IPv6 one is never
     published."""
     peers = [static_peer(text) for text in texts]
     kept = tuple(p for p in peers if is_peer_host(p.ip))
@@ -206,4 +206,4 @@ def admitted_uninjected(pod: Obj, *, settings: Settings) -> bool:
         return False
     if as_dict(metadata.get("labels")).get(names.INJECTED_LABEL) == "true":
         return False
-    return injection.decide(pod, settings=settings).inject
+    return mutation.decide(pod, settings=settings).inject

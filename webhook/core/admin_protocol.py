@@ -1,4 +1,4 @@
-"""stellar-core's admin port: what its answers mean, and a tiny client that asks it.
+"""stellar-core's admin port: what its answers mean, and the requests we make of it.
 
 stellar-core answers 200 (or, since PR #2822, 404) with an HTML welcome page to
 any command it does not know, so a status code proves nothing: every answer is
@@ -23,17 +23,13 @@ QUORUM_SET: {` ... `}`) and, on failure, `http failed(CODE) ...` to stderr, and 
 whatever happened: `parse_http_command_output` takes the two streams apart.
 
 URLs are built only from a validated IP address and an integer port; query
-values are URL-encoded. The client is a plain HTTP/1.1 GET over asyncio with
-one deadline for the whole exchange (stellar-core answers with Content-Length
-and closes the connection).
+values are URL-encoded. Pure: the client that sends them is `webhook.stellar.admin`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -196,10 +192,6 @@ class NodeInfo:
     network: str  # the NETWORK_PASSPHRASE
     node: str  # its key's first 5 characters (`quorum?fullkeys=true` has the full key)
 
-    @property
-    def past_booting(self) -> bool:
-        return self.state in PAST_BOOTING
-
 
 def parse_info(body: str) -> NodeInfo:
     """`info`'s state, network and key; AnswerError if the body is not an `info` answer."""
@@ -306,9 +298,14 @@ def command_verdict(stdout: str, stderr: str = "") -> tuple[Result | None, str]:
     return classify_answer(200, parsed.body), parsed.body
 
 
-def command_answer(stdout: str) -> str:
-    """The admin answer inside what `stellar-core http-command` wrote on stdout ("" if none)."""
-    return parse_http_command_output(stdout).body
+def bounded_function(seconds: int) -> str:
+    """The sh function `bounded CMD [ARG...]`: CMD, killed after `seconds`, the shell's
+    `Terminated` kept out of the output. `http-command` has no timeout and a starting node
+    may accept and never answer; the one watchdog, for the postStart hook and exec reloads."""
+    return (
+        f'bounded() {{ "$@" & c=$!; ( sleep {int(seconds)}; kill "$c" ) >/dev/null 2>&1 & d=$!; '
+        '{ wait "$c"; } 2>/dev/null; kill "$d" 2>/dev/null; }'
+    )
 
 
 # URLs
@@ -324,88 +321,3 @@ def connect_path(*, host: str, port: int) -> str:
 def connect_command(*, host: str, port: int) -> str:
     """The same as an argument of `stellar-core http-command` (no leading slash)."""
     return connect_path(host=host, port=port)[1:]
-
-
-def _authority(ip: str, port: int) -> tuple[str, int, str]:
-    """(host to dial, port, Host header) from a validated IP address and an integer port."""
-    address = ipaddress.ip_address(ip)
-    port = int(port)
-    if not 0 < port < 65536:
-        raise ValueError(f"not a TCP port: {port}")
-    header = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-    return str(address), port, header
-
-
-# The client
-
-
-async def get(*, ip: str, port: int, path: str, time_limit: float) -> tuple[int, str]:
-    """GET `path` from `ip:port` within `time_limit` seconds; (status, body)."""
-    host, port, authority = _authority(ip, port)
-    if not path.startswith("/") or any(c in path for c in "\r\n "):
-        raise ValueError(f"not a request path: {path!r}")
-    async with asyncio.timeout(time_limit):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            request = f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-            writer.write(request.encode("ascii"))
-            await writer.drain()
-            raw = await reader.read(MAX_ANSWER_BYTES)
-            while chunk := await reader.read(MAX_ANSWER_BYTES - len(raw)):
-                raw += chunk
-        finally:
-            writer.close()
-    return _parse_response(raw)
-
-
-def _parse_response(raw: bytes) -> tuple[int, str]:
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise AnswerError(Result(Outcome.FAILED, "bad-answer", lines[0][:200]))
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length" and value.strip().isdigit():
-            body = body[: int(value.strip())]
-    return int(parts[1]), body.decode("utf-8", "replace")
-
-
-async def connect(
-    *, ip: str, port: int, peer_host: str, peer_port: int, time_limit: float
-) -> Result:
-    """Ask the node at `ip:port` to connect to `peer_host:peer_port`."""
-    try:
-        status, body = await get(
-            ip=ip,
-            port=port,
-            path=connect_path(host=peer_host, port=peer_port),
-            time_limit=time_limit,
-        )
-    except (OSError, TimeoutError, AnswerError) as exc:
-        return classify_error(exc)
-    return classify_connect(status, body, host=peer_host, port=peer_port)
-
-
-async def peers(*, ip: str, port: int, time_limit: float) -> tuple[Result, set[str]]:
-    """The node's connected and pending peers, with how asking went."""
-    try:
-        status, body = await get(ip=ip, port=port, path="/peers", time_limit=time_limit)
-        verdict = classify_answer(status, body)
-        if verdict is not None:
-            return verdict, set()
-        return Result(Outcome.SUCCESS, "listed"), parse_peers(body)
-    except (OSError, TimeoutError, AnswerError) as exc:
-        return classify_error(exc), set()
-
-
-async def info(*, ip: str, port: int, time_limit: float) -> tuple[Result, NodeInfo | None]:
-    """The node's state, network and short key, with how asking went."""
-    try:
-        status, body = await get(ip=ip, port=port, path="/info", time_limit=time_limit)
-        verdict = classify_answer(status, body)
-        if verdict is not None:
-            return verdict, None
-        return Result(Outcome.SUCCESS, "info"), parse_info(body)
-    except (OSError, TimeoutError, AnswerError) as exc:
-        return classify_error(exc), None

@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from webhook import names
-from webhook.core import networks
-from webhook.core.peers import Peer, PeerSet
+from webhook.address import DNS_LABEL_PATTERN
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
 from webhook.core.pod import as_dict
 
 Obj = Mapping[str, Any]
@@ -26,7 +27,7 @@ BINARY_KEYS = (names.KEY_JSON_GZ,)
 # The per-network keys (`peers-testnet.txt`, ...), one pattern for all of them.
 _NETWORK_KEY = re.compile(
     "|".join(
-        re.escape(template).replace(re.escape("{}"), "[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+        re.escape(template).replace(re.escape("{}"), DNS_LABEL_PATTERN)
         for template in (
             names.KEY_NETWORK_TXT,
             names.KEY_NETWORK_CSV,
@@ -125,7 +126,7 @@ def configmap_body(
     binary_data: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole ConfigMap we write: owner labels, the hash annotation, the data
-    (`render(peers)` unless a size layout, `webhook.core.publish_size`, chose other keys)."""
+    (`render(peers)` unless a size layout, `publish_size`, chose other keys)."""
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

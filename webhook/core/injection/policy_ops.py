@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Final
 
 from webhook import names
-from webhook.core import patch
-from webhook.core.policy_cel import CURRENT_RE, hook_script, lit
+from webhook.core.injection import patch
+from webhook.core.injection.policy_cel import CURRENT_RE, hook_script, lit
 from webhook.settings import Settings
 
 _ENV: Final = "Object.spec.containers.env"

@@ -15,7 +15,7 @@ from typing import Any, Final
 import orjson
 
 from webhook import __version__, names
-from webhook.core import hook, patch
+from webhook.core.injection import hook, patch
 from webhook.core.pod import label_network
 
 STATUS_VERSION: Final = __version__

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from webhook import names
-from webhook.core.publish import content_digest, is_owned
-from webhook.core.watched import KIND_CONFIGMAP, State
+from webhook.core.publishing.publish import content_digest, is_owned
+from webhook.core.publishing.watched import KIND_CONFIGMAP, State
 from webhook.settings import Settings
 
 Verb = Literal["write", "delete", "conflict"]
@@ -45,7 +45,7 @@ def plan(
 
     Targets are the system namespace (which should hold `desired_digest`) and every
     enabled one (`mirror_digest`, the same unless the mirrors carry fewer keys,
-    `webhook.core.publish_size`). Only mirrors of
+    `webhook.core.publishing.publish_size`). Only mirrors of
     this canonical ConfigMap (by annotation) are ever deleted, so two
     installations in one cluster never remove each other's.
     """

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from webhook import names
-from webhook.core.peers import PeerSet
-from webhook.core.publish import configmap_body, encoded_size
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.publishing.publish import configmap_body, encoded_size
 
 Mode = Literal["full", "lean-mirrors", "compressed"]
 

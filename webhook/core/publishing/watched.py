@@ -19,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from webhook import names
-from webhook.core import advertised
-from webhook.core.networks import Identity, place, with_identity
-from webhook.core.peers import Peer, PeerSet, pod_peer, stellarnode_peer
-from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running
-from webhook.core.pod import ip as ip_address
-from webhook.core.publish import content_digest, theirs
+from webhook.core.peerset import advertised
+from webhook.core.peerset.networks import Identity, place, with_identity
+from webhook.core.peerset.peers import Peer, PeerSet, pod_peer, stellarnode_peer
+from webhook.core.pod import as_dict, as_list, as_str, container_states, is_running, pod_ip
+from webhook.core.publishing.publish import content_digest, theirs
+from webhook.core.selector import is_enabled
+from webhook.settings import Settings
 
 # State kinds: the peer watcher stores every object under (kind, namespace, name).
 KIND_POD = "Pod"  # injected validator pods
@@ -204,13 +205,13 @@ def of_kind(state: State, kind: str) -> Iterable[Mapping[str, Any]]:
     return (obj for key, obj in state.items() if key[0] == kind)
 
 
-def enabled_namespaces(state: State) -> frozenset[str]:
-    """Namespaces seen through the selector-filtered namespace watch, unless terminating
-    (nothing can be created in those, and their pods are on their way out)."""
+def enabled_namespaces(state: State, *, settings: Settings) -> frozenset[str]:
+    """Namespaces seen through the selector-filtered namespace watch that
+    `selector.is_enabled` keeps (a labeled kube-system or our own namespace is not)."""
     return frozenset(
         key[2]
         for key, obj in state.items()
-        if key[0] == KIND_NAMESPACE and as_dict(obj.get("status")).get("phase") != "Terminating"
+        if key[0] == KIND_NAMESPACE and is_enabled(obj, settings=settings)
     )
 
 
@@ -241,8 +242,8 @@ def peer_set(
     remote: Iterable[Peer] = (),
 ) -> PeerSet:
     """Every peer, one per `ip:port` (pods win over StellarNodes over static over remote),
-    sorted, each with its network (`webhook.core.networks`), its advertised address
-    (`webhook.core.advertised`) and `cluster_name` (static ones name none); `identities`
+    sorted, each with its network (`webhook.core.peerset.networks`), its advertised address
+    (`webhook.core.peerset.advertised`) and `cluster_name` (static ones name none); `identities`
     are by pod uid, and pods whose uid is `waiting` (their node not asked yet) are left out
     for now."""
     learned = identities or {}
@@ -299,10 +300,10 @@ def _stellarnode_peers(state: State, *, enabled: frozenset[str]) -> list[Peer]:
     for obj in of_kind(state, KIND_NODE_POD):
         metadata = as_dict(obj.get("metadata"))
         labels = as_dict(metadata.get("labels"))
-        ip = as_dict(obj.get("status")).get("podIP")
-        if labels.get(NODE_NAME_LABEL) == NODE_NAME_VALUE and is_running(obj) and ip_address(ip):
+        ip = pod_ip(obj)
+        if labels.get(NODE_NAME_LABEL) == NODE_NAME_VALUE and is_running(obj) and ip is not None:
             instance = (as_str(metadata.get("namespace")), as_str(labels.get(NODE_INSTANCE_LABEL)))
-            pod_ips.setdefault(instance, as_str(ip))
+            pod_ips.setdefault(instance, ip)
     service_ips = {
         (as_str(obj["metadata"]["namespace"]), as_str(obj["metadata"]["name"])): as_str(
             as_dict(obj.get("spec")).get("clusterIP")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final, Literal
 
-from webhook.core import policy_cel, policy_ops
+from webhook.core.injection import policy_cel, policy_ops
 from webhook.core.selector import namespace_selector
 from webhook.settings import Settings
 

@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from webhook import names
-from webhook.core import stellar_admin
-from webhook.core.stellar_admin import Outcome, Result
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Outcome, Result
 
 DEFAULT_TARGET_PEER_CONNECTIONS = 8  # stellar-core's Config.cpp
 EXPLAINED = ("other-network", "preferred-only", "slots-full", "by-name")
@@ -68,8 +68,8 @@ class PeersSeen:
 
 def read_peers(body: str) -> PeersSeen:
     """`peers` taken apart; AnswerError when the body is not a `peers` answer."""
-    authenticated = stellar_admin.authenticated_addresses(body)
-    everyone = stellar_admin.parse_peers(body)
+    authenticated = admin_protocol.authenticated_addresses(body)
+    everyone = admin_protocol.parse_peers(body)
     obj = orjson.loads(body)
     groups = obj.get("authenticated_peers") if isinstance(obj, dict) else None
     outbound = groups.get("outbound") if isinstance(groups, dict) else None
@@ -81,7 +81,7 @@ def read_peers(body: str) -> PeersSeen:
 
 
 def is_name(host: str) -> bool:
-    return stellar_admin.is_peer_host(host) and not host.replace(".", "").isdigit()
+    return admin_protocol.is_peer_host(host) and not host.replace(".", "").isdigit()
 
 
 def connect_reason(result: Result) -> str | None:

@@ -12,11 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook import names
-from webhook.core import networks, stellar_admin
-from webhook.core.connection import Limits, PeersSeen, limits
-from webhook.core.peers import Peer, PeerSet
-from webhook.core.pod import admin_port, core_conf, peer_port, pod_ip, target_container
-from webhook.core.stellar_admin import Result
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Result
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import Peer, PeerSet
+from webhook.core.pod import (
+    admin_port,
+    controller_owner,
+    core_conf,
+    peer_port,
+    pod_ip,
+    target_container,
+)
+from webhook.core.reload.connection import Limits, PeersSeen, limits
 from webhook.settings import RELOAD_MODES, ReloadMode, Settings
 
 
@@ -59,13 +67,6 @@ def reload_mode(annotations: Mapping[str, Any], *, default: ReloadMode) -> Reloa
         if wanted == mode:
             return mode  # type: ignore[return-value]
     return default
-
-
-def controller_owner(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
-    for ref in metadata.get("ownerReferences") or ():
-        if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind")), str(ref.get("name"))
-    return None
 
 
 def workload(metadata: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -119,7 +120,7 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         annotations = metadata.get("annotations") or {}
         ip = pod_ip(pod)
         # The container the webhook injected, as the watcher reads it.
-        container = target_container(pod)
+        container = target_container(pod, image_matches=settings.image_matches)
         if ip is None or container is None:
             continue
         mode = reload_mode(annotations, default=settings.reload_mode)
@@ -191,7 +192,7 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
     for address, peer in peer_set.by_address:
         if peer.ip == own_ip or address in connected or address in seen:
             continue
-        if not stellar_admin.is_peer_host(peer.ip):
+        if not admin_protocol.is_peer_host(peer.ip):
             continue  # stellar-core would refuse it; it must never reach a URL or a command
         seen.add(address)
         missing.append(peer)
@@ -201,22 +202,12 @@ def missing_peers(peer_set: PeerSet, connected: Collection[str], *, own_ip: str)
 def exec_command(command: str, *, conf: str, seconds: int) -> list[str]:
     """`stellar-core http-command [--conf FILE] CMD` as an exec argv, bounded in the container.
 
-    `http-command` has no timeout and a starting node may accept and never answer, so a
-    watchdog kills it after `seconds` (and the shell's `Terminated` is kept out of the
-    output). The shell gets the values as positional parameters, never as code.
+    `admin_protocol.bounded_function` kills it after `seconds`. The shell gets the values
+    as positional parameters, never as code.
     """
-    watchdog = (
-        'stellar-core http-command "$@" & c=$!; '
-        f'( sleep {int(seconds)}; kill "$c" ) >/dev/null 2>&1 & d=$!; '
-        '{ wait "$c"; } 2>/dev/null; kill "$d" 2>/dev/null; exit 0'
-    )
+    bounded = admin_protocol.bounded_function(seconds)
+    watchdog = f'{bounded}; bounded stellar-core http-command "$@"; exit 0'
     return ["sh", "-c", watchdog, "sh", *(["--conf", conf] if conf else []), command]
-
-
-def connect_exec_command(*, host: str, port: int, conf: str, seconds: int) -> list[str]:
-    """The exec argv of `connect?peer=..&port=..`."""
-    command = stellar_admin.connect_command(host=host, port=port)
-    return exec_command(command, conf=conf, seconds=seconds)
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,12 @@ from __future__ import annotations
 import functools
 
 from webhook import names
-from webhook.core.stellar_admin import NETWORK_NAMES, PAST_BOOTING
+from webhook.core.admin_protocol import NETWORK_NAMES, PAST_BOOTING, bounded_function
 
 MAX_TIMEOUT_SECONDS = names.HOOK_MAX_TIMEOUT_SECONDS
 CONNECT_ATTEMPTS = 5
 ASK_SECONDS = 3  # one admin request; a starting node accepts and may answer nothing
-# `info.state` values past `Booting` (stellar_admin.PAST_BOOTING), as a sh case pattern
+# `info.state` values past `Booting` (admin_protocol.PAST_BOOTING), as a sh case pattern
 READY_PATTERN = "|".join(f"'{state}'" for state in sorted(PAST_BOOTING))
 
 # `case` arms naming the well-known passphrases (none holds a quote)
@@ -55,11 +55,7 @@ _SCRIPT = """\
 deadline=$(( $(date +%s) + {timeout} ))
 host=${{STELLAR_PEERS_ADMIN_HOST:-127.0.0.1}}
 file=${{STELLAR_PEERS_FILE:-{peers_file}}}
-bounded() {{
-  "$@" & c=$!
-  ( sleep {ask_seconds}; kill "$c" ) >/dev/null 2>&1 & d=$!
-  wait "$c"; kill "$d" 2>/dev/null
-}}
+{bounded}
 ask() {{
   if command -v curl >/dev/null 2>&1; then curl -s --max-time {ask_seconds} "http://$host:{port}/$1"
   elif command -v wget >/dev/null 2>&1; then wget -q -t 1 -T {ask_seconds} -O - "http://$host:{port}/$1"
@@ -147,6 +143,7 @@ def _script(port: int, timeout: int) -> str:
         timeout=timeout,
         attempts=CONNECT_ATTEMPTS,
         ask_seconds=ASK_SECONDS,
+        bounded=bounded_function(ASK_SECONDS),
         ready=READY_PATTERN,
         peers_file=names.PEERS_FILE,
         known_networks=KNOWN_NETWORKS,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +23,12 @@ import orjson
 import yaml
 
 from webhook import names
-from webhook.address import static_address
-from webhook.core.peers import Peer
+from webhook.address import is_dns_label, static_address
+from webhook.core.admin_protocol import is_peer_host
+from webhook.core.peerset.peers import Peer
 from webhook.core.pod import as_dict, as_list, as_str
 
 Obj = Mapping[str, Any]
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 KEY_NAMESPACE = "namespace"
 # What a link credential may do besides reading the one ConfigMap: what every
 # authenticated identity gets from the default `system:basic-user` role.
@@ -88,14 +87,14 @@ def parse_link(secret: Obj, *, cluster_name: str) -> Link:
     hint = "apply the Secret `stellar-peers link --cluster-name NAME` printed"
     if not cluster:
         raise LinkError(f"no {names.LINK_KEY_CLUSTER!r} key (the other cluster's name): {hint}")
-    if not _DNS_LABEL.match(cluster):
+    if not is_dns_label(cluster):
         raise LinkError(f"cluster {cluster!r} is not a DNS label (lower-case, digits, '-')")
     if cluster == cluster_name:
         raise LinkError(
             f"cluster {cluster!r} is this cluster's own name (setting cluster_name): "
             "give each cluster a name of its own"
         )
-    if not _DNS_LABEL.match(namespace):
+    if not is_dns_label(namespace):
         raise LinkError(f"namespace {namespace!r} is not a namespace name")
     if not text.strip():
         raise LinkError(f"no {names.LINK_KEY_KUBECONFIG!r} key: {hint}")
@@ -187,7 +186,7 @@ def remote_peers(entries: Iterable[Mapping[str, Any]], *, cluster: str) -> tuple
             host, port = static_address(advertised)
         except ValueError:
             continue
-        if ":" in host:
+        if not is_peer_host(host):
             continue  # stellar-core dials IPv4 and names only
         peers.append(
             Peer(
@@ -197,9 +196,7 @@ def remote_peers(entries: Iterable[Mapping[str, Any]], *, cluster: str) -> tuple
                 ip=host,
                 port=port,
                 source="remote",
-                network=as_str(entry.get("network"))
-                if _DNS_LABEL.match(as_str(entry.get("network")))
-                else "",
+                network=as_str(entry.get("network")) if is_dns_label(entry.get("network")) else "",
                 public_key=as_str(entry.get("publicKey")),
                 advertised=f"{host}:{port}",
                 cluster=cluster,

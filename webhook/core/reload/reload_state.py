@@ -14,11 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.core import connection, networks, stellar_admin
-from webhook.core.connection import PeersSeen
-from webhook.core.peers import PeerSet
-from webhook.core.reload_plan import NodeOutcome, NodePlan, Observation
-from webhook.core.stellar_admin import Outcome, Result
+from webhook.core import admin_protocol
+from webhook.core.admin_protocol import Outcome, Result
+from webhook.core.peerset import networks
+from webhook.core.peerset.peers import PeerSet
+from webhook.core.reload import connection
+from webhook.core.reload.connection import PeersSeen
+from webhook.core.reload.reload_plan import NodeOutcome, NodePlan, Observation
 
 
 @dataclass
@@ -115,13 +117,13 @@ class ReloadState:
         for ip, other in self._round.items():
             known = self._network_at(ip)
             if other.peer_port is not None and known is not None:
-                by_peer[f"{ip}:{other.peer_port}"] = stellar_admin.network_name(known)
+                by_peer[f"{ip}:{other.peer_port}"] = admin_protocol.network_name(known)
         own = self._network_at(plan.ip)
         return connection.verdict(
             expected=expected,
             seen=seen,
             connects=connects,
-            network=stellar_admin.network_name(own) if own is not None else _known(plan.network),
+            network=admin_protocol.network_name(own) if own is not None else _known(plan.network),
             peer_networks=by_peer,
             node_limits=plan.limits,
         )

@@ -1,0 +1,1 @@
+"""Publishing: the watcher's fold, and the `stellar-peers` ConfigMaps rendered from it."""
