@@ -9,8 +9,9 @@
 2. Latency (at the first scale, watcher running): one pod at a time has its
    container crash-loop, then run again (not Ready alone: that leaves the set as is);
    time from the status write to the canonical ConfigMap holding the new set (a
-   watch), and to the last of every mirror written with it (the watcher's log);
-   bytes sent per change. Baseline in the same run:
+   watch), to the last mirror holding the set in force (its own, or a later change's
+   once made: a set made stale need not reach them) and to the last mirror written
+   with its own set (the watcher's log); bytes sent per change. Baseline in the same run:
    a naive poller (list all pods, write when changed) whose 30 s period is
    shortened to `naive_period` here and its waits scaled back to 30 s.
 3. Roll (same): pods are replaced in waves of 25 (new pod Ready, then the old one
@@ -42,6 +43,7 @@ from tests.bench.fleet import ConfigMapObserver, Fleet, NaivePoller, RawClient, 
 from tests.bench.report import Row, emit, percentile
 from tests.bench.watcher_log import (
     Change,
+    every_mirror_current,
     every_mirror_written,
     layouts,
     log_events,
@@ -285,25 +287,45 @@ class Bench:
         self.mirror_rows(log, changes, since=wall_started)
 
     def mirror_rows(self, log: Path, changes: list[Change], *, since: float) -> None:
-        """Ready → every mirror written, and the bytes each change sent, from the log."""
+        """Ready → every mirror current (the target) and → every mirror written with the
+        change's own set, and the bytes each change sent, from the log."""
         mirrors = len(self.fleet.namespaces)
-        delays, short = every_mirror_written(log, changes, mirrors=mirrors)
-        note = f"the last of {mirrors} mirrors, as the watcher logged it"
-        if short:
-            note += f"; {short} of {len(changes)} changes reached them only after the next"
+        delays, unreached = every_mirror_current(log, changes, mirrors=mirrors)
+        note = (
+            f"the last of {mirrors} mirrors to hold the set in force (the change's own, "
+            "or a later change's once made), as the watcher logged it"
+        )
+        if unreached:
+            note += f"; {unreached} of {len(changes)} changes never reached them all"
         for quantile in (50, 99):
             value = percentile(delays, quantile) if delays else None
             self.rows.append(
                 Row(
-                    benchmark=f"convergence: Ready → every mirror written, p{quantile}",
+                    benchmark=f"convergence: Ready → every mirror current, p{quantile}",
                     unit="s",
                     ours=value,
                     target=f"≤ {TARGET_MIRRORS_P99_SECONDS:g} s" if quantile == 99 else "",
                     met=(
-                        value is not None and value <= TARGET_MIRRORS_P99_SECONDS and not short
+                        value is not None and value <= TARGET_MIRRORS_P99_SECONDS and not unreached
                         if quantile == 99
                         else None
                     ),
+                    note=note if quantile == 50 else "",
+                )
+            )
+        own, short = every_mirror_written(log, changes, mirrors=mirrors)
+        note = f"the last of {mirrors} mirrors written with the change's own set"
+        if short:
+            note += (
+                f"; {short} of {len(changes)} changes reached them only after the next, "
+                "or never (their set made stale)"
+            )
+        for quantile in (50, 99):
+            self.rows.append(
+                Row(
+                    benchmark=f"convergence: Ready → every mirror written, p{quantile}",
+                    unit="s",
+                    ours=percentile(own, quantile) if own else None,
                     note=note if quantile == 50 else "",
                 )
             )

@@ -93,6 +93,44 @@ def every_mirror_written(
     return delays, short
 
 
+def every_mirror_current(
+    path: Path, changes: list[Change], *, mirrors: int
+) -> tuple[list[float], int]:
+    """Per change, seconds from it until every mirror held the set then in force: its
+    own, or a later change's once that was made (a set a newer one made stale need
+    never reach the mirrors). What a mirror holds is its last logged write, so one
+    that already held the set in force counts without a write. Also how many changes
+    had not reached every mirror by the end of the log."""
+    writes: dict[str, list[tuple[float, str]]] = {}
+    for entry in log_events(path, "configmap.written"):
+        if entry.get("kind") == "mirror":
+            writes.setdefault(str(entry.get("namespace")), []).append(
+                (log_time(entry), str(entry.get("hash")))
+            )
+    for held in writes.values():
+        held.sort()
+    delays, unreached = [], 0
+    for index, change in enumerate(changes):
+        later = changes[index:]
+        reached = [_current_from(held, later) for held in writes.values()]
+        if len(writes) >= mirrors and all(at is not None for at in reached):
+            delays.append(max(at for at in reached if at is not None) - change.at)
+        else:
+            unreached += 1
+    return delays, unreached
+
+
+def _current_from(held: list[tuple[float, str]], later: list[Change]) -> float | None:
+    """The first moment from `later[0]` on when the mirror held the set in force."""
+    moments = sorted({c.at for c in later} | {at for at, _ in held if at >= later[0].at})
+    for moment in moments:
+        holds = [digest for at, digest in held if at <= moment]
+        in_force = [c.hash for c in later if c.at <= moment]
+        if holds and in_force and holds[-1] == in_force[-1]:
+            return moment
+    return None
+
+
 def round_bytes(path: Path, *, since: float, peers_hash: str = "") -> list[int]:
     """Bytes of ConfigMap bodies each write round sent (the watcher's `configmap.round`),
     of the rounds that wrote something (and wrote set `peers_hash`, if given)."""

@@ -1,15 +1,17 @@
 """The leader's renewal, as `serve` wires it: a serving certificate near expiry is renewed.
 
 The Secret holds a pair that expires in a day (inside the 30-day renewal
-window); one round of the certificate controller on the leader replaces it
-with a fresh pair from the same CA and keeps the CA in the webhook's caBundle;
-a replica that is not the leader serves the still-valid pair and changes nothing.
+window). A replica that is not the leader (the Lease held by another) installs
+and serves the still-valid pair and changes nothing; once it wins the Lease,
+its leader-only renewal replaces the pair with a fresh one from the same CA,
+keeps the CA in the webhook's caBundle and installs it.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,10 +19,10 @@ from kubernetes import client
 
 from certs import authority, files, install
 from tests.e2e.conftest import Cluster
+from tests.polling import wait_until
+from tests.service import running_service
 from webhook.cli import serve as service
-from webhook.controllers.certificates import CertificateController
-from webhook.kube.leader import LeaderElector
-from webhook.metrics import Metrics
+from webhook.kube.leader import micro_time, now_utc
 from webhook.settings import Settings
 
 
@@ -31,15 +33,30 @@ def _secret_cert(core: client.CoreV1Api, settings: Settings) -> bytes:
     return base64.b64decode(secret.data[files.TLS_CERT])
 
 
+def _hold_lease(coordination: client.CoordinationV1Api, settings: Settings, holder: str) -> None:
+    spec = {"holderIdentity": holder, "leaseDurationSeconds": 3600}
+    spec["renewTime"] = spec["acquireTime"] = micro_time(now_utc())
+    lease = {"metadata": {"name": settings.lease_name}, "spec": spec}
+    coordination.create_namespaced_lease(settings.namespace, lease)
+
+
 def test_renewal_replaces_a_certificate_near_expiry(
     cluster: Cluster,
     core: client.CoreV1Api,
+    coordination: client.CoordinationV1Api,
     admreg: client.AdmissionregistrationV1Api,
     settings: Settings,
     tmp_path: Path,
 ) -> None:
     settings = dataclasses.replace(
-        settings, cert_file=str(tmp_path / "tls.crt"), key_file=str(tmp_path / "tls.key")
+        settings,
+        cert_file=str(tmp_path / "tls.crt"),
+        key_file=str(tmp_path / "tls.key"),
+        cert_sync_seconds=0.5,
+        identity="replica",
+        leader_election=True,
+        lease_duration_seconds=2.0,
+        lease_renew_seconds=0.5,
     )
     ca = authority.make_ca()
     dns = authority.service_dns_names(service=settings.service_name, namespace=settings.namespace)
@@ -56,36 +73,37 @@ def test_renewal_replaces_a_certificate_near_expiry(
         client_config={"url": "https://127.0.0.1:9/mutate"},  # never called: no pods here
     )
     service.register(admreg, body)
+    _hold_lease(coordination, settings, "other")
     try:
-        follower = LeaderElector(
-            settings=dataclasses.replace(settings, leader_election=True),
-            api_client=cluster.api_client,
-            metrics=Metrics(),
-        )
-        assert not follower.is_leader()
-        action = CertificateController(
-            settings=settings, api_client=cluster.api_client, is_leader=follower.is_leader
-        ).sync_once()
-        assert action == "unchanged"
-        assert _secret_cert(core, settings) == expiring.cert_pem
-        assert (tmp_path / "tls.crt").read_bytes() == expiring.cert_pem
+        with running_service(
+            settings, api_client=cluster.api_client, renew_certificates=True
+        ) as running:
+            # A follower: installs what the Secret holds (ready means it is on disk).
+            assert running.leader is not None
+            assert not running.leader.is_leader()
+            assert (tmp_path / "tls.crt").read_bytes() == expiring.cert_pem
+            time.sleep(2)  # four of its rounds: a follower that renewed would have by now
+            assert _secret_cert(core, settings) == expiring.cert_pem
+            # Handed the Lease, it renews.
+            coordination.delete_namespaced_lease(settings.lease_name, settings.namespace)
 
-        leader = LeaderElector(settings=settings, api_client=cluster.api_client, metrics=Metrics())
-        assert leader.is_leader()  # leader_election=False in the test settings: always leads
-        controller = CertificateController(
-            settings=settings, api_client=cluster.api_client, is_leader=leader.is_leader
-        )
-        action = controller.sync_once()
-        assert action == "renewed"
-        renewed = _secret_cert(core, settings)
-        assert renewed != expiring.cert_pem
-        assert authority.signed_by(renewed, ca.cert_pem)
-        assert authority.remaining_validity(renewed) > timedelta(days=30)
-        stored = admreg.read_mutating_webhook_configuration(settings.webhook_config_name)
-        bundle = base64.b64decode(stored.webhooks[0].client_config.ca_bundle)
-        assert ca.cert_pem.strip() in bundle
-        assert (tmp_path / "tls.crt").read_bytes() == renewed
-        # A second pass finds nothing to do.
-        assert controller.sync_once() == "unchanged"
+            def renewed_cert() -> bytes | None:
+                cert = _secret_cert(core, settings)
+                return cert if cert != expiring.cert_pem else None
+
+            renewed = wait_until(
+                renewed_cert, timeout=30, message="the new leader to renew the pair"
+            )
+            assert running.leader.is_leader()
+            assert authority.signed_by(renewed, ca.cert_pem)
+            assert authority.remaining_validity(renewed) > timedelta(days=30)
+            stored = admreg.read_mutating_webhook_configuration(settings.webhook_config_name)
+            bundle = base64.b64decode(stored.webhooks[0].client_config.ca_bundle)
+            assert ca.cert_pem.strip() in bundle
+            wait_until(
+                lambda: (tmp_path / "tls.crt").read_bytes() == renewed,
+                timeout=10,
+                message="the renewed pair on disk",
+            )
     finally:
         service.unregister(admreg, settings.webhook_config_name)

@@ -1,34 +1,34 @@
 """A deposed leader stops at once: its reload round is cancelled when the Lease is taken.
 
-The elector and the reload controller run as `serve` wires them (a leader-only
-`Runnable` started by `webhook.kube.leader.start`), against the real API server
-and slow stellar-core stand-ins, so a round lasts seconds; another holder then
-writes the Lease.
+The injector runs as `serve` wires it (`tests/service.running_service`: the
+reload controller a leader-only `Runnable` started by `webhook.kube.leader.start`),
+against the real API server and slow stellar-core stand-ins, so a round lasts
+seconds; another holder then writes the Lease.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from contextlib import ExitStack
-from typing import Any
 
 from kubernetes import client
 
-from tests.background import Background
-from tests.e2e.test_reload import loopback_block, snapshot_of, start_node
+from tests.e2e.conftest import injector_apart
+from tests.e2e.test_reload import loopback_block, start_node
+from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from webhook import names
-from webhook.controllers.reload import ReloadController
-from webhook.kube.leader import LeaderElector, Runnable, micro_time, now_utc, start
-from webhook.metrics import Metrics
+from webhook.kube.leader import micro_time, now_utc
 from webhook.settings import Settings
+
+# What the reload controller asks; the identity learner asks `info` and `quorum`.
+RELOAD_COMMANDS = frozenset({"peers", "connect"})
 
 
 def test_a_deposed_leader_stops_its_reload_round_at_once(
-    cluster: Any,
     core: client.CoreV1Api,
     coordination: client.CoordinationV1Api,
     kubelet: FakeKubelet,
@@ -46,27 +46,29 @@ def test_a_deposed_leader_stops_its_reload_round_at_once(
     )
     block = loopback_block()
     with ExitStack() as stack:
+        # The validators' namespace is not the injector's own (which is never enabled).
+        settings = stack.enter_context(injector_apart(core, settings))
+        label_enabled(core, namespace, settings)
         # Every admin answer takes a second: a round over four nodes lasts several.
         standins = [
             start_node(stack, core, kubelet, namespace, f"v{i}", f"{block}{i + 2}", delay_seconds=1)
             for i in range(4)
         ]
-        metrics = Metrics()
-        elector = LeaderElector(settings=settings, api_client=cluster.api_client, metrics=metrics)
-        reload = ReloadController(settings=settings, api_client=cluster.api_client, metrics=metrics)
-        runnable = Runnable("reload", reload.run, leader_only=True)
 
-        async def main(stop: asyncio.Event) -> None:
-            await asyncio.gather(elector.run(stop), *start([runnable], leader=elector, stop=stop))
+        def asked(commands: frozenset[str] | None = None) -> int:
+            return sum(
+                1 for n in standins for r in n.received if commands is None or r.command in commands
+            )
 
-        with Background(main, what="the elector and the controller", stop_within=15) as run:
+        with running_service(settings, ready_within=30) as service:
+            assert service.leader is not None
+            elector = service.leader
             wait_until(elector.is_leader, timeout=10, message="the elector to lead")
-            run.call(reload.notify, snapshot_of(core, namespace))
-
-            def asked() -> int:
-                return sum(len(n.received) for n in standins)
-
-            wait_until(lambda: asked() >= 4, timeout=15, message="the round to be under way")
+            wait_until(
+                lambda: asked(RELOAD_COMMANDS) >= 4,
+                timeout=60,  # the identity learner asks each node first
+                message="the round to be under way",
+            )
             # Another holder takes the Lease in the middle of the round.
             lease = coordination.read_namespaced_lease(settings.lease_name, settings.namespace)
             lease.spec.holder_identity = "usurper"

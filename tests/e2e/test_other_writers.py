@@ -3,18 +3,17 @@ going on after a round of it fails."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
+from typing import Any
 
+import pytest
 from kubernetes import client
 
 from tests.e2e.test_watcher import add_validator, app_namespace, running, settings, wait_for_peers
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
+from tests.service import running_service
 from webhook import names
-from webhook.controllers.audit import UninjectedAudit
-from webhook.kube import api as kube
-from webhook.kube.rest import Rest
+from webhook.cli.wiring import Service
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -60,38 +59,35 @@ def test_configmap_update_keeps_what_another_writer_added(
 
 
 def test_the_audit_goes_on_after_a_round_fails(
-    core: client.CoreV1Api, kubelet: FakeKubelet, settings: Settings, app_namespace: str
+    core: client.CoreV1Api,
+    kubelet: FakeKubelet,
+    settings: Settings,
+    app_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     add_validator(core, kubelet, app_namespace, "missed", None, injected=False)
     metrics = Metrics()
-    api_client = kube.api_client(settings)
-    audit = UninjectedAudit(
-        settings=settings,
-        rest=Rest(api_client),
-        metrics=metrics,
-        is_leader=lambda: True,
-        interval_seconds=0.2,
-    )
     calls: list[int] = []
 
-    def namespaces() -> list[str]:
-        calls.append(1)
-        if len(calls) == 1:  # a bug in the first round (a bad object, a wrong state)
-            raise ValueError("boom")
-        return [app_namespace]
+    def fail_first_round(service: Service) -> None:
+        """A bug in the audit's first round (a bad object, a wrong state)."""
+        assert service.audit is not None
+        find = service.audit._find_uninjected
 
-    loop = asyncio.new_event_loop()
-    future = asyncio.run_coroutine_threadsafe(audit.run(namespaces), loop)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+        def failing_once(namespaces: list[str]) -> list[dict[str, Any]]:
+            calls.append(1)
+            if len(calls) == 1:
+                raise ValueError("boom")
+            return find(namespaces)
+
+        monkeypatch.setattr(service.audit, "_find_uninjected", failing_once)
+
+    with running_service(
+        settings, metrics=metrics, observe=fail_first_round, audit_interval_seconds=0.2
+    ):
         wait_until(
             lambda: metrics.uninjected_validators._value.get() == 1,
             timeout=15,
             message="the audit to count the uninjected validator after a failed round",
         )
-    finally:
-        future.cancel()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        api_client.close()
+    assert len(calls) >= 2

@@ -34,9 +34,9 @@ from tests.e2e.private_cluster import ServeProcess, free_ports
 from tests.e2e.test_rbac import SA_NAME, Installed, installed  # noqa: F401 (the fixture)
 from tests.polling import wait_until
 from tests.rbac_rules import Recorder, refused, rendered_rbac
+from tests.service import running_service
 from webhook import names
 from webhook.cli.registration import webhook_configuration
-from webhook.controllers.certificates import CertificateController
 from webhook.settings import Settings
 
 # The ClusterRole's resourceNames allow this one configuration only.
@@ -257,27 +257,36 @@ def test_every_call_the_certificate_controller_makes_is_granted_by_the_manifests
     api_client = client.ApiClient(installed.sa_api.configuration)
     recorder = Recorder(api_client)
     settings = serve_settings("", installed, tmp_path / "tls")
-    controller = CertificateController(
-        settings=settings, api_client=api_client, is_leader=lambda: True
-    )
-    assert controller.sync_once() == "created"
-    assert controller.sync_once() == "unchanged"
-    # Due for renewal: the leader replaces it (get, update), caBundle first (get, patch).
     secret = install.secret_name(SA_NAME)
     admin = client.CoreV1Api(installed.admin)
-    bundle = install.read_secret(admin, namespace=installed.system, secret=secret)
-    assert bundle is not None
-    assert bundle.ca_key is not None
-    ca = authority.KeyPair(bundle.ca_cert, bundle.ca_key)
-    dns = authority.service_dns_names(service=SA_NAME, namespace=installed.system)
-    expiring = authority.make_serving(ca=ca, dns_names=dns, validity=timedelta(days=1))
-    install.write_secret(
-        client.CoreV1Api(installed.admin),
-        namespace=installed.system,
-        secret=secret,
-        bundle=files.Bundle(ca_cert=ca.cert_pem, serving=expiring, ca_key=ca.key_pem),
-    )
-    assert controller.sync_once() == "renewed"
+    # As `serve` wires it: installing on every replica, renewing as the leader (no
+    # watcher here, so no Lease: the one replica leads).
+    with running_service(settings, api_client=api_client, renew_certificates=True):
+        bundle = install.read_secret(admin, namespace=installed.system, secret=secret)
+        assert bundle is not None  # created by the controller: the replica is ready
+        assert bundle.ca_key is not None
+        # Due for renewal: the leader replaces it (get, update), caBundle first (get, patch).
+        ca = authority.KeyPair(bundle.ca_cert, bundle.ca_key)
+        dns = authority.service_dns_names(service=SA_NAME, namespace=installed.system)
+        expiring = authority.make_serving(ca=ca, dns_names=dns, validity=timedelta(days=1))
+        install.write_secret(
+            admin,
+            namespace=installed.system,
+            secret=secret,
+            bundle=files.Bundle(ca_cert=ca.cert_pem, serving=expiring, ca_key=ca.key_pem),
+        )
+
+        def renewed() -> bytes | None:
+            now = install.read_secret(admin, namespace=installed.system, secret=secret)
+            fresh = now is not None and now.serving.cert_pem != expiring.cert_pem
+            return now.serving.cert_pem if now is not None and fresh else None
+
+        cert = wait_until(renewed, timeout=30, message="the leader to renew the expiring pair")
+        wait_until(
+            lambda: Path(settings.cert_file).read_bytes() == cert,
+            timeout=30,
+            message="the renewed pair on disk",
+        )
     api_client.close()
     verbs = {(c.verb, c.resource) for c in recorder.calls}
     for needed in (

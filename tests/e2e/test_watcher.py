@@ -6,7 +6,8 @@ import contextlib
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -530,12 +531,13 @@ def test_audit_counts_validators_admitted_without_injection(
         )
 
 
-def test_audit_evicts_uninjected_validators_a_controller_recreates(
-    apps: client.AppsV1Api, core: client.CoreV1Api, settings: Settings, app_namespace: str
-) -> None:
+def uninjected_deployment(
+    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str
+) -> Callable[[], set[str]]:
+    """A Deployment whose validator pod was admitted uninjected; its live pods' names."""
     pod = validator_pod("unused", labels={"app": "missed"})
     apps.create_namespaced_deployment(
-        app_namespace,
+        namespace,
         {
             "metadata": {"name": "missed"},
             "spec": {
@@ -549,10 +551,17 @@ def test_audit_evicts_uninjected_validators_a_controller_recreates(
     def pod_names() -> set[str]:
         return {
             p.metadata.name
-            for p in core.list_namespaced_pod(app_namespace, label_selector="app=missed").items
+            for p in core.list_namespaced_pod(namespace, label_selector="app=missed").items
             if not p.metadata.deletion_timestamp
         }
 
+    return pod_names
+
+
+def test_audit_evicts_uninjected_validators_a_controller_recreates(
+    apps: client.AppsV1Api, core: client.CoreV1Api, settings: Settings, app_namespace: str
+) -> None:
+    pod_names = uninjected_deployment(apps, core, app_namespace)
     first = wait_until(pod_names, timeout=15, message="the Deployment's pod")
     settings = dataclasses.replace(settings, evict_uninjected=True)
     with running(settings, audit_interval_seconds=0.2):
@@ -560,6 +569,40 @@ def test_audit_evicts_uninjected_validators_a_controller_recreates(
             lambda: pod_names() and not (pod_names() & first),
             timeout=15,
             message="the uninjected pod to be evicted and replaced",
+        )
+
+
+def test_a_follower_counts_uninjected_validators_and_only_the_leader_evicts(
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+    coordination: client.CoordinationV1Api,
+    settings: Settings,
+    app_namespace: str,
+) -> None:
+    pod_names = uninjected_deployment(apps, core, app_namespace)
+    first = wait_until(pod_names, timeout=15, message="the Deployment's pod")
+    settings = dataclasses.replace(
+        settings,
+        evict_uninjected=True,
+        identity="follower",
+        leader_election=True,
+        lease_duration_seconds=2.0,
+        lease_renew_seconds=0.5,
+    )
+    held = {"holderIdentity": "other", "leaseDurationSeconds": 3600}
+    held["renewTime"] = held["acquireTime"] = micro_time(now_utc())
+    lease = {"metadata": {"name": settings.lease_name}, "spec": held}
+    coordination.create_namespaced_lease(settings.namespace, lease)
+    with running(settings, audit_interval_seconds=0.2) as watcher:
+        gauge = watcher.metrics.uninjected_validators
+        wait_until(lambda: gauge._value.get() == 1, timeout=15, message="the follower's count")
+        time.sleep(1)  # five audit rounds: a follower that evicted would have by now
+        assert pod_names() == first
+        coordination.delete_namespaced_lease(settings.lease_name, settings.namespace)
+        wait_until(
+            lambda: pod_names() and not (pod_names() & first),
+            timeout=15,
+            message="the new leader to evict the uninjected pod",
         )
 
 

@@ -39,9 +39,9 @@ def test_a_source_refused_by_rbac_is_reported_and_the_rest_runs(
     def refuse_services(service: Service) -> None:
         """Services refused, as under an RBAC that lacks them."""
         assert service.watcher is not None
-        service.watcher._nodes = [
+        service.watcher.sources.nodes = [
             dataclasses.replace(s, list_fn=forbidden) if s.name == "services" else s
-            for s in service.watcher._nodes
+            for s in service.watcher.sources.nodes
         ]
 
     with running_service(
@@ -77,9 +77,9 @@ def test_a_refused_base_source_holds_writes_but_not_readiness(
     def refuse_namespaces(service: Service) -> None:
         """Namespaces refused: the mirror plan cannot be made, so nothing is written."""
         assert service.watcher is not None
-        service.watcher._base = [
+        service.watcher.sources.base = [
             dataclasses.replace(s, list_fn=forbidden) if s.name == "namespaces" else s
-            for s in service.watcher._base
+            for s in service.watcher.sources.base
         ]
 
     with running_service(settings, ready_within=30, observe=refuse_namespaces) as service:

@@ -1,19 +1,22 @@
 """The audit: validators admitted while the webhook was unreachable, counted and reported.
 
 Such a pod runs without a peer list until it is recreated (failurePolicy
-Ignore let it through). With `evict_uninjected`, the leader evicts those a
-controller will recreate, so the webhook gets a second chance to inject them.
+Ignore let it through). Every replica counts them (`UninjectedAudit`, fed the
+enabled namespaces by the watcher after each fold); with `evict_uninjected`,
+the leader-only `Evictions` evicts those a controller will recreate, so the
+webhook gets a second chance to inject them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from webhook import names
 from webhook.controllers.supervision import guarded
+from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core.peerset.peers import admitted_uninjected
 from webhook.core.pod import controller_owner
 from webhook.kube.api import FAILURES, describe_failure
@@ -24,6 +27,7 @@ from webhook.settings import Settings
 log = logging.getLogger(__name__)
 
 AUDIT_INTERVAL_SECONDS = 60.0
+Found = Sequence[dict[str, Any]]
 
 
 class UninjectedAudit:
@@ -33,34 +37,43 @@ class UninjectedAudit:
         settings: Settings,
         rest: Rest,
         metrics: Metrics,
-        is_leader: Callable[[], bool],
+        on_found: Callable[[Found], None] = lambda found: None,
         interval_seconds: float = AUDIT_INTERVAL_SECONDS,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.is_leader = is_leader
+        self.on_found = on_found
         self.interval_seconds = interval_seconds
         self._rest = rest
+        self._enabled: list[str] = []
+        self._seen = asyncio.Event()  # the watcher has folded once: the namespaces are known
 
-    async def run(self, namespaces: Callable[[], list[str]]) -> None:
+    def see(self, enabled: frozenset[str]) -> None:
+        """The enabled namespaces as the watcher folded them last (a listener hook)."""
+        self._enabled = sorted(enabled)
+        self._seen.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
         """Every interval, count (and report once each) validators admitted uninjected.
 
         A plain LIST per enabled namespace rather than a watch: it needs every
         pod, not only injected ones, and a minute's delay costs nothing here.
-        With `evict_uninjected`, the leader evicts those a controller will
-        recreate, so the webhook gets a second chance to inject them.
         """
+        await wait_any(self._seen, stop)
         reported: set[str] = set()
-        while True:
-            reported = await guarded(
-                self._round(namespaces, reported), event="audit.round-crashed", failed=reported
+        while not stop.is_set():
+            done = await guarded(
+                unless_stopped(self._round(reported), stop),
+                event="audit.round-crashed",
+                failed=reported,
             )
-            await asyncio.sleep(self.interval_seconds)
+            reported = reported if done is None else done
+            await wait_any(stop, seconds=self.interval_seconds)
 
-    async def _round(self, namespaces: Callable[[], list[str]], reported: set[str]) -> set[str]:
+    async def _round(self, reported: set[str]) -> set[str]:
         """One audit round; the uids reported so far."""
         try:
-            found = await asyncio.to_thread(self._find_uninjected, namespaces())
+            found = await asyncio.to_thread(self._find_uninjected, self._enabled)
         except FAILURES as exc:
             log.warning("audit.failed", extra={"error": describe_failure(exc)})
             return reported
@@ -76,8 +89,8 @@ class UninjectedAudit:
                         "hint": "admitted while the webhook was unreachable; recreate it",
                     },
                 )
-        if found and self.settings.evict_uninjected and self.is_leader():
-            await asyncio.to_thread(self._evict, found)
+        if found:
+            self.on_found(found)
         return {str(pod["metadata"].get("uid")) for pod in found}
 
     def _find_uninjected(self, namespaces: list[str]) -> list[dict[str, Any]]:
@@ -96,7 +109,35 @@ class UninjectedAudit:
                     log.exception("audit.bad-object", extra={"namespace": namespace, "pod": name})
         return found
 
-    def _evict(self, pods: list[dict[str, Any]]) -> None:
+
+class Evictions:
+    """Leader-only: evicts what each audit round found (`offer`), once per round.
+
+    A round found before this leadership began is not acted on: a new leader
+    evicts from its own next round, as a stale list may name pods long gone.
+    """
+
+    def __init__(self, *, rest: Rest) -> None:
+        self._rest = rest
+        self._found: Found = ()
+        self._wake = asyncio.Event()
+
+    def offer(self, found: Found) -> None:
+        """Keep only the latest round's finds; never blocks (a listener hook)."""
+        self._found = found
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._found = ()
+        self._wake.clear()
+        while not stop.is_set():
+            await wait_any(self._wake, stop)
+            self._wake.clear()
+            found, self._found = self._found, ()
+            if found:
+                await unless_stopped(asyncio.to_thread(self._evict, found), stop)
+
+    def _evict(self, pods: Found) -> None:
         """Evict (honouring PodDisruptionBudgets) only pods that a controller recreates."""
         for pod in pods:
             metadata = pod["metadata"]

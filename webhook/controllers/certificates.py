@@ -3,7 +3,9 @@
 Every replica runs this: it gets or creates the TLS Secret and puts its CA in
 the webhook's caBundle (`certs.bootstrap`), then writes the serving pair to
 `cert_file`/`key_file` (an emptyDir in the Deployment), where the server loads
-it and later reloads it. The Lease holder also renews. Until the first pair is
+it and later reloads it. `renew` is leader-only (a `Runnable` started by
+`webhook.kube.leader.start`): the same round, allowed to renew, the renewed
+pair installed on the leader at once. Until the first pair is
 written the replica is not ready and its TLS port is not open. Each replica
 reads the Secret again every `cert_sync_seconds`, so a renewal or a deleted
 (then recreated) Secret reaches every replica without a restart, and the old
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import threading
 from pathlib import Path
 from typing import Final
 
@@ -81,15 +83,14 @@ class CertificateController:
         *,
         settings: Settings,
         api_client: client.ApiClient,
-        is_leader: Callable[[], bool],
         follow_only: bool = False,
     ) -> None:
         self.settings = settings
         self.rest = Rest(api_client)
-        self.is_leader = is_leader
         self.follow_only = follow_only
         self.installed = asyncio.Event()
         self.last_error = ""
+        self._lock = threading.Lock()  # `run` and `renew` both write the files
         # follow_only: whether our webhook configuration is in force (until seen: assume so).
         self.webhook_configured = True
 
@@ -98,13 +99,15 @@ class CertificateController:
         them while our webhook configuration is in force (a mode switch under way)."""
         return self.installed.is_set() or not self.webhook_configured
 
-    def sync_once(self) -> bootstrap.Outcome:
+    def sync_once(self, *, renew: bool = False) -> bootstrap.Outcome:
         """One round: Secret and caBundle as they should be, the files as the Secret says."""
+        with self._lock:
+            return self._sync(renew=renew)
+
+    def _sync(self, *, renew: bool) -> bootstrap.Outcome:
         if self.follow_only:
             return self._follow()
-        found = bootstrap.obtain(
-            self.rest, target=target(self.settings), may_renew=self.is_leader()
-        )
+        found = bootstrap.obtain(self.rest, target=target(self.settings), may_renew=renew)
         if found.bundle is None:
             log.warning("certs.waiting", extra={"reason": "the Secret holds no servable pair"})
             return found.outcome
@@ -162,9 +165,17 @@ class CertificateController:
         return {"certificate": f"{why}; see docs/troubleshooting.md (certificate errors)"}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Every replica: install the pair the Secret holds, again every `cert_sync_seconds`."""
+        await self._rounds(stop, renew=False)
+
+    async def renew(self, stop: asyncio.Event) -> None:
+        """Leader-only: the same rounds, renewing a pair near expiry (or unfit) first."""
+        await self._rounds(stop, renew=True)
+
+    async def _rounds(self, stop: asyncio.Event, *, renew: bool) -> None:
         while not stop.is_set():
             try:
-                outcome = await asyncio.to_thread(self.sync_once)
+                outcome = await asyncio.to_thread(self.sync_once, renew=renew)
             except _SYNC_FAILURES as exc:  # the API, a lost 409, the disk, a bad PEM
                 self.last_error = describe_failure(exc)
                 log.warning("certs.sync_failed", extra={"error": self.last_error})

@@ -8,7 +8,8 @@ its full key. This learner asks each node once per pod uid and IP, the way the
 reload controller asks it (`http`, or `exec` through pods/exec for a
 localhost-only admin port; `node_admin`), bounded in time and with backoff
 while the node does not answer. Every replica asks (two reads per node), so a
-new leader publishes warm. What it learned feeds the watcher's next snapshot
+new leader publishes warm. The watcher hands it the validators (`want`) and,
+woken by `changed`, reads what it learned into its next snapshot
 (`identities()`); a pod not asked even once yet is `pending()`: it is handed to
 nobody and nothing is handed to it until its first answer (or failure) is in,
 so no node is told of a peer whose network is merely not asked yet. A node that
@@ -26,14 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 
 from webhook.controllers.supervision import guarded
-from webhook.controllers.waiting import wait_any
+from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core import admin_protocol
 from webhook.core.peerset import networks
 from webhook.core.peerset.networks import Identity
@@ -70,11 +71,10 @@ class IdentityLearner:
         *,
         settings: Settings,
         api_client: client.ApiClient,
-        on_learned: Callable[[], None],
     ) -> None:
         self._settings = settings
         self._api_client = api_client
-        self._on_learned = on_learned
+        self.changed = asyncio.Event()  # a pass ended: the watcher publishes again
         self._known: dict[Key, Identity] = {}
         self._retry: dict[Key, tuple[int, float]] = {}  # attempts, when to ask again
         self._booting: set[Key] = set()  # answered "Core is booting" when last asked
@@ -137,7 +137,8 @@ class IdentityLearner:
             self._wake.clear()
             if stop.is_set():
                 return
-            if await guarded(self.learn_once(), event="identity.pass-crashed", failed=None) is None:
+            learning = unless_stopped(self.learn_once(), stop)
+            if await guarded(learning, event="identity.pass-crashed", failed=None) is None:
                 await wait_any(stop, seconds=RETRY_BASE_SECONDS)
 
     async def learn_once(self) -> int:
@@ -158,7 +159,7 @@ class IdentityLearner:
         learned = sum(await asyncio.gather(*(one(p) for p in todo)))
         if todo:  # learned, or no longer pending (the `unknown` set until it answers)
             self.passes += 1
-            self._on_learned()
+            self.changed.set()
         return learned
 
     async def _ask(self, plan: NodePlan, command: str) -> str | None:

@@ -7,9 +7,13 @@ what the credential may do (refused when it may read more than that ConfigMap),
 then lists and watches the one ConfigMap, with timeouts and back-off. An
 unreachable link keeps its last entries for `link_stale_seconds` and says so
 (log, Event on the Secret, metric), then drops them; a removed or changed Secret
-drops its entries at once. Only the leader follows the links (one watch per link
-per cluster); a new leader publishes nothing until each link has answered or
-failed once, so taking over never blanks the remote entries.
+drops its entries at once.
+
+Only the leader follows the links (one watch per link per cluster): `run` is a
+leader-only `Runnable`, started when the Lease is won and cancelled when it is
+lost, which drops every entry. While it runs, `first_pass_pending` holds the
+watcher's publishing back until each link has answered or failed once. What it
+learns reaches the watcher through `changed`, an event the watcher waits on.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,7 @@ from kubernetes import client, config
 
 from webhook import names
 from webhook.controllers.supervision import supervise
+from webhook.controllers.waiting import unless_stopped
 from webhook.core.peerset.links import (
     FORBIDDEN_PROBES,
     Link,
@@ -51,8 +56,6 @@ log = logging.getLogger(__name__)
 LINK_WATCH_SECONDS = 60
 # What a link's list and watch raise when the other side fails or sends nonsense.
 _LINK_FAILURES: tuple[type[BaseException], ...] = (*FAILURES, ValueError)
-# How often a replica that does not lead looks whether it leads now.
-LEADER_POLL_SECONDS = 1.0
 # A refused credential is asked again this often (it may have been narrowed since).
 RECHECK_SECONDS = 60.0
 
@@ -79,13 +82,10 @@ class LinkWatcher:
         settings: Settings,
         api_client: client.ApiClient,
         metrics: Metrics,
-        is_leader: Callable[[], bool],
-        on_change: Callable[[], None],
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.is_leader = is_leader
-        self.on_change = on_change
+        self.changed = asyncio.Event()  # the entries (or the first pass) changed: publish again
         self._rest = Rest(api_client)
         self._events = EventRecorder(rest=self._rest)
         self.states: dict[str, LinkState] = {}  # by Secret name
@@ -93,25 +93,45 @@ class LinkWatcher:
         self._secrets: dict[str, Mapping[str, Any]] = {}
         self._tasks: dict[str, tuple[Link, asyncio.Task[None]]] = {}
         self._listed = False
+        self._running = False
 
     def peers(self) -> tuple[Peer, ...]:
         """Every remote entry of every link, in link order."""
         return tuple(p for _, s in sorted(self.states.items()) for p in s.entries)
 
     def first_pass_pending(self) -> bool:
-        """True until the Secrets listed and, on the leader, every link answered or failed
-        once: a new leader must not publish its set without the remote entries first."""
-        if not self._listed:
-            return True
-        return self.is_leader() and any(not s.done_first for s in self.states.values())
+        """While following (leading): True until the Secrets listed and every link answered
+        or failed once, so a leader does not publish its set without the remote entries."""
+        if not self._running:
+            return False
+        return not self._listed or any(not s.done_first for s in self.states.values())
+
+    def on_change(self) -> None:
+        self.changed.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Follow the links until `stop` (leader-only: cancelled when the Lease is lost)."""
+        self._running = True
         try:
-            await supervise(self._follow_secrets, event="links.secrets-failed", stop=stop)
+            await supervise(
+                lambda: unless_stopped(self._follow_secrets(), stop),
+                event="links.secrets-failed",
+                stop=stop,
+            )
         finally:
-            for _, task in self._tasks.values():
-                task.cancel()
-            await asyncio.gather(*(t for _, t in self._tasks.values()), return_exceptions=True)
+            await self._drop_all()
+
+    async def _drop_all(self) -> None:
+        """No longer following: no watch, no entries; the next leader follows the links."""
+        self._running = False
+        for _, task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*(t for _, t in self._tasks.values()), return_exceptions=True)
+        for state in self.states.values():
+            self._gauges(state.cluster, None)
+        self._tasks, self.states, self.errors, self._secrets = {}, {}, {}, {}
+        self._listed = False
+        self.on_change()
 
     async def _follow_secrets(self) -> None:
         listing: dict[str, Mapping[str, Any]] | None = {}
@@ -200,10 +220,6 @@ class LinkWatcher:
         checked = False
         try:
             while True:
-                if not self.is_leader():
-                    self._standby(state)
-                    await asyncio.sleep(LEADER_POLL_SECONDS)
-                    continue
                 try:
                     if not checked:
                         if not await self._credential_ok(rest, link, state):
@@ -218,13 +234,6 @@ class LinkWatcher:
                     attempt += 1
         finally:
             api.close()
-
-    def _standby(self, state: LinkState) -> None:
-        """Not the leader: no watch, no entries; the leader follows the link."""
-        if state.entries or state.done_first or state.reachable:
-            state.entries, state.done_first, state.reachable = (), False, False
-            self._gauges(state.cluster, None)
-            self.on_change()
 
     async def _credential_ok(self, rest: Rest, link: Link, state: LinkState) -> bool:
         """Refuse a credential that may read more than the one ConfigMap."""
@@ -277,8 +286,6 @@ class LinkWatcher:
             except Gone:
                 return  # relist
             await self._contact(link, state, None, keep=True)  # the stream ended in time
-            if not self.is_leader():
-                return  # the next round stands by
 
     async def _contact(
         self,
@@ -364,8 +371,6 @@ class LinkWatcher:
         self.metrics.link_entries.labels(cluster=cluster).set(len(state.entries))
 
     async def _event(self, secret: str, reason: str, message: str, warning: bool) -> None:
-        if not self.is_leader():
-            return
         obj = self._secrets.get(secret, {})
         await self._events.record(
             key=reason,

@@ -1,76 +1,53 @@
-"""The peer watcher: folds watch streams into one state and publishes the peer set.
+"""The peer watcher: folds the watched events into one state and publishes peer snapshots.
 
-Owns the watch loops (injected pods; namespaces matching the selector;
-`stellar-peers` ConfigMaps; the StellarNode CRD and, while it exists,
-StellarNodes with their pods and Services), the debounce that turns a burst
-of events into one reconcile, and the hand-over to the ConfigMap writer (on
-the leader only) and to `on_change` listeners (on every replica).
+It only watches and folds (`SourceFollower` lists and watches; this module
+folds its queue once per debounce window with `watched.fold_all`: one copy of
+the state per burst, not per event) and hands each new peer set to its
+listeners, wired by `webhook.cli.wiring.wire`: `on_enabled` (the audit's
+namespaces), `on_fold` (the ConfigMap publisher, which writes only on the
+leader) and `on_change` (the reload controller). The state is replaced, never
+mutated, so a listener always reads a consistent picture.
 
-Watch loops only trim objects and queue events; the publish loop folds the
-queue into one state with `watched.fold_all` once per debounce window (one copy
-of the state per burst, not per event), computes the peer set from it, and
-hands it on. The state is replaced, never mutated, so a reconcile always
-reads a consistent picture. Nothing is written before every source has
-listed once: a half-listed cluster would publish a half peer set.
-
-A source that cannot list (refused by RBAC at once, any other failure after a
-few attempts) is reported as unavailable (log with what to do, metric,
-`/readyz` detail) and no longer holds the rest back: the watcher turns ready,
-the audit runs and StellarNode peers are published without what that source
-would add. While a base source (pods, namespaces, ConfigMaps) is unavailable
-no ConfigMap is written at all: without it the set would be wrong, and the
-last good one stays. Its list keeps retrying; once it lists, it is back.
-
-Once the sources have listed, the watcher runs the audit (`controllers.audit`),
-and waits for the identity learner's first pass before it publishes anything.
+Two parts feed the peer set besides the watches: the identity learner (each
+node's network and key) and the link follower (other clusters' entries, only
+while leading). The watcher reads them when it publishes and publishes again
+when either sets its `changed` event. Nothing is offered for writing before
+every source has listed once (a half-listed cluster would publish a half peer
+set), before the identity learner's first pass, while the link follower's
+first pass is pending, or while a base source (pods, namespaces, ConfigMaps)
+is unavailable: without it the set would be wrong, and the last good one stays.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 
-from webhook.controllers.audit import AUDIT_INTERVAL_SECONDS, UninjectedAudit
-from webhook.controllers.availability import Availability
 from webhook.controllers.configmaps import Fold
+from webhook.controllers.following import SourceFollower, spawn
 from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.links import LinkWatcher
-from webhook.controllers.sources import (
-    BASE_SOURCES,
-    CRD_NAME,
-    HOLDING_SOURCES,
-    NODE_SOURCES,
-    Source,
-    base_sources,
-    crd_source,
-    node_sources,
-)
-from webhook.controllers.supervision import guarded, supervise
-from webhook.core.peerset.peers import PeerSet, dialable_static_peers
+from webhook.controllers.supervision import guarded
+from webhook.controllers.waiting import wait_any
+from webhook.core.peerset.peers import Peer, PeerSet, dialable_static_peers
 from webhook.core.publishing.watched import (
     State,
     enabled_namespaces,
     fold_all,
     peer_set,
-    trim,
     validators,
 )
-from webhook.kube.rest import Rest
-from webhook.kube.watch import watch_events
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Threads for open watch streams: each holds one while it waits for a line.
-WATCH_THREADS = 12
+PEER_SOURCES = ("pod", "stellarnode", "static", "remote")
 
 
 @dataclass(frozen=True)
@@ -95,240 +72,82 @@ class PeerWatcher:
         settings: Settings,
         api_client: client.ApiClient,
         metrics: Metrics,
-        is_leader: Callable[[], bool],
+        identity: IdentityLearner,
+        links: LinkWatcher,
         on_fold: Callable[[Fold], None],
         on_change: OnChange | None = None,
-        audit_interval_seconds: float = AUDIT_INTERVAL_SECONDS,
+        on_enabled: Callable[[frozenset[str]], None] = lambda enabled: None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.is_leader = is_leader
-        self.on_change = on_change
+        self.identity = identity
+        self.links = links
         self.on_fold = on_fold
-        self._rest = Rest(api_client)
-        self.static, ipv6 = dialable_static_peers(settings.static_peers)
-        for name in ipv6:
-            log.warning(
-                "static-peer.ipv6-left-out",
-                extra={
-                    "peer": name,
-                    "hint": "stellar-core dials IPv4 and DNS names only: "
-                    "give this peer's IPv4 address or a name with an A record",
-                },
-            )
+        self.on_change = on_change
+        self.on_enabled = on_enabled
+        self.sources = SourceFollower(settings=settings, api_client=api_client, metrics=metrics)
+        self.static = _static_peers(settings)
         self.snapshot = Snapshot(peers=PeerSet(peers=()))
         self._state: State = {}
-        self._inbox: list[Mapping[str, Any]] = []  # events not folded into the state yet
-        self._pending = set(BASE_SOURCES)  # sources not listed yet
-        self._ready = False
-        self._dirty = asyncio.Event()
-        self._listed_all = asyncio.Event()
-        self._folded_once = asyncio.Event()  # the listed objects are in the state
-        self._node_tasks: list[asyncio.Task[None]] = []
-        self._crd_absent_logged = False
-        self.availability = Availability(metrics=metrics, holding=HOLDING_SOURCES)
         self._held_logged = False
-        self._executor: ThreadPoolExecutor | None = None
-        self._learned = False  # the learner knows more than the last snapshot showed
-        self.identity = IdentityLearner(
-            settings=settings, api_client=api_client, on_learned=self._relearn
-        )
-        self.audit = UninjectedAudit(
-            settings=settings,
-            rest=self._rest,
-            metrics=metrics,
-            is_leader=is_leader,
-            interval_seconds=audit_interval_seconds,
-        )
-        self.links = LinkWatcher(
-            settings=settings,
-            api_client=api_client,
-            metrics=metrics,
-            is_leader=is_leader,
-            on_change=self._relearn,
-        )
-        self._base = base_sources(api_client, settings)
-        self._crds = crd_source(api_client)
-        self._nodes = node_sources(api_client)
 
     @property
     def ready(self) -> bool:
         """True once every source has listed or been reported unavailable."""
-        return self._ready
+        return self.sources.listed_all.is_set()
 
     def detail(self) -> dict[str, str]:
         """For `/readyz`: each source that cannot list, and why."""
-        return dict(self.availability.unavailable)
+        return dict(self.sources.availability.unavailable)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Watch and publish until `stop` is set, then close every stream."""
-        self._executor = ThreadPoolExecutor(WATCH_THREADS, thread_name_prefix="peer-watch")
-        tasks = [asyncio.create_task(self._follow(source)) for source in self._base]
-        tasks.append(asyncio.create_task(self._follow_crd()))
-        tasks.append(asyncio.create_task(self._publish_loop()))
-        tasks.append(asyncio.create_task(self._audit_after_listing()))
-        tasks.append(asyncio.create_task(self.identity.run(stop)))
-        tasks.append(asyncio.create_task(self.links.run(stop)))
-        for task in tasks:
-            task.add_done_callback(_report_crash)
+        """Watch and publish until `stop` is set."""
+        publishing = spawn(self._publish_loop())
         try:
-            await stop.wait()
+            await self.sources.run(stop)
         finally:
-            for task in tasks + self._node_tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._node_tasks, return_exceptions=True)
-            self._executor.shutdown(wait=False, cancel_futures=True)
-
-    # --- Folding ------------------------------------------------------------
-
-    async def _audit_after_listing(self) -> None:
-        await self._folded_once.wait()
-        await self.audit.run(
-            lambda: sorted(enabled_namespaces(self._state, settings=self.settings))
-        )
-
-    def _apply(self, event: Mapping[str, Any]) -> None:
-        """Queue an event; the publish loop folds the queue once per debounce window."""
-        self._inbox.append(event)
-        self._dirty.set()
-
-    def _relearn(self) -> None:
-        """A node's network or key was learned: publish again with it."""
-        self._learned = True
-        self._dirty.set()
-
-    def _listed(self, source: str) -> None:
-        self.availability.recovered(source)
-        self._pending.discard(source)
-        self._check_ready()
-
-    def _list_failed(self, source: str, exc: BaseException, attempt: int) -> None:
-        """A LIST failed: once unavailable, the source stops holding the rest back."""
-        if self.availability.failed(source, exc, attempt):
-            self._pending.discard(source)
-            self._check_ready()
-
-    def _check_ready(self) -> None:
-        if not self._pending and not self._ready:
-            self._ready = True
-            log.info("watcher.ready", extra={"queued_events": len(self._inbox)})
-            self._listed_all.set()
-
-    async def _follow(self, source: Source) -> None:
-        """List and watch one source forever, relisting whenever the watch says 410."""
-        await supervise(
-            lambda: self._follow_once(source),
-            event="watcher.source-failed",
-            extra={"resource": source.name},
-        )
-
-    async def _follow_once(self, source: Source) -> None:
-        """One list-then-watch cycle: the list replaces this source's objects as a whole."""
-        listing: list[dict[str, Any]] | None = []
-        async for event in watch_events(
-            source.list_fn,
-            timeout_seconds=self.settings.watch_timeout_seconds,
-            resource=source.name,
-            metrics=self.metrics,
-            executor=self._executor,
-            transform=functools.partial(trim, kind=source.kind),
-            on_list_failed=functools.partial(self._list_failed, source.name),
-            **source.kwargs,
-        ):
-            obj = event["object"]  # already trimmed, page by page
-            if listing is None:
-                self._apply({"type": event["type"], "object": obj})
-            elif event["type"] != "LISTED":
-                listing.append(obj)
-            else:
-                self._apply({"type": "LISTED", "kind": source.kind, "objects": listing})
-                listing = None
-                self._listed(source.name)
-
-    async def _follow_crd(self) -> None:
-        """Watch the StellarNode CRD; run the StellarNode loops only while it exists."""
-        await supervise(
-            self._follow_crd_once,
-            event="watcher.source-failed",
-            extra={"resource": self._crds.name},
-        )
-
-    async def _follow_crd_once(self) -> None:
-        present = listed = False
-        async for event in watch_events(
-            self._crds.list_fn,
-            timeout_seconds=self.settings.watch_timeout_seconds,
-            resource=self._crds.name,
-            metrics=self.metrics,
-            executor=self._executor,
-            on_list_failed=functools.partial(self._list_failed, self._crds.name),
-            **self._crds.kwargs,
-        ):
-            if event["type"] == "LISTED":
-                listed = True
-            else:
-                present = event["type"] != "DELETED"
-            if not listed:
-                continue
-            if present and not self._node_tasks:
-                log.info("stellarnode.crd-present", extra={"crd": CRD_NAME})
-                if not self._ready:
-                    self._pending |= NODE_SOURCES
-                self._node_tasks = [
-                    asyncio.create_task(self._follow(source)) for source in self._nodes
-                ]
-                for task in self._node_tasks:
-                    task.add_done_callback(_report_crash)
-            elif not present and self._node_tasks:
-                log.info("stellarnode.crd-removed", extra={"crd": CRD_NAME})
-                await self._stop_node_loops()
-            elif not present and not self._crd_absent_logged:
-                self._crd_absent_logged = True
-                log.info("stellarnode.crd-absent", extra={"crd": CRD_NAME})
-            self._listed(self._crds.name)
-
-    async def _stop_node_loops(self) -> None:
-        for task in self._node_tasks:
-            task.cancel()
-        await asyncio.gather(*self._node_tasks, return_exceptions=True)
-        self._node_tasks = []
-        for source in self._nodes:
-            self.availability.recovered(source.name, quiet=True)
-            self._apply({"type": "LISTED", "kind": source.kind, "objects": []})
-
-    # --- Publishing ---------------------------------------------------------
+            publishing.cancel()
+            await asyncio.gather(publishing, return_exceptions=True)
 
     async def _publish_loop(self) -> None:
-        """Debounce changes, fold them, offer the fold for writing and notify listeners."""
-        await self._listed_all.wait()
-        published = False
+        """Once every source has listed: fold each debounced burst, publish what changed."""
+        await self.sources.listed_all.wait()
         notified: PeerSet | None = None  # with networks and keys: a key learned is a change
+        first = True
         while True:
-            await self._dirty.wait()
-            await asyncio.sleep(self.settings.debounce_seconds)
-            self._dirty.clear()
-            events, self._inbox = self._inbox, []
-            state = fold_all(self._state, events)
-            changed, self._state = state is not self._state or self._learned, state
-            self._learned = False
-            self._folded_once.set()
-            if published and not changed:
-                continue
-            published = True
-            self._publish()
-            if self.on_change is not None and self.snapshot.peers != notified:
-                notified = self.snapshot.peers
-                await self._notify(self.snapshot)
+            await self._debounced()
+            if self._fold() or first:
+                first = False
+                self._publish()
+                if self.snapshot.peers != notified:
+                    notified = self.snapshot.peers
+                    await self._notify(self.snapshot)
+
+    async def _debounced(self) -> None:
+        """Wait for an event or something learned, then for the rest of the burst."""
+        nudges = (self.sources.dirty, self.identity.changed, self.links.changed)
+        await wait_any(*nudges)
+        await asyncio.sleep(self.settings.debounce_seconds)
+
+    def _fold(self) -> bool:
+        """Fold the queued events; True when the state or what was learned changed."""
+        self.sources.dirty.clear()
+        learned = self.identity.changed.is_set() or self.links.changed.is_set()
+        self.identity.changed.clear()
+        self.links.changed.clear()
+        state = fold_all(self._state, self.sources.take())
+        changed, self._state = state is not self._state or learned, state
+        return changed
 
     def _publish(self) -> None:
         state = self._state
         enabled = enabled_namespaces(state, settings=self.settings)
+        self.on_enabled(enabled)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
         if self.identity.first_pass_pending() or self.links.first_pass_pending():
-            return  # the learner's first pass publishes (`_relearn`); nothing is lost
+            return  # their first pass sets `changed`, which publishes; nothing is lost
         waiting = self.identity.pending()
-        ready = tuple(v for v in listed if v["metadata"].get("uid") not in waiting)
         peers = peer_set(
             state,
             enabled_namespaces=enabled,
@@ -341,26 +160,29 @@ class PeerWatcher:
         )
         if peers != self.snapshot.peers:
             log.info("watcher.peers-changed", extra={"hash": peers.hash, "peers": len(peers.peers)})
+        ready = tuple(v for v in listed if v["metadata"].get("uid") not in waiting)
         self.snapshot = Snapshot(peers=peers, validators=ready)
-        for source in ("pod", "stellarnode", "static", "remote"):
-            self.metrics.peers.labels(source=source).set(
-                sum(1 for p in peers.peers if p.source == source)
+        for source in PEER_SOURCES:
+            count = sum(1 for p in peers.peers if p.source == source)
+            self.metrics.peers.labels(source=source).set(count)
+        if not self._held():
+            self.on_fold(Fold(peers=peers, state=state, enabled=enabled))
+
+    def _held(self) -> bool:
+        """True while a base source cannot list: the last good ConfigMaps stay."""
+        held = self.sources.availability.holding_back()
+        if held and not self._held_logged:
+            log.warning(
+                "watcher.publish-held",
+                extra={"unavailable": held, "hint": "the last good ConfigMaps stay"},
             )
-        held = self.availability.holding_back()
-        if held:
-            if not self._held_logged:
-                self._held_logged = True
-                log.warning(
-                    "watcher.publish-held",
-                    extra={"unavailable": held, "hint": "the last good ConfigMaps stay"},
-                )
-            return
-        self._held_logged = False
-        self.on_fold(Fold(peers=peers, state=state, enabled=enabled))
+        self._held_logged = bool(held)
+        return bool(held)
 
     async def _notify(self, snapshot: Snapshot) -> None:
-        assert self.on_change is not None
-        await guarded(
+        if self.on_change is None:
+            return
+        await guarded(  # a listener's bug must not stop publishing
             self.on_change(snapshot),
             event="watcher.on-change-failed",
             failed=None,
@@ -368,7 +190,16 @@ class PeerWatcher:
         )
 
 
-def _report_crash(task: asyncio.Task[None]) -> None:
-    """A loop that ends by itself is a bug: say so loudly instead of going quiet."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("watcher.loop-crashed", exc_info=task.exception())
+def _static_peers(settings: Settings) -> tuple[Peer, ...]:
+    """The static peers stellar-core can dial; an IPv6 one is left out, and said so."""
+    static, ipv6 = dialable_static_peers(settings.static_peers)
+    for name in ipv6:
+        log.warning(
+            "static-peer.ipv6-left-out",
+            extra={
+                "peer": name,
+                "hint": "stellar-core dials IPv4 and DNS names only: "
+                "give this peer's IPv4 address or a name with an A record",
+            },
+        )
+    return static

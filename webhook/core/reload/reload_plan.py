@@ -112,15 +112,7 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
         for p in snapshot.peers.peers
         if p.source != "remote"
     }
-    siblings: dict[tuple[str, str, str] | None, set[tuple[str, str]]] = {}
-    addresses: dict[tuple[str, str, str] | None, set[str]] = {}
-    for pod in snapshot.validators:
-        metadata = pod.get("metadata") or {}
-        key = workload(metadata)
-        siblings.setdefault(key, set()).add(
-            (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
-        )
-        addresses.setdefault(key, set()).add(pod_ip(pod) or "")
+    siblings, addresses = _workloads(snapshot.validators)
     hashes: dict[tuple[tuple[str, str, str], str], str] = {}
     plans = []
     for pod in snapshot.validators:
@@ -167,6 +159,25 @@ def plan_round(snapshot: Snapshot, *, settings: Settings) -> list[NodePlan]:
             )
         )
     return plans
+
+
+Workload = tuple[str, str, str] | None
+
+
+def _workloads(
+    validators: Sequence[Mapping[str, Any]],
+) -> tuple[dict[Workload, set[tuple[str, str]]], dict[Workload, set[str]]]:
+    """Each workload's pods, as (namespace, name), and their addresses."""
+    siblings: dict[Workload, set[tuple[str, str]]] = {}
+    addresses: dict[Workload, set[str]] = {}
+    for pod in validators:
+        metadata = pod.get("metadata") or {}
+        key = workload(metadata)
+        siblings.setdefault(key, set()).add(
+            (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        )
+        addresses.setdefault(key, set()).add(pod_ip(pod) or "")
+    return siblings, addresses
 
 
 def handed(peer_set: PeerSet, plan: NodePlan) -> PeerSet:
