@@ -196,3 +196,36 @@ def test_rounds_cut_short_one_after_another_are_paced(server: ConfigMapServer) -
     assert [digest for digest, _ in server.canonical_at] == [a.hash, b.hash, d.hash]
     waited = server.canonical_at[2][1] - server.canonical_at[0][1]
     assert waited >= CHURN_WINDOW_SECONDS - 0.5, waited
+
+
+def test_a_new_leader_writes_no_fold_made_before_its_links_answered(
+    server: ConfigMapServer,
+) -> None:
+    """A follower's folds have no remote entries (only the leader follows links): a new
+    leader held by the link follower's first pass writes none of them, not even once the
+    hold lifts, only the first fold offered after it. (Before, the follower's last fold
+    went out at once and the remote peers left every ConfigMap until the links answered.)"""
+    settings = Settings.from_env({}, [])
+    writer = ConfigMapWriter(settings=settings, api_client=server, metrics=Metrics())
+    held = {"links": True}
+    publisher = ConfigMapPublisher(
+        writer=writer, exposure=ExposureReport(api_client=server), hold=lambda: held["links"]
+    )
+    local, with_remote = peers("10.0.0.1"), peers("10.0.0.1", "192.0.2.7")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        publisher.offer(fold(local))  # the follower's last fold
+        task = asyncio.create_task(publisher.run(stop))
+        await asyncio.sleep(0.3)
+        held["links"] = False  # the first pass is over; the watcher folds again
+        await asyncio.sleep(1.5)  # past a look again of the held publisher
+        assert server.writes == []
+        publisher.offer(fold(with_remote))
+        await until(lambda: all(server.holding(ns) == with_remote.hash for ns in MIRRORS))
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    assert {digest for _, digest in server.writes} == {with_remote.hash}
+    assert server.canonical_at[0][0] == with_remote.hash

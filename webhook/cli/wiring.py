@@ -142,9 +142,13 @@ def _watching(
     """The watcher and every part it feeds or is fed by, joined by listener hooks."""
     leader = LeaderElector(settings=settings, api_client=api_client, metrics=metrics)
     reload = ReloadController(settings=settings, api_client=api_client, metrics=metrics)
+    links = LinkWatcher(settings=settings, api_client=api_client, metrics=metrics)
     publisher = ConfigMapPublisher(
         writer=ConfigMapWriter(settings=settings, api_client=api_client, metrics=metrics),
         exposure=ExposureReport(api_client=api_client),
+        # A new leader's last fold, made as a follower, has no remote entries: wait for
+        # the first made once its links answered (`links` starts before `configmaps`).
+        hold=links.first_pass_pending,
     )
     rest = Rest(api_client)
     evictions = Evictions(rest=rest)
@@ -156,7 +160,6 @@ def _watching(
         interval_seconds=audit_interval_seconds,
     )
     identity = IdentityLearner(settings=settings, api_client=api_client)
-    links = LinkWatcher(settings=settings, api_client=api_client, metrics=metrics)
     watcher = PeerWatcher(
         settings=settings,
         api_client=api_client,

@@ -10,6 +10,10 @@ ConfigMap is written at once, then the mirrors of the newest set. While sets
 keep coming faster than a round ends (a rolling update), rounds are paced
 (`CHURN_ROUNDS` per `CHURN_WINDOW_SECONDS`) so the canonical one is not
 rewritten for every fold.
+
+`hold` (the link follower's first pass, on a new leader) keeps a fold back: the
+follower's last fold has no remote entries (links are followed by the leader alone),
+so a new leader writes nothing until the first fold made once every link answered.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ log = logging.getLogger(__name__)
 # update), rounds are paced: at most this many start in this window.
 CHURN_ROUNDS = 2
 CHURN_WINDOW_SECONDS = 4.0
+# How often a held publisher looks again whether it may write (it also wakes on a fold).
+HOLD_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,16 @@ class Fold:
 
 
 class ConfigMapPublisher:
-    def __init__(self, *, writer: ConfigMapWriter, exposure: ExposureReport) -> None:
+    def __init__(
+        self,
+        *,
+        writer: ConfigMapWriter,
+        exposure: ExposureReport,
+        hold: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.writer = writer
         self.exposure = exposure
+        self.hold = hold
         self._latest: Fold | None = None
         self._wake = asyncio.Event()
         self._starts: deque[float] = deque(maxlen=CHURN_ROUNDS)  # the last rounds' starts
@@ -72,6 +85,12 @@ class ConfigMapPublisher:
                 timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
                 self._wake.clear()
                 await wait_any(self._wake, stop, seconds=timeout)
+                continue
+            if self.hold():
+                # Every fold offered so far lacks what is held back: wait for a newer one.
+                written = fold
+                self._wake.clear()
+                await wait_any(self._wake, stop, seconds=HOLD_POLL_SECONDS)
                 continue
             pause = self._pace() if churn else 0.0
             if pause > 0:
