@@ -160,3 +160,22 @@ def obtain(
     with _step(f"put the CA in the caBundle of {webhook}"):
         patched = _patch_ca_bundle(api, target, new_ca=found.bundle.ca_cert, only_if_missing=True)
     return dataclasses.replace(found, patched=patched)
+
+
+def follow(api: Objects, *, target: Target) -> files.Bundle | None:
+    """The pair to serve for a replica that neither creates, renews nor trusts (policy
+    mode, while a webhook configuration of ours still exists): the Secret's when it holds
+    a usable one; None when it is missing, not readable (RBAC) or unfit."""
+    try:
+        bundle, _ = _read(api, target)
+    except ApiException as exc:
+        if exc.status == 403:
+            return None
+        raise StepFailed(
+            f"read Secret {target.namespace}/{target.secret}: API answered {exc.status} "
+            f"{exc.reason}",
+            exc.status,
+        ) from exc
+    if bundle is not None and rotation.usable(bundle, dns=target.dns, ips=target.ips):
+        return bundle
+    return None

@@ -1,11 +1,12 @@
 """Policy mode on the real kube-apiserver: the keeper's passes, and `serve` in policy mode.
 
 The keeper's pass (`sync_once`) applies the policy and binding, removes the webhook
-configuration of the same name, changes nothing once all is in place (the API
-server's defaults do not count as a difference), and puts back a policy that was
-deleted or edited; webhook mode removes our policy. `serve --local` in policy mode
-injects without any TLS port, its pods stay injected once it is killed, and a clean
-exit removes what it applied.
+configuration of the same name a pass later (the order of a mode switch:
+test_mode_switch.py), changes nothing once all is in place (the API server's defaults
+do not count as a difference), and puts back a policy that was deleted or edited; only
+our policy is ever removed. `serve --local` in policy mode injects without any TLS
+port, its pods stay injected once it is killed, and a clean exit removes what it
+applied.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.e2e.test_webhook import create_pod, is_injected
 from tests.kube import label_enabled, validator_pod
 from tests.polling import wait_until
 from webhook.cli.registration import webhook_configuration
-from webhook.controllers.admission_policy import discover, sync_once
+from webhook.controllers.admission_policy import discover, remove_policy, sync_once
 from webhook.core.injection import policy
 from webhook.kube.rest import Rest
 from webhook.settings import Settings
@@ -86,13 +87,12 @@ def test_keeper_applies_removes_the_webhook_and_puts_back(
         )
     )
     assert sorted(sync_once(rest, policy_settings, "policy")) == sorted(
-        [
-            f"created {policy.BINDING_RESOURCE}",
-            f"created {policy.POLICY_RESOURCE}",
-            "deleted mutatingwebhookconfigurations",
-        ]
+        [f"created {policy.BINDING_RESOURCE}", f"created {policy.POLICY_RESOURCE}"]
     )
-    assert sync_once(rest, policy_settings, "policy") == []  # server defaults are no difference
+    # The webhook configuration goes once the policy was in place for a whole pass; the
+    # API server's defaults are no difference.
+    assert sync_once(rest, policy_settings, "policy") == ["deleted mutatingwebhookconfigurations"]
+    assert sync_once(rest, policy_settings, "policy") == []
 
     custom.delete_cluster_custom_object(policy.GROUP, "v1", policy.POLICY_RESOURCE, name)
     assert sync_once(rest, policy_settings, "policy") == [f"created {policy.POLICY_RESOURCE}"]
@@ -106,7 +106,7 @@ def test_keeper_applies_removes_the_webhook_and_puts_back(
     assert back is not None
     assert policy.same_spec(back, policy.policy(policy_settings))
 
-    assert sorted(sync_once(rest, policy_settings, "webhook")) == sorted(
+    assert sorted(remove_policy(rest, policy_settings)) == sorted(
         [f"deleted {policy.BINDING_RESOURCE}", f"deleted {policy.POLICY_RESOURCE}"]
     )
     assert read(custom, policy.POLICY_RESOURCE, name) is None
@@ -119,7 +119,7 @@ def test_webhook_mode_leaves_a_policy_that_is_not_ours(
     body["metadata"]["labels"] = {"app.kubernetes.io/name": "someone-else"}
     body["spec"]["policyName"] = "someone-elses"
     custom.create_cluster_custom_object(policy.GROUP, "v1", policy.BINDING_RESOURCE, body)
-    assert sync_once(Rest(cluster.api_client), policy_settings, "webhook") == []
+    assert remove_policy(Rest(cluster.api_client), policy_settings) == []
     assert read(custom, policy.BINDING_RESOURCE, policy_settings.webhook_config_name)
 
 

@@ -560,9 +560,10 @@ def test_rbac_exec_overlay_grants_exec(cluster: Cluster, installed: Installed) -
 
 
 def test_rbac_policy_mode_keeps_only_its_own_policy(installed: Installed) -> None:
-    """As the ServiceAccount: the keeper's whole pass in policy mode, then in webhook mode;
+    """As the ServiceAccount: the keeper's whole pass in policy mode, then in webhook mode
+    (which keeps the policy: no webhook configuration is in force), then its removal;
     a policy of another name can be neither read, changed nor deleted."""
-    from webhook.controllers.admission_policy import sync_once
+    from webhook.controllers.admission_policy import remove_policy, sync_once
     from webhook.core.injection import policy
     from webhook.kube.rest import Rest, path
     from webhook.settings import Settings
@@ -589,7 +590,8 @@ def test_rbac_policy_mode_keeps_only_its_own_policy(installed: Installed) -> Non
                     resource=policy.POLICY_RESOURCE,
                     name=name,
                 )
-        assert sorted(sync_once(rest, settings, "webhook")) == sorted(
+        assert sync_once(rest, settings, "webhook") == []  # no webhook in force: kept
+        assert sorted(remove_policy(rest, settings)) == sorted(
             [f"deleted {policy.BINDING_RESOURCE}", f"deleted {policy.POLICY_RESOURCE}"]
         )
     finally:

@@ -263,15 +263,24 @@ def test_policy_overlay_grants_policy_mode_only() -> None:
     docs = overlay("policy")
     assert not [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
     assert admission_rules(docs) == {
-        "mutatingwebhookconfigurations": {"delete"},
+        "mutatingwebhookconfigurations": {"get", "delete"},
         "mutatingadmissionpolicies": {"get", "update", "delete"},
         "mutatingadmissionpolicybindings": {"get", "update", "delete"},
         "mutatingadmissionpolicies (any name)": {"create"},
         "mutatingadmissionpolicybindings (any name)": {"create"},
     }
-    # No TLS Secret to read, renew or create: only the link Secrets' list and watch.
+    # The TLS Secret only read (a switch from webhook mode), never renewed or created;
+    # and the link Secrets' list and watch.
     secrets = [r for r in rules_of(docs, "Role") if "secrets" in r["resources"]]
-    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}]
+    assert secrets == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["stellar-peer-injector-tls"],
+            "verbs": ["get"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
+    ]
     (owner,) = [r for r in rules_of(docs, "ClusterRole") if "clusterroles" in r["resources"]]
     assert owner["resourceNames"] == ["stellar-peer-injector"]
     assert owner["verbs"] == ["get"]

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.admission import review
-from webhook.core.injection import mutation
+from webhook.admission.answers import Answers
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -74,7 +74,7 @@ def is_pod_create(request: review.Request) -> bool:
     )
 
 
-def answer(request: review.Request, *, settings: Settings) -> tuple[review.Review, str, str]:
+def answer(request: review.Request, *, answers: Answers) -> tuple[review.Review, str, str]:
     """Decide one parsed review: (the review to send, result label, reason)."""
     uid = request["uid"]
     if not is_pod_create(request):
@@ -83,12 +83,12 @@ def answer(request: review.Request, *, settings: Settings) -> tuple[review.Revie
     if not isinstance(pod, dict):
         message = "a CREATE of pods must carry the pod as an object"
         return review.errored(uid, message, 400), "invalid", "no-object"
-    decision, ops = mutation.patch_for(pod, settings=settings)
+    decision, patch = answers.answer(pod)
     if not decision.inject:
         return review.allowed(uid), "skipped", decision.reason
-    if not ops:
+    if not patch:
         return review.allowed(uid), "skipped", "nothing-to-add"
-    return review.patched(uid, ops), "patched", decision.reason
+    return review.patched_encoded(uid, patch), "patched", decision.reason
 
 
 def _text(value: object) -> str:
@@ -126,6 +126,8 @@ class Admission:
         self.readiness = readiness
         self.readiness_detail = readiness_detail
         self.limit = settings.max_body_bytes
+        # The answer built for a pod template, reused for its other pods.
+        self.answers = Answers(settings=settings)
         # Label children bound once: `.labels()` on every request is measurable.
         self._results = {
             result: metrics.admission_requests_total.labels(result=result)
@@ -188,7 +190,7 @@ class Admission:
             return self._refuse(status=400, kind=exc.kind, message=exc.message, started=started)
 
         try:
-            result, outcome, reason = answer(parsed, settings=self.settings)
+            result, outcome, reason = answer(parsed, answers=self.answers)
         except Exception:
             # Fail open: a validator admitted without peers is audited by the
             # watcher later; a validator refused does not run at all.

@@ -114,15 +114,26 @@ def allowed(uid: str, *, warnings: list[str] | None = None) -> Review:
     return _review(response)
 
 
+def encode_patch(ops: list[dict[str, Any]]) -> str:
+    """A JSONPatch as a review carries it: base64 of its JSON."""
+    return base64.b64encode(orjson.dumps(ops)).decode("ascii")
+
+
 def patched(uid: str, ops: list[dict[str, Any]], *, warnings: list[str] | None = None) -> Review:
     """Allow with a JSONPatch; an empty patch is a plain allow (nothing to send)."""
     if not ops:
         return allowed(uid, warnings=warnings)
+    return patched_encoded(uid, encode_patch(ops), warnings=warnings)
+
+
+def patched_encoded(uid: str, patch: str, *, warnings: list[str] | None = None) -> Review:
+    """Allow with a JSONPatch already encoded (`encode_patch`), e.g. one built for
+    another pod of the same template."""
     response: Response = {
         "uid": uid,
         "allowed": True,
         "patchType": "JSONPatch",
-        "patch": base64.b64encode(orjson.dumps(ops)).decode("ascii"),
+        "patch": patch,
     }
     if warnings:
         response["warnings"] = warnings

@@ -192,7 +192,7 @@ async def _serve(settings: Settings, *, local: bool) -> int:
         if local and not webhook_mode:
             # --local leaves nothing behind: its policy goes on exit, as its webhook would.
             cleanup.push_async_callback(
-                asyncio.to_thread, admission_policy.sync_once, Rest(api_client), settings, "webhook"
+                asyncio.to_thread, admission_policy.remove_policy, Rest(api_client), settings
             )
         if local and webhook_mode:
             url = f"https://127.0.0.1:{listeners.port}/mutate"
@@ -218,9 +218,9 @@ async def _serve(settings: Settings, *, local: bool) -> int:
             api_client=api_client,
             listeners=listeners,
             stop=stop,
-            # In a cluster (cert mode self) the certificate comes from the Secret,
-            # made if missing; --local makes a throwaway pair.
-            renew_certificates=webhook_mode and certificates.managed(settings, local=local),
+            # In a cluster (cert mode self) the certificate comes from the Secret, made if
+            # missing (policy mode only reads it, for a switch); --local makes a throwaway pair.
+            renew_certificates=certificates.managed(settings, local=local),
             draining=draining,
             admission=admission,
         )

@@ -94,29 +94,35 @@ def wire(
         ]
         ready.append(_ready_when_listed(watcher))
         details.append(watcher.detail)
+    policy_mode = admission is not None and admission[0] == "policy"
     if renew_certificates and settings.cert_mode == "self":
-        # Every replica installs the pair from the Secret; only the leader renews it.
+        # Every replica installs the pair from the Secret; only the leader renews it. In
+        # policy mode a replica only reads it, to answer a webhook configuration of ours
+        # left during a mode switch, and is not ready while it exists unanswered.
         controller = certificates.CertificateController(
             settings=settings,
             api_client=api_client,
             is_leader=leader.is_leader if leader is not None else lambda: True,
+            follow_only=policy_mode,
         )
         runnables.append(Runnable("certificates", controller.run))
-        ready.append(controller.installed.is_set)
+        ready.append(
+            controller.serving_what_is_in_force if policy_mode else controller.installed.is_set
+        )
         details.append(controller.detail)
         certificate_ready = controller.installed
+    elif policy_mode:
+        certificate_ready = asyncio.Event()  # no certificate of its own: the TLS port stays shut
     if admission is not None:
-        # The leader applies the policy and removes our webhook configuration (policy
-        # mode), or removes our policy (webhook mode). In policy mode the TLS port never
-        # opens: `certificate_ready` is never set.
+        # The leader applies the policy and removes our webhook configuration once the
+        # policy is in force (policy mode), or removes our policy once the webhook
+        # configuration is (webhook mode): docs/operations.md, "Switching modes".
         mode, why = admission
         keeper = admission_policy.AdmissionKeeper(
             settings=settings, api_client=api_client, mode=mode, why=why
         )
         runnables.append(Runnable("admission", keeper.run, leader_only=True))
         details.append(keeper.detail)
-        if mode == "policy":
-            certificate_ready = asyncio.Event()
     return Service(
         runnables=tuple(runnables),
         leader=leader,

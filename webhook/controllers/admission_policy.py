@@ -2,19 +2,24 @@
 webhook configuration this injector would own removed, and the reverse in webhook mode.
 
 The leader checks every `policy_sync_seconds`: a policy someone deleted or edited
-comes back within one period. Only objects of the configured name are touched.
+comes back within one period. Only objects of the configured name are touched, and
+the other mode's object only once this mode is in force (docs/operations.md,
+"Switching modes").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from webhook.core.injection import admission_switch as switch
 from webhook.core.injection import policy
 from webhook.kube import api as kube
 from webhook.kube.rest import Rest, path
@@ -39,28 +44,97 @@ def discover(rest: Rest) -> bool | None:
     )
 
 
-def sync_once(rest: Rest, settings: Settings, mode: policy.Mode) -> list[str]:
-    """One pass: what it changed, as `verb kind`, for the log (empty: all was in place)."""
+@dataclasses.dataclass
+class Seen:
+    """What earlier passes found: since when (monotonic) our webhook configuration, by
+    uid, has been in force (webhook mode removes the policy `settle_seconds` after)."""
+
+    settle_seconds: float
+    webhook_uid: str = ""
+    since: float = 0.0
+
+
+def sync_once(
+    rest: Rest, settings: Settings, mode: policy.Mode, seen: Seen | None = None
+) -> list[str]:
+    """One pass: what it changed, as `verb kind`, for the log (empty: all was in place).
+
+    The other mode's object goes only once this mode is in force, and never when it is
+    newer than ours (`webhook.core.injection.admission_switch`): a switch in either direction never
+    leaves the cluster with neither.
+    """
     name = settings.webhook_config_name
+    seen = seen if seen is not None else Seen(switch.settle_seconds(settings))
+    webhook_url = path(_API, WEBHOOKS, name=name)
     done: list[str] = []
     if mode == "policy":
         owner = _owner(rest, name)
+        applied: dict[str, Any] | None = None
+        settled = True
         for plural, wanted in (
             (policy.POLICY_RESOURCE, policy.policy(settings)),
             (policy.BINDING_RESOURCE, policy.binding(settings)),
         ):
             if owner is not None:
                 wanted["metadata"]["ownerReferences"] = [owner]
-            verb = _ensure(rest, path(_API, plural), wanted)
+            verb, stored = _ensure(rest, path(_API, plural), wanted)
             if verb:
                 done.append(f"{verb} {plural}")
-        if _delete(rest, path(_API, WEBHOOKS, name=name)):
+                settled = False
+            if plural == policy.POLICY_RESOURCE:
+                applied = stored
+        configuration = _get(rest, webhook_url)
+        if switch.may_remove_webhook(
+            policy_settled=settled,
+            configuration=configuration,
+            policy=applied,
+            pinned=settings.admission_mode == "policy",
+        ) and _delete(rest, webhook_url):
             done.append(f"deleted {WEBHOOKS}")
         return done
+    configuration = _get(rest, webhook_url)
+    ours = _ours(rest, path(_API, policy.POLICY_RESOURCE, name=name))
+    now = time.monotonic()
+    uid = ""
+    if configuration is not None and switch.webhook_in_force(configuration):
+        uid = str((configuration.get("metadata") or {}).get("uid") or "")
+    if uid != seen.webhook_uid:
+        seen.webhook_uid, seen.since = uid, now
+    if switch.may_remove_policy(
+        configuration=configuration,
+        in_force_seconds=now - seen.since,
+        settle_seconds=seen.settle_seconds,
+        policy=ours,
+    ):
+        done = remove_policy(rest, settings)
+    return done
+
+
+def remove_policy(rest: Rest, settings: Settings) -> list[str]:
+    """Our binding and policy, removed whatever is in force (`serve --local` on exit)."""
+    done = []
     for plural in (policy.BINDING_RESOURCE, policy.POLICY_RESOURCE):
-        if _delete(rest, path(_API, plural, name=name), only_ours=True):
+        if _delete(rest, path(_API, plural, name=settings.webhook_config_name), only_ours=True):
             done.append(f"deleted {plural}")
     return done
+
+
+def _get(rest: Rest, url: str) -> dict[str, Any] | None:
+    try:
+        return rest.get(url)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _ours(rest: Rest, url: str) -> dict[str, Any] | None:
+    """The object when it carries our labels, else None."""
+    found = _get(rest, url)
+    labels = ((found or {}).get("metadata") or {}).get("labels") or {}
+    if found is None or any(labels.get(k) != v for k, v in policy.LABELS.items()):
+        return None
+    return found
 
 
 def _owner(rest: Rest, name: str) -> dict[str, Any] | None:
@@ -84,32 +158,27 @@ def _owner(rest: Rest, name: str) -> dict[str, Any] | None:
     }
 
 
-def _ensure(rest: Rest, collection: str, wanted: dict[str, Any]) -> str:
-    """Create `wanted`, or replace what is there when it says something else."""
+def _ensure(rest: Rest, collection: str, wanted: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Create `wanted`, or replace what is there when it says something else; the verb
+    (empty: it was in place) and the object as stored."""
     name = wanted["metadata"]["name"]
-    try:
-        current = rest.get(f"{collection}/{name}")
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        rest.create(collection, wanted)
-        return "created"
+    current = _get(rest, f"{collection}/{name}")
+    if current is None:
+        return "created", rest.create(collection, wanted)
     if policy.same_spec(current, wanted):
-        return ""
+        return "", current
     version = (current.get("metadata") or {}).get("resourceVersion")
-    rest.replace(
+    stored = rest.replace(
         f"{collection}/{name}",
         {**wanted, "metadata": {**wanted["metadata"], "resourceVersion": version}},
     )
-    return "replaced"
+    return "replaced", stored
 
 
 def _delete(rest: Rest, url: str, *, only_ours: bool = False) -> bool:
+    if only_ours and _ours(rest, url) is None:
+        return False
     try:
-        if only_ours:
-            labels = (rest.get(url).get("metadata") or {}).get("labels") or {}
-            if any(labels.get(k) != v for k, v in policy.LABELS.items()):
-                return False
         rest.delete(url)
     except ApiException as exc:
         if exc.status == 404:
@@ -136,6 +205,7 @@ class AdmissionKeeper:
         self.why = why
         self.in_place = asyncio.Event()
         self.last_error = ""
+        self.seen = Seen(switch.settle_seconds(settings))
 
     def detail(self) -> dict[str, str]:
         return {"admission": f"{self.mode}: {self.why}"} | (
@@ -144,6 +214,8 @@ class AdmissionKeeper:
 
     async def run(self, stop: asyncio.Event) -> None:
         """A leader-only runnable: started when the Lease is won, cancelled when lost."""
+        # What an earlier term saw in force is not this term's settle.
+        self.seen = Seen(switch.settle_seconds(self.settings))
         while not stop.is_set():
             await self._pass()
             # Until the first pass is done (no leader yet, or a failure), look every second:
@@ -156,7 +228,9 @@ class AdmissionKeeper:
 
     async def _pass(self) -> None:
         try:
-            done = await asyncio.to_thread(sync_once, self.rest, self.settings, self.mode)
+            done = await asyncio.to_thread(
+                sync_once, self.rest, self.settings, self.mode, self.seen
+            )
         except kube.FAILURES as exc:
             self.last_error = kube.describe_failure(exc)
             log.warning(

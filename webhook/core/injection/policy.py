@@ -47,8 +47,14 @@ def policy(settings: Settings) -> dict[str, Any]:
                 "matchPolicy": "Equivalent",
                 "namespaceSelector": namespace_selector(settings),
             },
+            # Cheap exits first: the reinvoked and the opted out, then whatever is no
+            # validator (most pods of an enabled namespace), before any variable is read.
             "matchConditions": [
-                {"name": "not-injected-by-this-version", "expression": policy_ops.match_condition()}
+                {
+                    "name": "not-injected-by-this-version",
+                    "expression": policy_ops.match_condition(),
+                },
+                {"name": "a-validator", "expression": policy_cel.validator_condition(settings)},
             ],
             "variables": policy_cel.variables(settings),
             "mutations": [

@@ -300,6 +300,21 @@ def _variables(settings: Settings) -> list[tuple[str, str]]:
     ]
 
 
+def validator_condition(settings: Settings) -> str:
+    """`variables.validator` as a match condition, on the object alone (conditions see no
+    variables): a pod that is no validator skips the policy before any variable or the
+    mutation is evaluated, e.g. every other pod of an enabled namespace."""
+    node_type = lit(names.NODE_TYPE_LABEL)
+    labels = "object.metadata.labels"
+    repo = "(n.lastIndexOf(':') > n.lastIndexOf('/') ? n.substring(0, n.lastIndexOf(':')) : n)"
+    return (
+        f"(has({labels}) && {node_type} in {labels}"
+        f" && {labels}[{node_type}].lowerAscii() == 'validator')"
+        " || (has(object.spec.containers) && object.spec.containers.exists(c, has(c.image)"
+        f" && [c.image.split('@')[0]].exists(n, {repo}.matches({lit(settings.image_pattern)}))))"
+    )
+
+
 def _value_same(value: str) -> str:
     return f"has(e.value) && e.value == {value} && !has(e.valueFrom)"
 
