@@ -6,7 +6,7 @@ networks never connect) and which key it holds (`peers.json`, the
 The node says both: `info` names its `NETWORK_PASSPHRASE`, `quorum?fullkeys=true`
 its full key. This learner asks each node once per pod uid and IP, the way the
 reload controller asks it (`http`, or `exec` through pods/exec for a
-localhost-only admin port; `node_admin`), bounded in time and with backoff
+localhost-only admin port; `webhook.stellar.admin`), bounded in time and with backoff
 while the node does not answer. Every replica asks (two reads per node), so a
 new leader publishes warm. The watcher hands it the validators (`want`) and,
 woken by `changed`, reads what it learned into its next snapshot
