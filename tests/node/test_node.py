@@ -468,8 +468,13 @@ def test_exec_mode_reaches_a_private_admin_port_through_pods_exec(installed_node
     assert all(s["missing"] == [] for s in settled), settled
 
     def status_current() -> str | None:
+        # Exit 0 is every node current against the set in force; that set is whole once
+        # the leader's identity learner has each node's network (a node whose exec'd
+        # `info` failed under load sits in `unknown` until asked again).
         run = installed_node.stellar_peers("status", "--reload-mode", "exec")
-        return run.stdout if run.returncode == 0 else None
+        rows = status_rows(run.stdout, ns)
+        whole = len(rows) == 3 and all(r["PEERS"] == "2/2" for r in rows)
+        return run.stdout if run.returncode == 0 and whole else None
 
     table = wait_until(status_current, timeout=SLOW, interval=2, message="status exit 0")
     print(table)  # docs/operations.md shows this output

@@ -50,7 +50,8 @@ from webhook.stellar import admin
 log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 1.0
-RETRY_CAP_SECONDS = 120.0
+# A node that did not answer sits in the `unknown` set until asked again: not for long.
+RETRY_CAP_SECONDS = 30.0
 BOOTING_RETRY_CAP_SECONDS = 10.0  # a booting node answers soon: ask it again soon
 # How long a (re)started injector waits for its first pass before publishing without it.
 FIRST_PASS_LIMIT_SECONDS = 60.0
