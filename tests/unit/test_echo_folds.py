@@ -3,7 +3,8 @@
 Every mirror write comes back as a watch event of a `stellar-peers` ConfigMap, a
 hundred a round at 100 namespaces. Such a fold cannot change the peer set, the
 validators or the enabled namespaces, so the watcher offers the last peer set with
-the new state (drift repair reads it) instead of working the set out again.
+the new state (drift repair reads it) instead of working the set out again, and the
+identity learner plans again only the pods that changed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from webhook.controllers.configmaps import Fold
 from webhook.controllers.identity import IdentityLearner
 from webhook.controllers.links import LinkWatcher
 from webhook.controllers.watcher import PeerWatcher
+from webhook.core.peerset.peers import PeerSet
 from webhook.core.publishing import watched
 from webhook.core.publishing.watched import (
     KIND_CONFIGMAP,
@@ -31,6 +33,7 @@ from webhook.core.publishing.watched import (
     trim,
 )
 from webhook.core.reload import reload_plan
+from webhook.core.reload.reload_plan import Reachable, plan_round
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
@@ -188,18 +191,20 @@ def test_an_echo_only_fold_offers_the_last_set_with_the_new_state(
     assert ("ConfigMap", "a", names.CONFIGMAP_NAME) in echoed.state
 
 
-def test_a_pod_change_is_worked_out_again(
+def test_a_pod_change_is_worked_out_again_and_planned_alone(
     counted: dict[str, Counted], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offered: list[Fold] = []
     watcher = make_watcher(offered, monkeypatch)
     step(watcher, start_events())
+    planned = watcher.identity._reachable.planned
     peer_sets = counted["peer_set"].calls
 
     step(watcher, [configmap_event("a", "6"), pod_event("v0", "b", "10.9.9.9")])
 
     assert counted["peer_set"].calls == peer_sets + 1
     assert "10.9.9.9:11625" in {p.peer_string for p in offered[-1].peers.peers}
+    assert watcher.identity._reachable.planned == planned + 1  # the moved pod alone
 
 
 def test_an_echo_is_not_offered_while_a_first_pass_holds_publishing(
@@ -225,3 +230,40 @@ def test_something_learned_is_worked_out_again(
     watcher.identity.changed.set()
     step(watcher, [configmap_event("a", "9")])
     assert counted["peer_set"].calls == peer_sets + 1
+
+
+# --- the identity learner's plans ----------------------------------------------
+
+
+def pods(count: int, *, moved: int | None = None) -> list[dict[str, Any]]:
+    return [
+        trim(raw_pod(f"v{i}", "ns", f"10.2.0.{i + 100 if i == moved else i + 1}"), kind=KIND_POD)
+        for i in range(count)
+    ]
+
+
+def test_reachable_plans_only_the_pods_that_changed_and_equals_plan_round() -> None:
+    settings = Settings()
+    reachable = Reachable(settings=settings)
+    first = reachable.plans(pods(6))
+    assert reachable.planned == 6
+    assert reachable.plans(pods(6)) == first
+    assert reachable.planned == 6
+    moved = pods(6, moved=2)
+    again = reachable.plans(moved)
+    assert reachable.planned == 7
+    assert again == plan_round(reload_plan._Pods(PeerSet(()), moved), settings=settings)
+    fewer = moved[:4]
+    assert reachable.plans(fewer) == plan_round(
+        reload_plan._Pods(PeerSet(()), fewer), settings=settings
+    )
+    assert reachable.planned == 7  # pods gone are dropped, the rest kept
+
+
+def test_want_of_the_same_pods_plans_nothing(counted: dict[str, Counted]) -> None:
+    learner = IdentityLearner(settings=Settings(), api_client=client.ApiClient())
+    learner.want(pods(5))
+    calls = counted["plan_round"].calls
+    learner.want(pods(5))
+    assert counted["plan_round"].calls == calls
+    assert learner.pending() == {f"uid-ns-v{i}" for i in range(5)}

@@ -28,7 +28,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
@@ -38,9 +37,8 @@ from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core import admin_protocol
 from webhook.core.peerset import networks
 from webhook.core.peerset.networks import Identity
-from webhook.core.peerset.peers import PeerSet
 from webhook.core.pod import label_network
-from webhook.core.reload.reload_plan import NodePlan, plan_round
+from webhook.core.reload.reload_plan import NodePlan, Reachable
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest
@@ -57,14 +55,6 @@ FIRST_PASS_LIMIT_SECONDS = 60.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
 
-@dataclass(frozen=True)
-class _Validators:
-    """What `plan_round` reads, without a peer set: only how to reach each node."""
-
-    peers: PeerSet
-    validators: Sequence[Mapping[str, Any]]
-
-
 class IdentityLearner:
     def __init__(
         self,
@@ -79,6 +69,8 @@ class IdentityLearner:
         self._retry: dict[Key, tuple[int, float]] = {}  # attempts, when to ask again
         self._booting: set[Key] = set()  # answered "Core is booting" when last asked
         self._plans: list[NodePlan] = []
+        self._reachable = Reachable(settings=settings)  # plans again only the pods that changed
+        self._wanted: tuple[Mapping[str, Any], ...] = ()
         self._labels: dict[str, str] = {}  # pod uid -> its network label
         self._reported: set[str] = set()  # pod uids whose mismatch is reported
         self._wake = asyncio.Event()
@@ -114,7 +106,10 @@ class IdentityLearner:
 
     def want(self, validators: Sequence[Mapping[str, Any]]) -> None:
         """The running injected validators now, Ready or not: ask those not known yet."""
-        self._plans = plan_round(_Validators(PeerSet(()), validators), settings=self._settings)
+        if tuple(validators) == self._wanted:
+            return  # the same pods: the same plans, and whoever is unknown is asked already
+        self._wanted = tuple(validators)
+        self._plans = self._reachable.plans(validators)
         if self._plans and self._first_seen is None:
             self._first_seen = time.monotonic()
         live = {(p.uid, p.ip) for p in self._plans}
