@@ -15,6 +15,11 @@ stand-in answered, the requests the nodes got, the controller's CPU time
 (`time.process_time`, this process only) and the stand-ins'. Baselines in the
 same run: a plain loop sending the new peer's 200 connects one after another,
 and the same loop reading each node's `peers` before and after its connect.
+
+The controller is driven alone, one `reconcile` a round with made snapshots (a
+named seam, docs/development.md): what is measured is the round's own cost. The
+wired service, from a pod Ready to its connects, is `scripts/measure_reload.py`
+and the scale benchmark (`tests/bench/run_watcher.py`).
 """
 
 from __future__ import annotations

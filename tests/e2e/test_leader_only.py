@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from kubernetes import client
 
 from tests.e2e.conftest import injector_apart
-from tests.e2e.test_reload import loopback_block, start_node
+from tests.e2e.test_reload import RELOAD_COMMANDS, loopback_block, start_node
 from tests.kube import label_enabled
 from tests.kubelet import FakeKubelet
 from tests.polling import wait_until
@@ -23,9 +23,6 @@ from tests.service import running_service
 from webhook import names
 from webhook.kube.leader import micro_time, now_utc
 from webhook.settings import Settings
-
-# What the reload controller asks; the identity learner asks `info` and `quorum`.
-RELOAD_COMMANDS = frozenset({"peers", "connect"})
 
 
 def test_a_deposed_leader_stops_its_reload_round_at_once(

@@ -38,7 +38,7 @@ from webhook import names
 from webhook.cli import check_beyond, status
 from webhook.cli.link import link_secret_name
 from webhook.cli.link_status import read_links
-from webhook.controllers import links as links_module
+from webhook.controllers import link_follower as links_module
 from webhook.controllers.watcher import PeerWatcher
 from webhook.kube.leader import micro_time, now_utc
 from webhook.kube.remote import remote_client

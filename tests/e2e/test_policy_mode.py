@@ -4,9 +4,11 @@ The keeper's pass (`sync_once`) applies the policy and binding, removes the webh
 configuration of the same name a pass later (the order of a mode switch:
 test_mode_switch.py), changes nothing once all is in place (the API server's defaults
 do not count as a difference), and puts back a policy that was deleted or edited; only
-our policy is ever removed. `serve --local` in policy mode injects without any TLS
-port, its pods stay injected once it is killed, and a clean exit removes what it
-applied.
+our policy is ever removed. `sync_once` is driven alone (a named seam,
+docs/development.md): the tests count passes; the keeper's loop under the Lease runs
+as `wire` builds it in test_mode_switch.py and under `serve` below. `serve --local` in
+policy mode injects without any TLS port, its pods stay injected once it is killed,
+and a clean exit removes what it applied.
 """
 
 from __future__ import annotations

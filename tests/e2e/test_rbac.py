@@ -562,7 +562,8 @@ def test_rbac_exec_overlay_grants_exec(cluster: Cluster, installed: Installed) -
 def test_rbac_policy_mode_keeps_only_its_own_policy(installed: Installed) -> None:
     """As the ServiceAccount: the keeper's whole pass in policy mode, then in webhook mode
     (which keeps the policy: no webhook configuration is in force), then its removal;
-    a policy of another name can be neither read, changed nor deleted."""
+    a policy of another name can be neither read, changed nor deleted. One pass
+    (`sync_once`, a named seam: docs/development.md) is what the rights are for."""
     from webhook.controllers.admission_policy import remove_policy, sync_once
     from webhook.core.injection import policy
     from webhook.kube.rest import Rest, path
