@@ -9,6 +9,8 @@ identity learner plans again only the pods that changed.
 
 from __future__ import annotations
 
+import asyncio
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +19,7 @@ from kubernetes import client
 
 from tests.kubelet import container_statuses
 from webhook import names
+from webhook.controllers import identity as identity_module
 from webhook.controllers import watcher as watcher_module
 from webhook.controllers.configmaps import Fold
 from webhook.controllers.identity import IdentityLearner
@@ -267,3 +270,24 @@ def test_want_of_the_same_pods_plans_nothing(counted: dict[str, Counted]) -> Non
     learner.want(pods(5))
     assert counted["plan_round"].calls == calls
     assert learner.pending() == {f"uid-ns-v{i}" for i in range(5)}
+
+
+def test_a_pass_of_nodes_failing_again_wakes_no_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that never answers is asked again and again with backoff; only the first
+    pass, or one that changes what the watcher reads, sets `changed`."""
+    learner = IdentityLearner(settings=Settings(), api_client=client.ApiClient())
+
+    async def no_answer(*args: Any, **kwargs: Any) -> tuple[None, None]:
+        return None, None
+
+    monkeypatch.setattr("webhook.stellar.admin.ask", no_answer)
+    learner.want(pods(3))
+    asyncio.run(learner.learn_once())
+    assert learner.changed.is_set()  # the first pass: no longer pending
+    learner.changed.clear()
+    later = types.SimpleNamespace(monotonic=lambda: 1e12)  # every retry due
+    monkeypatch.setattr(identity_module, "time", later)
+    asyncio.run(learner.learn_once())
+    assert learner.asked > 3
+    assert not learner.changed.is_set()
+    assert learner.pending() == frozenset()

@@ -151,10 +151,14 @@ class IdentityLearner:
             async with gate:
                 return await self._learn(plan)
 
+        before = (self.identities(), self.pending())
         learned = sum(await asyncio.gather(*(one(p) for p in todo)))
-        if todo:  # learned, or no longer pending (the `unknown` set until it answers)
-            self.passes += 1
-            self.changed.set()
+        if todo:
+            first, self.passes = not self.passes, self.passes + 1
+            # Learned, or no longer pending (the `unknown` set until it answers). A pass
+            # of nodes failing again changes neither: the watcher need not work it out.
+            if first or (self.identities(), self.pending()) != before:
+                self.changed.set()
         return learned
 
     async def _ask(self, plan: NodePlan, command: str) -> str | None:
