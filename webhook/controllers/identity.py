@@ -28,7 +28,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
@@ -38,9 +37,8 @@ from webhook.controllers.waiting import unless_stopped, wait_any
 from webhook.core import admin_protocol
 from webhook.core.peerset import networks
 from webhook.core.peerset.networks import Identity
-from webhook.core.peerset.peers import PeerSet
 from webhook.core.pod import label_network
-from webhook.core.reload.reload_plan import NodePlan, plan_round
+from webhook.core.reload.reload_plan import NodePlan, Reachable
 from webhook.kube.backoff import backoff_delay
 from webhook.kube.events import EventRecorder
 from webhook.kube.rest import Rest
@@ -58,14 +56,6 @@ FIRST_PASS_LIMIT_SECONDS = 60.0
 Key = tuple[str, str]  # (pod uid, pod IP): a new IP is a new node to ask
 
 
-@dataclass(frozen=True)
-class _Validators:
-    """What `plan_round` reads, without a peer set: only how to reach each node."""
-
-    peers: PeerSet
-    validators: Sequence[Mapping[str, Any]]
-
-
 class IdentityLearner:
     def __init__(
         self,
@@ -80,6 +70,8 @@ class IdentityLearner:
         self._retry: dict[Key, tuple[int, float]] = {}  # attempts, when to ask again
         self._booting: set[Key] = set()  # answered "Core is booting" when last asked
         self._plans: list[NodePlan] = []
+        self._reachable = Reachable(settings=settings)  # plans again only the pods that changed
+        self._wanted: tuple[Mapping[str, Any], ...] = ()
         self._labels: dict[str, str] = {}  # pod uid -> its network label
         self._reported: set[str] = set()  # pod uids whose mismatch is reported
         self._wake = asyncio.Event()
@@ -115,7 +107,10 @@ class IdentityLearner:
 
     def want(self, validators: Sequence[Mapping[str, Any]]) -> None:
         """The running injected validators now, Ready or not: ask those not known yet."""
-        self._plans = plan_round(_Validators(PeerSet(()), validators), settings=self._settings)
+        if tuple(validators) == self._wanted:
+            return  # the same pods: the same plans, and whoever is unknown is asked already
+        self._wanted = tuple(validators)
+        self._plans = self._reachable.plans(validators)
         if self._plans and self._first_seen is None:
             self._first_seen = time.monotonic()
         live = {(p.uid, p.ip) for p in self._plans}
@@ -157,10 +152,14 @@ class IdentityLearner:
             async with gate:
                 return await self._learn(plan)
 
+        before = (self.identities(), self.pending())
         learned = sum(await asyncio.gather(*(one(p) for p in todo)))
-        if todo:  # learned, or no longer pending (the `unknown` set until it answers)
-            self.passes += 1
-            self.changed.set()
+        if todo:
+            first, self.passes = not self.passes, self.passes + 1
+            # Learned, or no longer pending (the `unknown` set until it answers). A pass
+            # of nodes failing again changes neither: the watcher need not work it out.
+            if first or (self.identities(), self.pending()) != before:
+                self.changed.set()
         return learned
 
     async def _ask(self, plan: NodePlan, command: str) -> str | None:

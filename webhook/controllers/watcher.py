@@ -1,7 +1,7 @@
 """The peer watcher: folds the watched events into one state and publishes peer snapshots.
 
 It only watches and folds (`SourceFollower` lists and watches; this module
-folds its queue once per debounce window with `watched.fold_all`: one copy of
+folds its queue once per debounce window with `watched.fold_kinds`: one copy of
 the state per burst, not per event) and hands each new peer set to its
 listeners, wired by `webhook.cli.wiring.wire`: `on_enabled` (the audit's
 namespaces), `on_fold` (the ConfigMap publisher, which writes only on the
@@ -21,6 +21,7 @@ is unavailable: without it the set would be wrong, and the last good one stays.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from webhook.core.peerset.peers import Peer, PeerSet, dialable_static_peers
 from webhook.core.publishing.watched import (
     State,
     enabled_namespaces,
-    fold_all,
+    fold_kinds,
+    moves_peers,
     peer_set,
     validators,
 )
@@ -90,6 +92,10 @@ class PeerWatcher:
         self.snapshot = Snapshot(peers=PeerSet(peers=()))
         self._state: State = {}
         self._held_logged = False
+        # The last fold published whole, and whether anything it was made of has changed
+        # since (anything but the `stellar-peers` ConfigMaps, or something learned).
+        self._published: Fold | None = None
+        self._moved = True
 
     @property
     def ready(self) -> bool:
@@ -135,17 +141,24 @@ class PeerWatcher:
         learned = self.identity.changed.is_set() or self.links.changed.is_set()
         self.identity.changed.clear()
         self.links.changed.clear()
-        state = fold_all(self._state, self.sources.take())
-        changed, self._state = state is not self._state or learned, state
-        return changed
+        self._state, kinds = fold_kinds(self._state, self.sources.take())
+        self._moved = self._moved or learned or moves_peers(kinds)
+        return bool(kinds) or learned
 
     def _publish(self) -> None:
+        """Offer the newest fold. When only `stellar-peers` ConfigMaps changed (the echoes
+        of our own writes, or someone else's edit to repair), the peer set and validators
+        cannot have: the last ones are offered with the new state, not worked out again."""
+        if self._published is not None and not self._moved:
+            if not self._first_pass_pending():  # a new leader's links may be pending
+                self._offer(dataclasses.replace(self._published, state=self._state))
+            return
         state = self._state
         enabled = enabled_namespaces(state, settings=self.settings)
         self.on_enabled(enabled)
         listed = validators(state, enabled=enabled)
         self.identity.want(listed)
-        if self.identity.first_pass_pending() or self.links.first_pass_pending():
+        if self._first_pass_pending():
             return  # their first pass sets `changed`, which publishes; nothing is lost
         waiting = self.identity.pending()
         peers = peer_set(
@@ -165,8 +178,15 @@ class PeerWatcher:
         for source in PEER_SOURCES:
             count = sum(1 for p in peers.peers if p.source == source)
             self.metrics.peers.labels(source=source).set(count)
+        self._published, self._moved = Fold(peers=peers, state=state, enabled=enabled), False
+        self._offer(self._published)
+
+    def _first_pass_pending(self) -> bool:
+        return self.identity.first_pass_pending() or self.links.first_pass_pending()
+
+    def _offer(self, fold: Fold) -> None:
         if not self._held():
-            self.on_fold(Fold(peers=peers, state=state, enabled=enabled))
+            self.on_fold(fold)
 
     def _held(self) -> bool:
         """True while a base source cannot list: the last good ConfigMaps stay."""

@@ -159,21 +159,36 @@ def fold_all(state: State, events: Iterable[Mapping[str, Any]]) -> State:
     `ADDED`/`MODIFIED`/`DELETED` carry `object` (with `kind`); `LISTED` carries
     `kind` and `objects`, a full list that replaces everything of that kind
     (so objects deleted while no watch was open disappear on relist).
+    """
+    return fold_kinds(state, events)[0]
 
-    The state is copied once rather than once per event.
 
-    The watcher folds everything that arrived during a debounce window in one
-    go: with thousands of pods, a copy per event would dominate a burst.
+def fold_kinds(state: State, events: Iterable[Mapping[str, Any]]) -> tuple[State, frozenset[str]]:
+    """`fold_all`, also saying which kinds changed (none: the same state).
+
+    The state is copied once rather than once per event: the watcher folds
+    everything that arrived during a debounce window in one go, and with
+    thousands of pods a copy per event would dominate a burst.
     """
     fresh = dict(state)
-    changed = False
+    changed: set[str] = set()
     for event in events:
-        changed = _apply(fresh, event) or changed
-    return fresh if changed else state
+        kind = _apply(fresh, event)
+        if kind is not None:
+            changed.add(kind)
+    return (fresh, frozenset(changed)) if changed else (state, frozenset())
 
 
-def _apply(state: dict[Key, Mapping[str, Any]], event: Mapping[str, Any]) -> bool:
-    """Apply one event to a private copy in place; say whether anything changed."""
+def moves_peers(kinds: Iterable[str]) -> bool:
+    """Whether a change to these kinds can change the peer set, the validators or the
+    enabled namespaces. Only the `stellar-peers` ConfigMaps cannot: they are watched for
+    the publisher (drift repair, what other writers added), and every write of ours
+    comes back as their watch event, a hundred a round."""
+    return any(kind != KIND_CONFIGMAP for kind in kinds)
+
+
+def _apply(state: dict[Key, Mapping[str, Any]], event: Mapping[str, Any]) -> str | None:
+    """Apply one event to a private copy in place; return the kind changed, if any."""
     kind = event.get("type")
     if kind == "LISTED":
         listed_kind = as_str(event.get("kind"))
@@ -187,18 +202,18 @@ def _apply(state: dict[Key, Mapping[str, Any]], event: Mapping[str, Any]) -> boo
             del state[k]
         updated = {k: v for k, v in listed.items() if state.get(k) != v}
         state.update(updated)
-        return bool(stale or updated)
+        return listed_kind if stale or updated else None
     obj = as_dict(event.get("object"))
     key = key_of(obj)
     if key is None:
-        return False
+        return None
     if kind in ("ADDED", "MODIFIED") and state.get(key) != obj:
         state[key] = obj
-        return True
+        return key[0]
     if kind == "DELETED" and key in state:
         del state[key]
-        return True
-    return False
+        return key[0]
+    return None
 
 
 def of_kind(state: State, kind: str) -> Iterable[Mapping[str, Any]]:

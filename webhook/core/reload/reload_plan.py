@@ -228,3 +228,59 @@ class Observation:
     expected: tuple[str, ...] = ()
     connects: Mapping[str, Result] = field(default_factory=dict)
     asked: int = 0  # connects the node took ("asked")
+
+
+@dataclass(frozen=True)
+class _Pods:
+    """A `Snapshot` of pods alone: no peer set, so only how to reach each node is planned."""
+
+    peers: PeerSet
+    validators: Sequence[Mapping[str, Any]]
+
+
+class Reachable:
+    """Each pod's `NodePlan` against no peer set (how to reach its node), worked out again
+    only for pods that changed since the last call.
+
+    The identity learner asks on every fold that moved a pod; planning all of a thousand
+    (each IP parsed) each time was most of a fold's cost. Only the reaching fields are
+    meant: `hash` is that of no set, and a rollout pod's is judged among the pods
+    planned with it.
+    """
+
+    def __init__(self, *, settings: Settings) -> None:
+        self._settings = settings
+        self._seen: tuple[Mapping[str, Any], ...] = ()
+        self._plans: list[NodePlan] = []
+        self._by_pod: dict[tuple[str, str], tuple[Mapping[str, Any], NodePlan | None]] = {}
+        self.planned = 0  # pods planned so far, for tests
+
+    def plans(self, validators: Sequence[Mapping[str, Any]]) -> list[NodePlan]:
+        """One plan per pod with a valid IP and a target container, in the given order."""
+        given = tuple(validators)
+        if given == self._seen:
+            return list(self._plans)
+        keys = [_pod_key(pod) for pod in given]
+        changed = [
+            pod
+            for key, pod in zip(keys, given, strict=True)
+            if key not in self._by_pod or self._by_pod[key][0] != pod
+        ]
+        fresh = {
+            (p.namespace, p.name): p
+            for p in plan_round(_Pods(PeerSet(()), changed), settings=self._settings)
+        }
+        self.planned += len(changed)
+        changed_keys = {_pod_key(pod) for pod in changed}
+        by_pod = {
+            key: (pod, fresh.get(key) if key in changed_keys else self._by_pod[key][1])
+            for key, pod in zip(keys, given, strict=True)
+        }
+        self._seen, self._by_pod = given, by_pod
+        self._plans = [plan for _, plan in by_pod.values() if plan is not None]
+        return list(self._plans)
+
+
+def _pod_key(pod: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = pod.get("metadata") or {}
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
