@@ -110,16 +110,14 @@ class ConfigMapNotices:
         namespace = self._settings.namespace
         try:
             current = read_configmap(self._rest, namespace)
-            uid = str((current or {}).get("metadata", {}).get("uid") or "")
-            self._event(
-                namespace=namespace,
-                uid=uid,
-                reason=reason,
-                message=message,
-                event_type=event_type,
-            )
         except FAILURES as exc:
             log.warning("configmap.event-failed", extra={"error": describe_failure(exc)})
+            return
+        uid = str((current or {}).get("metadata", {}).get("uid") or "")
+        # `_event` says itself when recording fails.
+        self._event(
+            namespace=namespace, uid=uid, reason=reason, message=message, event_type=event_type
+        )
 
     def _event(
         self, *, namespace: str, uid: str, reason: str, message: str, event_type: str = "Warning"
